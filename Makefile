@@ -1,0 +1,49 @@
+# goldsmith: everything a fresh Debian 12 machine needs, as root.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+OUT    ?= out
+APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs fdisk openssh-client openssl \
+                chromium ca-certificates
+
+.PHONY: deps apt venv lint test unit e2e demo bench clean
+
+deps: apt venv
+
+# Installs only what is missing, so a second run costs nothing.
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing" >&2; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >&2; \
+	fi
+
+venv: $(BIN)/goldsmith
+
+$(BIN)/goldsmith: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+lint: venv
+	$(BIN)/ruff check builder hardening validate tests
+	$(BIN)/ruff format --check builder hardening validate tests
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+e2e: deps
+	$(BIN)/pytest -q -m vm tests/e2e
+
+test: deps lint
+	$(BIN)/pytest -q tests
+
+demo: deps
+	$(BIN)/goldsmith build templates/debian-12-baseline.yaml --out $(OUT)
+
+bench: deps
+	$(BIN)/python -m tests.bench.build --out $(OUT)/bench
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

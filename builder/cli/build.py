@@ -1,0 +1,5 @@
+"""goldsmith build commands."""
+
+import click
+
+COMMANDS: list[click.Command] = []

@@ -1,0 +1,5 @@
+"""goldsmith controls commands."""
+
+import click
+
+COMMANDS: list[click.Command] = []

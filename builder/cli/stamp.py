@@ -1,0 +1,5 @@
+"""goldsmith stamp commands."""
+
+import click
+
+COMMANDS: list[click.Command] = []

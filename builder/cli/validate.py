@@ -1,0 +1,5 @@
+"""goldsmith validate commands."""
+
+import click
+
+COMMANDS: list[click.Command] = []

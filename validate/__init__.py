@@ -1,0 +1,1 @@
+"""Proving and stamping: boot an artifact, check it, report, sign and verify."""
