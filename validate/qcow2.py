@@ -1,0 +1,212 @@
+"""The image file itself: its qcow2 header and its digests.
+
+A qcow2 image can leave its data elsewhere: a backing file supplies every
+cluster the image does not hold, and an external data file holds all of them.
+The digest of such an image does not cover what a guest would read, so signing
+and verification refuse it. The header is parsed here, by hand, rather than
+asking qemu-img, which would follow those references (and must not be needed
+on a deploy gate).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from builder.errors import GoldsmithError, InputError
+
+MAGIC = b"QFI\xfb"
+# Header fields common to versions 2 and 3, big-endian (docs/interop/qcow2.txt in QEMU).
+_V2 = struct.Struct(">4sIQIIQIIQQIIQ")  # 72 bytes
+_V3 = struct.Struct(">QQQII")  # incompatible, compatible, autoclear features, refcount order, len
+_EXTENSION = struct.Struct(">II")
+
+INCOMPAT_EXTERNAL_DATA_FILE = 1 << 2
+AUTOCLEAR_DATA_FILE_RAW = 1 << 1
+EXT_END = 0x00000000
+EXT_BACKING_FORMAT = 0xE2792ACA
+EXT_DATA_FILE_NAME = 0x44415441  # "DATA"
+
+# Reads this large keep per-call overhead negligible while the buffer stays in cache.
+CHUNK_SIZE = 1 << 20
+
+
+class ImageError(GoldsmithError):
+    """The image is not one goldsmith will sign or trust (exit code 1)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Qcow2Header:
+    version: int
+    virtual_size: int
+    cluster_bits: int
+    crypt_method: int
+    backing_file: str | None
+    backing_format: str | None
+    external_data_file: bool
+    data_file_name: str | None
+    data_file_raw: bool
+    incompatible_features: int
+
+    def external_references(self) -> list[str]:
+        """What outside this file the image's contents depend on, in words."""
+        found = []
+        if self.backing_file is not None:
+            found.append(f"a backing file ({self.backing_file!r})")
+        if self.external_data_file or self.data_file_name is not None:
+            name = f" ({self.data_file_name!r})" if self.data_file_name else ""
+            found.append(f"an external data file{name}")
+        return found
+
+
+def is_qcow2(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == MAGIC
+
+
+def read_header(path: Path) -> Qcow2Header:
+    """Parse the qcow2 header of ``path``; ImageError when it is not a sound qcow2 header."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_V2.size)
+            if len(head) < 4 or head[:4] != MAGIC:
+                raise ImageError(f"{path}: not a qcow2 image (no QFI\\xfb magic)")
+            if len(head) < _V2.size:
+                raise ImageError(f"{path}: qcow2 header is truncated")
+            (
+                _magic,
+                version,
+                backing_offset,
+                backing_size,
+                cluster_bits,
+                virtual_size,
+                crypt_method,
+                *_rest,
+            ) = _V2.unpack(head)
+            if version not in (2, 3):
+                raise ImageError(f"{path}: qcow2 version {version} (expected 2 or 3)")
+            if not 9 <= cluster_bits <= 21:
+                raise ImageError(f"{path}: qcow2 cluster_bits {cluster_bits} out of range 9..21")
+            cluster_size = 1 << cluster_bits
+            incompatible = autoclear = 0
+            header_length = _V2.size
+            if version == 3:
+                extra = f.read(_V3.size)
+                if len(extra) < _V3.size:
+                    raise ImageError(f"{path}: qcow2 v3 header is truncated")
+                incompatible, _compat, autoclear, _order, header_length = _V3.unpack(extra)
+                if not _V2.size + _V3.size <= header_length <= cluster_size:
+                    raise ImageError(f"{path}: qcow2 header_length {header_length} is invalid")
+
+            # Header extensions follow the header and must end within the first cluster.
+            f.seek(header_length)
+            area = f.read(cluster_size - header_length)
+            extensions = _parse_extensions(area, path)
+
+            backing_file = None
+            if backing_offset != 0:
+                if not 0 < backing_size <= 1023:
+                    raise ImageError(f"{path}: qcow2 backing file name size {backing_size}")
+                f.seek(backing_offset)
+                raw = f.read(backing_size)
+                backing_file = raw.decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        raise InputError(path, None, "image not found") from None
+    except OSError as exc:
+        raise InputError(path, None, f"image cannot be read ({exc.strerror})") from None
+
+    def text(ext_type: int) -> str | None:
+        data = extensions.get(ext_type)
+        return data.decode("utf-8", errors="replace") if data is not None else None
+
+    return Qcow2Header(
+        version=version,
+        virtual_size=virtual_size,
+        cluster_bits=cluster_bits,
+        crypt_method=crypt_method,
+        backing_file=backing_file,
+        backing_format=text(EXT_BACKING_FORMAT),
+        external_data_file=bool(incompatible & INCOMPAT_EXTERNAL_DATA_FILE),
+        data_file_name=text(EXT_DATA_FILE_NAME),
+        data_file_raw=bool(autoclear & AUTOCLEAR_DATA_FILE_RAW),
+        incompatible_features=incompatible,
+    )
+
+
+def _parse_extensions(area: bytes, path: Path) -> dict[int, bytes]:
+    extensions: dict[int, bytes] = {}
+    pos = 0
+    while True:
+        if pos + _EXTENSION.size > len(area):
+            raise ImageError(f"{path}: qcow2 header extensions run past the first cluster")
+        ext_type, length = _EXTENSION.unpack_from(area, pos)
+        pos += _EXTENSION.size
+        if ext_type == EXT_END:
+            return extensions
+        if pos + length > len(area):
+            raise ImageError(f"{path}: qcow2 header extension {ext_type:#010x} is truncated")
+        extensions[ext_type] = area[pos : pos + length]
+        pos += (length + 7) & ~7  # each extension is padded to a multiple of 8 bytes
+
+
+def require_self_contained(path: Path) -> Qcow2Header:
+    """The header of ``path``, or ImageError if its contents live partly elsewhere."""
+    header = read_header(path)
+    references = header.external_references()
+    if references:
+        raise ImageError(
+            f"{path}: qcow2 header names {' and '.join(references)}; its digest would not "
+            "cover what a guest reads",
+            hint="flatten it first: qemu-img convert -O qcow2 IN OUT",
+        )
+    return header
+
+
+def hash_file(
+    path: Path, algorithms: Sequence[str] = ("sha256", "sha512"), *, chunk_size: int = CHUNK_SIZE
+) -> dict[str, str]:
+    """Hex digests of ``path`` for each algorithm, reading the file once.
+
+    hashlib releases the GIL on large buffers, so every digest after the first
+    runs in a worker thread while this thread feeds the first one and reads the
+    next chunk into a second buffer: with cores to spare, the cost is that of
+    the slowest digest rather than the sum of all of them.
+    """
+    first, *others = [hashlib.new(name) for name in algorithms]
+    buffers = [bytearray(chunk_size), bytearray(chunk_size)]
+    views = [memoryview(b) for b in buffers]
+    try:
+        with (
+            open(path, "rb", buffering=0) as f,
+            concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(others))) as pool,
+        ):
+            current = 0
+            n = f.readinto(buffers[current])
+            while n:
+                view = views[current][:n]
+                pending: list[concurrent.futures.Future[Any]] = [
+                    pool.submit(h.update, view) for h in others
+                ]
+                first.update(view)
+                # The other buffer is free: its chunk was hashed before the last wait.
+                current ^= 1
+                n = f.readinto(buffers[current])
+                for future in pending:
+                    future.result()
+    except FileNotFoundError:
+        raise InputError(path, None, "image not found") from None
+    except OSError as exc:
+        raise InputError(path, None, f"image cannot be read ({exc.strerror})") from None
+    hashers = [first, *others]
+    return {name: h.hexdigest() for name, h in zip(algorithms, hashers, strict=True)}
+
+
+def hash_image(path: Path) -> tuple[str, str]:
+    """(sha256, sha512) of the image file, both recomputed from its bytes."""
+    digests = hash_file(path, ("sha256", "sha512"))
+    return digests["sha256"], digests["sha512"]
