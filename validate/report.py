@@ -134,6 +134,17 @@ def format_rate(rate: float | None) -> str:
     return f"{percent:.0f} %" if percent in (0.0, 100.0) else f"{min(percent, 99.9):.1f} %"
 
 
+def format_size(size: int | None) -> str:
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            break
+        value /= 1024
+    return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}".replace(".0 ", " ")
+
+
 def _finalize(value: Any) -> Any:
     # Markup is already-escaped template output (macro calls); leave it alone.
     if isinstance(value, Markup):
@@ -159,6 +170,7 @@ def _environment() -> jinja2.Environment:
     env.filters["seconds"] = format_seconds
     env.filters["when"] = format_time
     env.filters["rate"] = format_rate
+    env.filters["size"] = format_size
     return env
 
 

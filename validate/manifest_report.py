@@ -1,0 +1,378 @@
+"""``goldsmith report MANIFEST``: the auditor's page for a signed manifest.
+
+The page shows what the manifest *claims*. It decodes the DSSE envelope but
+deliberately does not verify it: rendering must work for an auditor who has
+no trusted keys at hand, and a page that looked verified without being so
+would be worse than none. The page says so at the top; ``goldsmith verify``
+is the check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from builder.errors import GoldsmithError, InputError
+from builder.log import log
+from hardening.results import CheckResult, Status
+from validate.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, parse_envelope
+from validate.report import (
+    count_statuses,
+    render_page,
+    select_findings,
+    select_status,
+    summarize_areas,
+    write_text_atomically,
+)
+from validate.results import Package
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://goldsmith.dev/template/v1"
+
+# A manifest with a full SBOM is well under a megabyte; refuse to slurp anything absurd.
+MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
+
+Digests = tuple[tuple[str, str], ...]  # (algorithm, hex) in the order the manifest lists them
+
+
+@dataclasses.dataclass(frozen=True)
+class Subject:
+    name: str
+    digests: Digests
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseImage:
+    name: str | None
+    source: str | None
+    uri: str | None
+    digests: Digests
+
+
+@dataclasses.dataclass(frozen=True)
+class Waiver:
+    control: str
+    reason: str
+    expires: str | None  # YYYY-MM-DD; None: no expiry
+
+
+@dataclasses.dataclass(frozen=True)
+class InputRef:
+    label: str  # "spec", "profile"
+    uri: str | None
+    digests: Digests
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestClaims:
+    """What one manifest says, read from an envelope that has NOT been verified."""
+
+    envelope_path: str
+    envelope_sha256: str  # of the file bytes: what a later manifest's previousManifest names
+    signature_keyids: tuple[str, ...]
+    subjects: tuple[Subject, ...]
+    template_name: str | None
+    template_version: str | None
+    template_format: str | None
+    virtual_size: int | None
+    bases: tuple[BaseImage, ...]
+    profile_id: str | None
+    profile_version: str | None
+    profile_digest: str | None
+    approved: bool | None
+    counts: dict[str, int] | None  # as claimed; compare with the controls listed
+    controls: tuple[CheckResult, ...]
+    waivers: tuple[Waiver, ...]
+    sbom_format: str | None
+    packages: tuple[Package, ...]
+    builder_id: str | None
+    builder_version: str | None
+    tools: tuple[tuple[str, str], ...]
+    inputs: tuple[InputRef, ...]
+    build_accelerator: str | None
+    build_started: str | None
+    build_finished: str | None
+    build_record_sha256: str | None
+    validation_accelerator: str | None
+    validation_finished: str | None
+    validation_record_sha256: str | None
+    approval_time: str | None
+    approval_keyid: str | None
+    approval_valid_until: str | None
+    previous_manifest_sha256: str | None
+
+
+class _Fields:
+    """One JSON object of the statement, read with its dotted path for error messages."""
+
+    def __init__(self, source: Path, where: str, data: Mapping[str, Any]) -> None:
+        self.source = source
+        self.where = where
+        self.data = data
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}"
+
+    def fail(self, key: str, expected: str) -> NoReturn:
+        raise InputError(self.source, self.path(key), expected)
+
+    def text(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            self.fail(key, "expected a string")
+        return value
+
+    def integer(self, key: str) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, "expected an integer")
+        return value
+
+    def flag(self, key: str) -> bool | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            self.fail(key, "expected true or false")
+        return value
+
+    def obj(self, key: str) -> _Fields:
+        """The object at ``key``; an absent one reads as empty (every field then shows "—")."""
+        value = self.data.get(key)
+        if value is None:
+            return _Fields(self.source, self.path(key), {})
+        if not isinstance(value, dict):
+            self.fail(key, "expected an object")
+        return _Fields(self.source, self.path(key), value)
+
+    def raw_list(self, key: str) -> list[Any]:
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(key, "expected a list")
+        return value
+
+    def objs(self, key: str) -> list[_Fields]:
+        items = []
+        for i, value in enumerate(self.raw_list(key)):
+            if not isinstance(value, dict):
+                self.fail(f"{key}[{i}]", "expected an object")
+            items.append(_Fields(self.source, self.path(f"{key}[{i}]"), value))
+        return items
+
+    def strings(self, key: str) -> tuple[tuple[str, str], ...]:
+        """An object whose values are all strings, e.g. a digest set or a tool list."""
+        fields = self.obj(key)
+        pairs = []
+        for name, value in fields.data.items():
+            if not isinstance(value, str):
+                fields.fail(str(name), "expected a string")
+            pairs.append((str(name), value))
+        return tuple(pairs)
+
+
+def _read_envelope(path: Path) -> tuple[Envelope, str]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_ENVELOPE_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(path, None, "not found; expected a DSSE envelope file") from None
+    except OSError as exc:
+        raise InputError(path, None, f"cannot be read ({exc.strerror})") from None
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise InputError(path, None, f"is larger than {MAX_ENVELOPE_BYTES} bytes; not a manifest")
+    return parse_envelope(data, path), hashlib.sha256(data).hexdigest()
+
+
+def _decode_statement(path: Path, envelope: Envelope) -> dict[str, Any]:
+    if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
+        raise InputError(path, "payloadType", f"expected {PAYLOAD_TYPE_IN_TOTO!r}")
+    try:
+        statement = json.loads(envelope.payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputError(path, "payload", "expected base64 of a JSON in-toto statement") from None
+    if not isinstance(statement, dict):
+        raise InputError(path, "payload", "expected a JSON object (an in-toto statement)")
+    if statement.get("_type") != STATEMENT_TYPE:
+        raise InputError(path, "payload._type", f"expected {STATEMENT_TYPE!r}")
+    if statement.get("predicateType") != PREDICATE_TYPE:
+        raise InputError(path, "payload.predicateType", f"expected {PREDICATE_TYPE!r}")
+    return statement
+
+
+def _read_controls(results: _Fields) -> tuple[CheckResult, ...]:
+    controls = []
+    for i, raw in enumerate(results.raw_list("controls")):
+        field = results.path(f"controls[{i}]")
+        if not isinstance(raw, dict):
+            raise InputError(results.source, field, "expected a result object")
+        try:
+            controls.append(CheckResult.from_dict(raw))
+        except KeyError as exc:
+            raise InputError(results.source, field, f"missing {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise InputError(results.source, field, f"expected a result object ({exc})") from None
+    return tuple(controls)
+
+
+def _read_counts(results: _Fields) -> dict[str, int] | None:
+    if results.data.get("counts") is None:
+        return None
+    counts = results.obj("counts")
+    return {str(s): counts.integer(str(s)) or 0 for s in Status}
+
+
+def _read_packages(sbom: _Fields) -> tuple[Package, ...]:
+    packages = []
+    for item in sbom.objs("packages"):
+        packages.append(
+            Package(
+                item.text("name") or "", item.text("version") or "", item.text("architecture") or ""
+            )
+        )
+    return tuple(packages)
+
+
+def read_claims(envelope_path: Path) -> ManifestClaims:
+    """Decode a manifest envelope WITHOUT verifying it; InputError for anything malformed."""
+    envelope, file_sha256 = _read_envelope(envelope_path)
+    payload = _Fields(envelope_path, "payload", _decode_statement(envelope_path, envelope))
+    predicate = payload.obj("predicate")
+    template = predicate.obj("template")
+    profile = predicate.obj("profile")
+    results = predicate.obj("results")
+    sbom = predicate.obj("sbom")
+    builder = predicate.obj("builder")
+    build = predicate.obj("build")
+    validation = predicate.obj("validation")
+    approval = predicate.obj("approval")
+    inputs = predicate.obj("inputs")
+    return ManifestClaims(
+        envelope_path=str(envelope_path),
+        envelope_sha256=file_sha256,
+        signature_keyids=tuple(s.keyid for s in envelope.signatures),
+        subjects=tuple(
+            Subject(s.text("name") or "", s.strings("digest")) for s in payload.objs("subject")
+        ),
+        template_name=template.text("name"),
+        template_version=template.text("version"),
+        template_format=template.text("format"),
+        virtual_size=template.integer("virtualSize"),
+        bases=tuple(
+            BaseImage(b.text("name"), b.text("source"), b.text("uri"), b.strings("digest"))
+            for b in predicate.objs("base")
+        ),
+        profile_id=profile.text("id"),
+        profile_version=profile.text("version"),
+        profile_digest=profile.text("digest"),
+        approved=results.flag("approved"),
+        counts=_read_counts(results),
+        controls=_read_controls(results),
+        waivers=tuple(
+            Waiver(w.text("control") or "", w.text("reason") or "", w.text("expires"))
+            for w in predicate.objs("waivers")
+        ),
+        sbom_format=sbom.text("format"),
+        packages=_read_packages(sbom),
+        builder_id=builder.text("id"),
+        builder_version=builder.text("version"),
+        tools=predicate.strings("tools"),
+        inputs=tuple(
+            InputRef(label, inputs.obj(label).text("uri"), inputs.obj(label).strings("digest"))
+            for label in inputs.data
+        ),
+        build_accelerator=build.text("accelerator"),
+        build_started=build.text("started"),
+        build_finished=build.text("finished"),
+        build_record_sha256=build.obj("record").obj("digest").text("sha256"),
+        validation_accelerator=validation.text("accelerator"),
+        validation_finished=validation.text("finished"),
+        validation_record_sha256=validation.obj("record").obj("digest").text("sha256"),
+        approval_time=approval.text("time"),
+        approval_keyid=approval.text("keyid"),
+        approval_valid_until=approval.text("validUntil"),
+        previous_manifest_sha256=predicate.obj("previousManifest").obj("digest").text("sha256"),
+    )
+
+
+def _is_past(value: str | None, now: datetime.datetime) -> bool:
+    """True when an RFC 3339 time or YYYY-MM-DD date lies before ``now``; unparsable: False."""
+    if not value:
+        return False
+    try:
+        if len(value) == 10:
+            return datetime.date.fromisoformat(value) < now.date()
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return when.tzinfo is not None and when < now
+
+
+def render_claims(claims: ManifestClaims, *, now: datetime.datetime | None = None) -> str:
+    now = now or datetime.datetime.now(datetime.UTC)
+    controls = list(claims.controls)
+    listed_counts = count_statuses(controls)
+    blocking = [r for r in controls if r.status not in (Status.waived, Status.skipped)]
+    listed_approved = bool(blocking) and all(r.status is Status.passed for r in blocking)
+    return render_page(
+        "manifest.html.j2",
+        m=claims,
+        approved=claims.approved,
+        counts=claims.counts if claims.counts is not None else listed_counts,
+        total=len(controls),
+        counts_disagree=claims.counts is not None and claims.counts != listed_counts,
+        approval_disagrees=claims.approved is not None and claims.approved != listed_approved,
+        areas=summarize_areas(controls),
+        findings=select_findings(controls),
+        waived=select_status(controls, Status.waived),
+        controls=controls,
+        expired_waivers={w.control for w in claims.waivers if _is_past(w.expires, now)},
+        approval_expired=_is_past(claims.approval_valid_until, now),
+        approval_signed=claims.approval_keyid in claims.signature_keyids,
+        rendered=now.strftime("%Y-%m-%d %H:%M:%S UTC"),
+    )
+
+
+def render_manifest_report(envelope_path: Path) -> str:
+    """The auditor's HTML page for a manifest envelope (decoded, not verified)."""
+    return render_claims(read_claims(envelope_path))
+
+
+@click.command("report")
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the page here (default: standard output).",
+)
+def report(manifest: Path, out: Path | None) -> None:
+    """Render MANIFEST (manifest.dsse.json) as an HTML page for auditors.
+
+    The page shows what the manifest claims; it does not verify signatures or
+    digests. Run `goldsmith verify` for that.
+    """
+    page = render_manifest_report(manifest)
+    log.info("rendered %s (claims only: run 'goldsmith verify' to check them)", manifest)
+    if out is None:
+        click.echo(page, nl=False)
+        return
+    try:
+        write_text_atomically(out, page)
+    except OSError as exc:
+        raise GoldsmithError(f"{out}: cannot be written ({exc.strerror})") from None
+    click.echo(str(out))
+
+
+COMMANDS: list[click.Command] = [report]
