@@ -1,0 +1,150 @@
+"""Kernel parameters: the live value (sysctl -a) and the value the boot will set
+(the last assignment across sysctl.d in systemd's precedence order) must both
+be right; a value set only live is lost at reboot, one only persisted is not in
+force yet."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from hardening.compare import Expect
+from hardening.errors import FactsError, ParamError
+from hardening.facts import Facts, Probe, split_files
+from hardening.mechanisms.base import Mechanism, Outcome, error, get_mapping_list
+from hardening.results import Status
+from hardening.shell import ere_escape, q
+
+KEY = r"[a-z0-9_]+(\.[A-Za-z0-9_*-]+)+"
+CONFIG_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d")
+
+LIVE = Probe("sysctl", "sysctl -a 2>/dev/null")
+PERSISTED = Probe(
+    "sysctl.d",
+    "for f in " + " ".join(f"{d}/*.conf" for d in CONFIG_DIRS) + " /etc/sysctl.conf; do "
+    '[ -f "$f" ] || continue; printf "==> %s <==\\n" "$f"; cat -- "$f"; printf "\\n"; done',
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    key: str
+    expect: Expect
+    write: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SysctlSpec:
+    settings: tuple[Setting, ...]
+
+
+def parse_live(text: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(" = ")
+        if sep:
+            values[key.strip()] = " ".join(value.split())
+    return values
+
+
+def _order(files: dict[str, str]) -> list[str]:
+    """systemd-sysctl's order: by file name, /etc masking /run masking /usr/lib;
+    /etc/sysctl.conf (read by procps' sysctl --system) last."""
+    chosen: dict[str, str] = {}
+    for directory in CONFIG_DIRS:
+        for path in files:
+            head, _, base = path.rpartition("/")
+            if head == directory and base not in chosen:
+                chosen[base] = path
+    ordered = [chosen[base] for base in sorted(chosen)]
+    if "/etc/sysctl.conf" in files:
+        ordered.append("/etc/sysctl.conf")
+    return ordered
+
+
+def parse_persisted(text: str) -> dict[str, tuple[str, str]]:
+    """key -> (value, file) for the last assignment of each key."""
+    files = split_files(text)
+    values: dict[str, tuple[str, str]] = {}
+    for path in _order(files):
+        for raw in files[path].splitlines():
+            line = raw.strip()
+            if not line or line[0] in "#;":
+                continue
+            key, sep, value = line.partition("=")
+            if not sep:
+                continue
+            key = key.strip().lstrip("-")
+            if "/" in key and "." not in key.split("/")[0]:
+                key = key.replace("/", ".")
+            values[key] = (" ".join(value.split()), path)
+    return values
+
+
+class Sysctl(Mechanism[SysctlSpec]):
+    name = "sysctl"
+    phase = 40
+    keys = frozenset({"settings"})
+    required = frozenset({"settings"})
+
+    def build(self, params: Mapping[str, Any]) -> SysctlSpec:
+        settings = []
+        for index, item in enumerate(get_mapping_list(params, "settings")):
+            field = f"settings[{index}]"
+            key = item.get("key")
+            if not isinstance(key, str) or not re.fullmatch(KEY, key):
+                raise ParamError(f"{field}.key", "a sysctl name like net.ipv4.ip_forward")
+            unknown = set(item) - {"key", "value", "match", "write"}
+            if unknown:
+                raise ParamError(
+                    f"{field}.{sorted(unknown)[0]}", "unknown (key, value, match, write)"
+                )
+            expect = Expect.parse(item, field)
+            write = item.get("write")
+            write_text = str(write) if write is not None else expect.apply_value()
+            if write_text is not None and not re.fullmatch(r"[A-Za-z0-9 ._:/-]+", write_text):
+                raise ParamError(f"{field}.value", "a plain value")
+            settings.append(Setting(key, expect, write_text))
+        return SysctlSpec(tuple(settings))
+
+    def render(self, spec: SysctlSpec) -> str:
+        lines = []
+        for s in spec.settings:
+            if s.write is None:
+                continue
+            pattern = rf"^[[:space:]]*-?{ere_escape(s.key)}[[:space:]]*="
+            lines.append(f"gs_sysctl {q(s.key)} {q(s.write)} {q(pattern)}")
+        return "\n".join(lines)
+
+    def probes(self, spec: SysctlSpec) -> list[Probe]:
+        return [LIVE, PERSISTED]
+
+    def evaluate(self, spec: SysctlSpec, facts: Facts) -> Outcome:
+        expected = "; ".join(f"{s.key} {s.expect.describe()}" for s in spec.settings)
+        expected += " (live and persisted)"
+        try:
+            live_section = facts.get(LIVE.name)
+            live = parse_live(live_section.text)
+            persisted = parse_persisted(facts.text(PERSISTED.name))
+        except FactsError as exc:
+            return error(expected, str(exc))
+        if not live:
+            return error(expected, "sysctl -a printed nothing")
+        observed, ok, present = [], True, 0
+        for s in spec.settings:
+            now = live.get(s.key)
+            saved = persisted.get(s.key)
+            if now is None:
+                observed.append(f"{s.key}: not in this kernel")
+                continue
+            present += 1
+            saved_text = f"persisted {saved[0]} ({saved[1]})" if saved else "persisted: not set"
+            observed.append(f"{s.key}: live {now}; {saved_text}")
+            ok = ok and s.expect.test(now) and saved is not None and s.expect.test(saved[0])
+        if present == 0:
+            return Outcome(
+                Status.skipped, expected, "; ".join(observed), "the kernel has none of these keys"
+            )
+        return Outcome(Status.passed if ok else Status.failed, expected, "; ".join(observed))

@@ -1,0 +1,236 @@
+"""The bash helpers every rendered apply script starts with, and quoting tools.
+
+Each helper changes a file only when its content would differ, and records that
+it did in GS_CHANGED, so a second run of the same script changes nothing and
+says so. Files are rewritten through ``cat >`` so a symlink (Debian's
+/etc/sysctl.d/99-sysctl.conf) keeps pointing where it did and ownership stays.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+q = shlex.quote
+
+_ERE_SPECIAL = re.compile(r"([.\[\]()*+?{}|^$\\])")
+
+
+def ere_escape(text: str) -> str:
+    """Escape text for a POSIX extended regular expression (awk)."""
+    return _ERE_SPECIAL.sub(r"\\\1", text)
+
+
+def ere_nocase(word: str) -> str:
+    """An ERE matching ``word`` in any case; mawk has no IGNORECASE."""
+    out = []
+    for char in word:
+        if char.isalpha():
+            out.append(f"[{char.upper()}{char.lower()}]")
+        else:
+            out.append(ere_escape(char))
+    return "".join(out)
+
+
+def heredoc(text: str) -> str:
+    """A quoted here-document carrying ``text`` verbatim (no expansion)."""
+    tag = "GOLDSMITH_EOF"
+    while tag in text:
+        tag += "_"
+    body = text if text.endswith("\n") else text + "\n"
+    return f"<<'{tag}'\n{body}{tag}"
+
+
+PRELUDE = r"""# Rendered by goldsmith. Run as root: bash -euo pipefail <this file>
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C LANG=C
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+umask 022
+shopt -s nullglob
+GS_CHANGED=0
+GS_ID=""
+GS_RELOAD=""
+GS_APT_UPDATED=0
+GS_TMP=$(mktemp -d)
+trap 'rm -rf "$GS_TMP"' EXIT
+
+gs_begin() { GS_ID=$1; GS_CHANGED=0; }
+gs_end() {
+  if [ "$GS_CHANGED" = 1 ]; then
+    echo "goldsmith: changed $GS_ID"
+  else
+    echo "goldsmith: unchanged $GS_ID"
+  fi
+}
+# gs_changed [reload-flag]: note a change, and what must be reloaded at the end.
+gs_changed() {
+  GS_CHANGED=1
+  if [ $# -gt 0 ]; then case " $GS_RELOAD " in *" $1 "*) ;; *) GS_RELOAD="$GS_RELOAD $1" ;; esac; fi
+}
+gs_reload_wanted() { case " $GS_RELOAD " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+gs_note() { echo "goldsmith: note $GS_ID: $*" >&2; }
+
+# gs_install_content PATH MODE [FLAG] < content: write PATH when its content differs.
+# Always fed by a redirection, never a pipe: a pipe would run it in a subshell
+# and lose GS_CHANGED.
+gs_install_content() {
+  local path=$1 mode=$2 flag=${3:-} new="$GS_TMP/new"
+  cat >"$new"
+  if [ -f "$path" ] && cmp -s "$new" "$path"; then
+    :
+  elif [ -e "$path" ]; then
+    cat "$new" >"$path"; gs_changed $flag
+  else
+    mkdir -p "$(dirname "$path")"
+    install -m "$mode" -o root -g root "$new" "$path"; gs_changed $flag
+  fi
+  rm -f "$new"
+}
+
+# gs_set_line FILE KEY_ERE LINE [FLAG] [MODE]: the first line matching KEY_ERE
+# becomes LINE, later ones are commented out; LINE is appended when none matches.
+# MODE applies when the file is created.
+gs_set_line() {
+  local file=$1 re=$2 line=$3 flag=${4:-} mode=${5:-0644}
+  GS_RE=$re GS_LINE=$line awk '
+    BEGIN { re = ENVIRON["GS_RE"]; line = ENVIRON["GS_LINE"]; done = 0 }
+    $0 ~ re { if (!done) { print line; done = 1 } else { print "# goldsmith: " $0 }; next }
+    { print }
+    END { if (!done) print line }
+  ' "$( [ -e "$file" ] && echo "$file" || echo /dev/null )" >"$GS_TMP/edit"
+  gs_install_content "$file" "$mode" $flag <"$GS_TMP/edit"
+}
+
+# gs_comment_out FILE KEY_ERE [KEEP_LINE] [FLAG]: comment out lines matching KEY_ERE
+# (other than KEEP_LINE) before any Match block, so they cannot override ours.
+gs_comment_out() {
+  local file=$1 re=$2 keep=${3:-} flag=${4:-}
+  [ -f "$file" ] || return 0
+  GS_RE=$re GS_KEEP=$keep awk '
+    BEGIN { re = ENVIRON["GS_RE"]; keep = ENVIRON["GS_KEEP"]; inmatch = 0 }
+    /^[[:space:]]*[Mm][Aa][Tt][Cc][Hh][[:space:]]/ { inmatch = 1 }
+    !inmatch && $0 ~ re && $0 != keep { print "# goldsmith: " $0; next }
+    { print }
+  ' "$file" >"$GS_TMP/edit"
+  gs_install_content "$file" 0644 $flag <"$GS_TMP/edit"
+}
+
+# gs_absent PATH: remove a file when it exists.
+gs_absent() { if [ -e "$1" ] || [ -L "$1" ]; then rm -f -- "$1"; gs_changed; fi; }
+
+gs_apt_update() {
+  if [ "$GS_APT_UPDATED" = 0 ]; then apt-get update -qq >&2; GS_APT_UPDATED=1; fi
+}
+
+# gs_pkg_installed NAME: dpkg has it installed.
+gs_pkg_installed() {
+  dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null | grep -q '^.i'
+}
+
+gs_pkg_present() {
+  local missing=() p
+  for p in "$@"; do gs_pkg_installed "$p" || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    gs_apt_update
+    apt-get install -y -qq --no-install-recommends \
+      -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >&2
+    gs_changed
+  fi
+}
+
+gs_pkg_absent() {
+  local present=() p
+  for p in "$@"; do
+    if dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^.[^n]'; then
+      present+=("$p")
+    fi
+  done
+  if [ ${#present[@]} -gt 0 ]; then
+    apt-get purge -y -qq "${present[@]}" >&2
+    gs_changed
+  fi
+}
+
+# gs_fix_mode PATH MAX_OCTAL OWNER GROUP: drop mode bits beyond MAX, fix owner/group.
+gs_fix_mode() {
+  local path=$1 max=$2 owner=$3 group=$4 cur new
+  cur=$(stat -c '%a' -- "$path")
+  new=$(printf '%o' $(( 0$cur & 0$max )))
+  if [ "$new" != "$cur" ]; then chmod "$new" -- "$path"; gs_changed; fi
+  if [ -n "$owner" ] && [ "$(stat -c '%U' -- "$path")" != "$owner" ]; then
+    chown "$owner" -- "$path"; gs_changed
+  fi
+  if [ -n "$group" ] && [ "$(stat -c '%G' -- "$path")" != "$group" ]; then
+    chgrp "$group" -- "$path"; gs_changed
+  fi
+}
+
+# gs_sysctl KEY VALUE KEY_ERE: persist in our sysctl.d file, silence other /etc
+# settings of the key (a later file would win), and set the live value.
+GS_SYSCTL_FILE=/etc/sysctl.d/60-goldsmith.conf
+gs_sysctl() {
+  local key=$1 value=$2 re=$3 f cur
+  gs_set_line "$GS_SYSCTL_FILE" "$re" "$key = $value" sysctl
+  for f in /etc/sysctl.conf /etc/sysctl.d/*.conf; do
+    [ "$(readlink -f -- "$f")" = "$GS_SYSCTL_FILE" ] && continue
+    gs_comment_out "$f" "$re" "" sysctl
+  done
+  cur=$(sysctl -n "$key" 2>/dev/null | tr -s '[:space:]' ' ' | sed 's/ $//') || cur=""
+  if [ "$cur" != "$value" ]; then
+    if sysctl -q -w "$key=$value" >/dev/null 2>&1; then
+      gs_changed sysctl
+    else
+      gs_note "cannot set $key on this kernel"
+    fi
+  fi
+}
+
+# gs_sshd KEY VALUE KEY_ERE: our drop-in sets it; Debian's sshd_config reads
+# sshd_config.d first and the first value wins, so the same key elsewhere (for
+# instance cloud-init's 50-cloud-init.conf, which sorts before ours) is commented
+# out rather than left to race ours.
+GS_SSHD_FILE=/etc/ssh/sshd_config.d/50-goldsmith.conf
+gs_sshd() {
+  local key=$1 value=$2 re=$3 f
+  local include='^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\.d/\*\.conf'
+  if ! grep -Eqi "$include" /etc/ssh/sshd_config; then
+    { echo 'Include /etc/ssh/sshd_config.d/*.conf'; cat /etc/ssh/sshd_config; } \
+      >"$GS_TMP/sshd_config"
+    gs_install_content /etc/ssh/sshd_config 0600 ssh <"$GS_TMP/sshd_config"
+  fi
+  gs_set_line "$GS_SSHD_FILE" "$re" "$key $value" ssh 0600
+  for f in /etc/ssh/sshd_config /etc/ssh/sshd_config.d/*.conf; do
+    [ "$f" = "$GS_SSHD_FILE" ] && continue
+    gs_comment_out "$f" "$re" "" ssh
+  done
+}
+"""
+
+EPILOGUE = r"""
+# Reloads come last so every change of their kind is in place first.
+if gs_reload_wanted sysctl; then
+  sysctl --system >/dev/null
+  echo "goldsmith: reloaded sysctl" >&2
+fi
+if gs_reload_wanted modules; then :; fi
+if gs_reload_wanted grub; then
+  update-grub >&2 2>/dev/null || update-grub >&2
+fi
+if gs_reload_wanted pam; then :; fi
+if gs_reload_wanted audit; then
+  if auditctl -s 2>/dev/null | grep -q '^enabled 2'; then
+    echo "goldsmith: audit rules are immutable until reboot; new rules load at next boot" >&2
+  elif command -v augenrules >/dev/null; then
+    augenrules --load >&2 || echo "goldsmith: augenrules --load failed; rules load at next boot" >&2
+  fi
+fi
+if gs_reload_wanted journald; then systemctl restart systemd-journald; fi
+if gs_reload_wanted ssh; then
+  # Validate before reloading: a bad config must never replace the running one.
+  mkdir -p /run/sshd
+  sshd -t
+  systemctl reload ssh 2>/dev/null || systemctl reload sshd
+  echo "goldsmith: reloaded ssh" >&2
+fi
+echo "goldsmith: done"
+"""

@@ -1,0 +1,356 @@
+"""Each mechanism's two faces: the bash it renders and its verdict on passing
+and failing evidence (hand-written facts, no host)."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import pytest
+
+from hardening.errors import ParamError
+from hardening.facts import Facts, Section
+from hardening.mechanisms import MECHANISMS
+from hardening.results import Status
+
+
+def judge(mechanism: str, params: dict[str, Any], evidence: Facts) -> tuple[Status, str, str]:
+    mech = MECHANISMS[mechanism]
+    outcome = mech.evaluate(mech.parse(params), evidence)
+    return outcome.status, outcome.expected, outcome.observed
+
+
+def render(mechanism: str, params: dict[str, Any]) -> str:
+    mech = MECHANISMS[mechanism]
+    text = mech.render(mech.parse(params))
+    # Every fragment must be valid bash on its own.
+    subprocess.run(["bash", "-n"], input=text, text=True, check=True)
+    return text
+
+
+def raw(sections: dict[str, tuple[int, str]]) -> Facts:
+    return Facts({k: Section(rc, text) for k, (rc, text) in sections.items()})
+
+
+# ---- sysctl ----
+
+SYSCTL = {"settings": [{"key": "net.ipv4.ip_forward", "value": 0}]}
+
+
+def sysctl_facts(live: str, persisted: str) -> Facts:
+    return raw(
+        {
+            "sysctl": (0, f"kernel.sysrq = 16\nnet.ipv4.ip_forward = {live}\n"),
+            "sysctl.d": (0, persisted),
+        }
+    )
+
+
+def test_sysctl_renders_persist_and_live() -> None:
+    text = render("sysctl", SYSCTL)
+    assert "gs_sysctl net.ipv4.ip_forward 0" in text
+
+
+def test_sysctl_passes_when_live_and_persisted() -> None:
+    persisted = "==> /etc/sysctl.d/60-goldsmith.conf <==\nnet.ipv4.ip_forward = 0\n"
+    status, expected, observed = judge("sysctl", SYSCTL, sysctl_facts("0", persisted))
+    assert status is Status.passed
+    assert "live and persisted" in expected
+    assert "live 0; persisted 0 (/etc/sysctl.d/60-goldsmith.conf)" in observed
+
+
+def test_sysctl_fails_when_only_live() -> None:
+    status, _, observed = judge("sysctl", SYSCTL, sysctl_facts("0", ""))
+    assert status is Status.failed
+    assert "persisted: not set" in observed
+
+
+def test_sysctl_later_file_wins() -> None:
+    persisted = (
+        "==> /etc/sysctl.d/60-goldsmith.conf <==\nnet.ipv4.ip_forward = 0\n"
+        "==> /etc/sysctl.d/99-router.conf <==\nnet.ipv4.ip_forward=1\n"
+    )
+    status, _, observed = judge("sysctl", SYSCTL, sysctl_facts("0", persisted))
+    assert status is Status.failed
+    assert "99-router.conf" in observed
+
+
+def test_sysctl_etc_masks_usr_lib_of_same_name() -> None:
+    persisted = (
+        "==> /usr/lib/sysctl.d/70-x.conf <==\nnet.ipv4.ip_forward = 1\n"
+        "==> /etc/sysctl.d/70-x.conf <==\nnet.ipv4.ip_forward = 0\n"
+    )
+    status, _, _ = judge("sysctl", SYSCTL, sysctl_facts("0", persisted))
+    assert status is Status.passed
+
+
+def test_sysctl_fails_on_live_value() -> None:
+    persisted = "==> /etc/sysctl.d/60-goldsmith.conf <==\nnet.ipv4.ip_forward = 0\n"
+    status, _, observed = judge("sysctl", SYSCTL, sysctl_facts("1", persisted))
+    assert status is Status.failed
+    assert "live 1" in observed
+
+
+def test_sysctl_missing_key_is_skipped_and_empty_evidence_is_error() -> None:
+    params = {"settings": [{"key": "net.ipv6.conf.all.forwarding", "value": 0}]}
+    status, _, _ = judge("sysctl", params, sysctl_facts("0", ""))
+    assert status is Status.skipped
+    status, _, _ = judge("sysctl", SYSCTL, raw({"sysctl": (0, ""), "sysctl.d": (0, "")}))
+    assert status is Status.error
+    status, _, _ = judge("sysctl", SYSCTL, Facts({}))
+    assert status is Status.error
+
+
+def test_sysctl_rejects_bad_params() -> None:
+    with pytest.raises(ParamError, match=r"settings\[0\]\.key"):
+        MECHANISMS["sysctl"].parse({"settings": [{"key": "rm -rf /", "value": 0}]})
+    with pytest.raises(ParamError, match="unknown parameter"):
+        MECHANISMS["sysctl"].parse({"setting": []})
+
+
+# ---- sshd ----
+
+SSHD = {
+    "options": [
+        {"key": "PermitRootLogin", "value": "no"},
+        {"key": "MaxAuthTries", "value": 4, "match": "max"},
+        {"key": "Ciphers", "match": "excludes", "value": ["cbc$"], "write": "aes256-ctr"},
+    ]
+}
+SSHD_T_GOOD = "port 22\npermitrootlogin no\nmaxauthtries 3\nciphers aes256-ctr,aes128-ctr\n"
+
+
+def test_sshd_renders_drop_in_lines() -> None:
+    text = render("sshd", SSHD)
+    assert "gs_sshd PermitRootLogin no" in text
+    assert "gs_sshd MaxAuthTries 4" in text
+    assert "gs_sshd Ciphers aes256-ctr" in text
+    # Case-insensitive key match: sshd keywords are case-insensitive.
+    assert "[Pp][Ee][Rr][Mm][Ii][Tt]" in text
+
+
+def test_sshd_passes_on_effective_config() -> None:
+    status, expected, observed = judge("sshd", SSHD, raw({"sshd": (0, SSHD_T_GOOD)}))
+    assert status is Status.passed, observed
+    assert expected.startswith("sshd -T: permitrootlogin = no")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        SSHD_T_GOOD.replace("permitrootlogin no", "permitrootlogin yes"),
+        SSHD_T_GOOD.replace("maxauthtries 3", "maxauthtries 6"),
+        SSHD_T_GOOD.replace("aes128-ctr", "aes128-cbc"),
+        SSHD_T_GOOD.replace("permitrootlogin no\n", ""),
+    ],
+)
+def test_sshd_fails(bad: str) -> None:
+    status, _, _ = judge("sshd", SSHD, raw({"sshd": (0, bad)}))
+    assert status is Status.failed
+
+
+def test_sshd_t_failure_is_an_error() -> None:
+    evidence = raw({"sshd": (255, "/etc/ssh/sshd_config line 3: Bad configuration option\n")})
+    status, _, observed = judge("sshd", SSHD, evidence)
+    assert status is Status.error
+    assert "Bad configuration option" in observed
+
+
+# ---- kernel modules ----
+
+KMOD = {"module": "usb-storage"}
+BLACKLISTED = "blacklist usb_storage\ninstall usb_storage /bin/false\n"
+
+
+def kmod_facts(dry: tuple[int, str], loaded: str, config: str) -> Facts:
+    return raw(
+        {
+            "modprobe:usb-storage": dry,
+            "proc-modules": (0, "ext4 1 0 - Live 0x0\n" + loaded),
+            "modprobe-config": (0, config),
+        }
+    )
+
+
+def test_kmod_renders_install_false_and_blacklist() -> None:
+    text = render("kmod", KMOD)
+    assert "install usb-storage /bin/false" in text
+    assert "blacklist usb-storage" in text
+    assert "^usb_storage " in text
+
+
+def test_kmod_passes_when_disabled() -> None:
+    evidence = kmod_facts((0, "install /bin/false\n"), "", BLACKLISTED)
+    assert judge("kmod", KMOD, evidence)[0] is Status.passed
+    not_in_kernel = kmod_facts(
+        (1, "modprobe: FATAL: Module usb-storage not found"), "", BLACKLISTED
+    )
+    assert judge("kmod", KMOD, not_in_kernel)[0] is Status.passed
+
+
+@pytest.mark.parametrize(
+    ("dry", "loaded", "config"),
+    [
+        ((0, "insmod /lib/modules/6.1/usb-storage.ko\n"), "", BLACKLISTED),
+        ((0, "install /bin/false\n"), "usb_storage 81920 0 - Live 0x0\n", BLACKLISTED),
+        ((0, "install /bin/false\n"), "", ""),
+    ],
+)
+def test_kmod_fails(dry: tuple[int, str], loaded: str, config: str) -> None:
+    assert judge("kmod", KMOD, kmod_facts(dry, loaded, config))[0] is Status.failed
+
+
+# ---- packages ----
+
+DPKG = "openssh-server\tii \t1:9.2p1-2\ntelnetd\trc \t0.17\nauditd\tii \t1:3.0.9-1\n"
+
+
+def test_package_absent() -> None:
+    assert "gs_pkg_absent telnetd rsh-server" in render(
+        "package_absent", {"packages": ["telnetd", "rsh-server"]}
+    )
+    ok = judge("package_absent", {"packages": ["telnetd"]}, raw({"packages": (0, DPKG)}))
+    assert ok[0] is Status.passed  # config files left behind are not an installed server
+    bad = judge("package_absent", {"packages": ["auditd"]}, raw({"packages": (0, DPKG)}))
+    assert bad[0] is Status.failed
+    assert "auditd 1:3.0.9-1" in bad[2]
+
+
+def test_package_present() -> None:
+    assert "gs_pkg_present auditd" in render("package_present", {"packages": ["auditd"]})
+    assert (
+        judge("package_present", {"packages": ["auditd"]}, raw({"packages": (0, DPKG)}))[0]
+        is Status.passed
+    )
+    bad = judge("package_present", {"packages": ["aide"]}, raw({"packages": (0, DPKG)}))
+    assert bad[0] is Status.failed
+    assert bad[2] == "missing: aide"
+    empty = judge("package_present", {"packages": ["aide"]}, raw({"packages": (0, "")}))
+    assert empty[0] is Status.error
+
+
+# ---- services ----
+
+
+@pytest.mark.parametrize(
+    ("state", "observed", "status"),
+    [
+        ("masked", "masked inactive", Status.passed),
+        ("masked", "not-found inactive", Status.passed),
+        ("masked", "disabled inactive", Status.failed),
+        ("disabled", "disabled inactive", Status.passed),
+        ("disabled", "disabled active", Status.failed),
+        ("enabled", "enabled active", Status.passed),
+        ("enabled", "enabled inactive", Status.failed),
+        ("enabled", "not-found inactive", Status.failed),
+    ],
+)
+def test_service(state: str, observed: str, status: Status) -> None:
+    params = {"unit": "cups.service", "state": state}
+    assert judge("service", params, raw({"unit:cups.service": (0, observed)}))[0] is status
+
+
+def test_service_renders() -> None:
+    assert "systemctl mask cups.service" in render(
+        "service", {"unit": "cups.service", "state": "masked"}
+    )
+    text = render("service", {"unit": "auditd.service", "state": "enabled"})
+    assert "systemctl enable auditd.service" in text
+    assert "systemctl start auditd.service" in text
+
+
+# ---- file permissions ----
+
+SHADOW = {"path": "/etc/shadow", "max_mode": "0640", "group": ["shadow", "root"]}
+
+
+def test_file_perm() -> None:
+    text = render("file_perm", SHADOW)
+    assert "gs_fix_mode" in text and "0640" in text
+    ok = raw({"stat:/etc/shadow": (0, "640|root|shadow|regular file|/etc/shadow\n")})
+    assert judge("file_perm", SHADOW, ok)[0] is Status.passed
+    stricter = raw({"stat:/etc/shadow": (0, "0|root|root|regular file|/etc/shadow\n")})
+    assert judge("file_perm", SHADOW, stricter)[0] is Status.passed
+    for line in (
+        "644|root|shadow|regular file|/etc/shadow",
+        "640|daemon|shadow|regular file|/etc/shadow",
+        "640|root|users|regular file|/etc/shadow",
+    ):
+        status, _, observed = judge("file_perm", SHADOW, raw({"stat:/etc/shadow": (0, line)}))
+        assert status is Status.failed
+        assert observed.startswith("/etc/shadow ")
+    missing = judge("file_perm", SHADOW, raw({"stat:/etc/shadow": (0, "")}))
+    assert missing[0] is Status.failed
+
+
+def test_file_perm_glob_and_missing_ok() -> None:
+    params = {"path": "/etc/ssh/ssh_host_*_key", "max_mode": "0600", "missing_ok": True}
+    text = render("file_perm", params)
+    assert "for f in /etc/ssh/ssh_host_*_key;" in text
+    lines = "600|root|root|regular file|/etc/ssh/ssh_host_ed25519_key\n"
+    evidence = raw({"stat:/etc/ssh/ssh_host_*_key": (0, lines)})
+    assert judge("file_perm", params, evidence)[0] is Status.passed
+    evidence = raw({"stat:/etc/ssh/ssh_host_*_key": (0, lines.replace("600", "644"))})
+    assert judge("file_perm", params, evidence)[0] is Status.failed
+    assert judge("file_perm", params, raw({"stat:/etc/ssh/ssh_host_*_key": (0, "")}))[0] is (
+        Status.passed
+    )
+
+
+def test_file_perm_refuses_shell_in_path() -> None:
+    with pytest.raises(ParamError):
+        MECHANISMS["file_perm"].parse({"path": "/etc/$(reboot)", "max_mode": "0600"})
+
+
+# ---- login.defs and other key/value files ----
+
+LOGIN_DEFS = {
+    "settings": [
+        {"key": "PASS_MAX_DAYS", "value": 365, "match": "max"},
+        {"key": "ENCRYPT_METHOD", "value": ["YESCRYPT", "SHA512"], "match": "one_of"},
+    ]
+}
+
+
+def test_login_defs() -> None:
+    text = render("login_defs", LOGIN_DEFS)
+    assert "gs_set_line /etc/login.defs" in text
+    assert "'PASS_MAX_DAYS 365'" in text
+    assert "'ENCRYPT_METHOD YESCRYPT'" in text
+    good = "# comment\nPASS_MAX_DAYS\t90\nENCRYPT_METHOD YESCRYPT\n"
+    section = "files:/etc/login.defs"
+    evidence = raw({section: (0, f"==> /etc/login.defs <==\n{good}")})
+    assert judge("login_defs", LOGIN_DEFS, evidence)[0] is Status.passed
+    bad = good.replace("90", "99999")
+    status, _, observed = judge(
+        "login_defs", LOGIN_DEFS, raw({section: (0, f"==> /etc/login.defs <==\n{bad}")})
+    )
+    assert status is Status.failed
+    assert "PASS_MAX_DAYS 99999" in observed
+    missing = judge("login_defs", LOGIN_DEFS, raw({section: (0, "")}))
+    assert missing[0] is Status.failed
+
+
+def test_pwquality_reads_conf_d_after_main_file() -> None:
+    params = {"settings": [{"key": "minlen", "value": 14, "match": "min"}]}
+    main = "==> /etc/security/pwquality.conf <==\nminlen = 14\n"
+    drop = "==> /etc/security/pwquality.conf.d/10-x.conf <==\nminlen = 8\n"
+    evidence = raw(
+        {
+            "files:/etc/security/pwquality.conf": (0, main),
+            "files:/etc/security/pwquality.conf.d/*.conf": (0, drop),
+        }
+    )
+    status, _, observed = judge("pwquality", params, evidence)
+    assert status is Status.failed
+    assert "10-x.conf" in observed
+
+
+def test_faillock_flag() -> None:
+    params = {"settings": [{"key": "even_deny_root", "match": "present"}]}
+    assert render("faillock", params).endswith(" even_deny_root")
+    path = "files:/etc/security/faillock.conf"
+    good = raw({path: (0, "==> /etc/security/faillock.conf <==\ndeny = 4\neven_deny_root\n")})
+    assert judge("faillock", params, good)[0] is Status.passed
+    bad = raw({path: (0, "==> /etc/security/faillock.conf <==\n# even_deny_root\n")})
+    assert judge("faillock", params, bad)[0] is Status.failed
