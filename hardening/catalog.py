@@ -1,0 +1,297 @@
+"""The control catalog: YAML data under hardening/data/controls, one file per
+area, parsed once into frozen Control records.
+
+A control's mechanism parameters may name tunables as ``${name}``; the control
+declares each tunable with its default under ``parameters`` and a profile may
+override it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import re
+from collections.abc import Iterator, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hardening.errors import ParamError, ProfileError, suggest
+from hardening.mechanisms import MECHANISMS
+
+ID = r"[a-z0-9]+(-[a-z0-9]+)*"
+CIS_BENCHMARK = "CIS Debian 12 v1.1.0"
+_REF = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
+
+
+class Severity(enum.StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+@dataclasses.dataclass(frozen=True)
+class References:
+    cis: tuple[str, ...] = ()  # CIS Debian Linux 12 v1.1.0 recommendation numbers
+    cis_level: int | None = None  # the server profile level (1 or 2)
+    devsec: tuple[str, ...] = ()  # dev-sec linux-baseline / ssh-baseline control ids
+    no_reference_reason: str = ""
+
+    def strings(self) -> tuple[str, ...]:
+        level = f" (L{self.cis_level})" if self.cis_level else ""
+        out = [f"{CIS_BENCHMARK} {number}{level}" for number in self.cis]
+        out += [f"dev-sec {ident}" for ident in self.devsec]
+        return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    """When a control applies: a package is installed, or a parameter is non-empty."""
+
+    installed: str = ""
+    param_set: str = ""
+
+    def describe(self) -> str:
+        if self.installed:
+            return f"package {self.installed} is not installed"
+        return f"parameter {self.param_set} is not set"
+
+
+@dataclasses.dataclass(frozen=True)
+class Control:
+    id: str
+    title: str
+    area: str
+    rationale: str
+    severity: Severity
+    references: References
+    mechanism: str
+    params: Mapping[str, Any]  # mechanism parameters, ${name} references unresolved
+    parameters: Mapping[str, Any]  # tunables this control reads, with their defaults
+    only_if: Condition | None = None
+    source: str = ""  # the catalog file it came from
+
+    def resolve_params(self, values: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The mechanism parameters with every ${name} replaced from ``values``."""
+        merged = {**self.parameters, **{k: v for k, v in values.items() if k in self.parameters}}
+        resolved = substitute(self.params, merged)
+        assert isinstance(resolved, Mapping)
+        return resolved
+
+
+def substitute(value: Any, values: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        whole = _REF.fullmatch(value)
+        if whole:
+            return values[whole.group(1)]
+
+        def text(match: re.Match[str]) -> str:
+            found = values[match.group(1)]
+            if isinstance(found, list):
+                return ",".join(str(v) for v in found)
+            return str(found)
+
+        return _REF.sub(text, value)
+    if isinstance(value, Mapping):
+        return {k: substitute(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, values) for v in value]
+    return value
+
+
+def references_in(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return set(_REF.findall(value))
+    if isinstance(value, Mapping):
+        return set().union(*(references_in(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(references_in(v) for v in value)) if value else set()
+    return set()
+
+
+class Catalog(Mapping[str, Control]):
+    """Controls by id, in catalog order (file name, then position)."""
+
+    def __init__(self, controls: Mapping[str, Control]) -> None:
+        self._controls = dict(controls)
+
+    def __getitem__(self, key: str) -> Control:
+        return self._controls[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._controls)
+
+    def __len__(self) -> int:
+        return len(self._controls)
+
+    def parameter_defaults(self) -> dict[str, Any]:
+        defaults: dict[str, Any] = {}
+        for control in self._controls.values():
+            defaults.update(control.parameters)
+        return defaults
+
+
+CONTROL_KEYS = frozenset(
+    {
+        "id",
+        "title",
+        "area",
+        "rationale",
+        "severity",
+        "cis",
+        "cis_level",
+        "devsec",
+        "no_reference_reason",
+        "mechanism",
+        "params",
+        "parameters",
+        "only_if",
+    }
+)
+
+
+def _text(data: Mapping[str, Any], key: str, path: str, field: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ProfileError(path, f"{field}.{key}", "a non-empty string")
+    return " ".join(value.split())
+
+
+def _str_list(data: Mapping[str, Any], key: str, path: str, field: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProfileError(path, f"{field}.{key}", "a list of strings")
+    return tuple(value)
+
+
+def parse_control(data: Any, path: str, field: str) -> Control:
+    if not isinstance(data, Mapping):
+        raise ProfileError(path, field, "a mapping describing one control")
+    for key in data:
+        if key not in CONTROL_KEYS:
+            raise ProfileError(
+                path, f"{field}.{key}", "unknown key" + suggest(str(key), CONTROL_KEYS)
+            )
+    ident = data.get("id")
+    if not isinstance(ident, str) or not re.fullmatch(ID, ident):
+        raise ProfileError(path, f"{field}.id", "a lower-case id like ssh-root-login")
+    field = f"{field}({ident})"
+    try:
+        severity = Severity(data.get("severity", "medium"))
+    except ValueError:
+        raise ProfileError(path, f"{field}.severity", "low, medium or high") from None
+    cis = tuple(str(c) for c in data.get("cis", []) or [])
+    if not all(re.fullmatch(r"\d+(\.\d+)+", c) for c in cis):
+        raise ProfileError(path, f"{field}.cis", "recommendation numbers like 5.1.20")
+    level = data.get("cis_level")
+    if cis and level not in (1, 2):
+        raise ProfileError(path, f"{field}.cis_level", "1 or 2 (the server profile level)")
+    if not cis and level is not None:
+        raise ProfileError(path, f"{field}.cis_level", "only with cis numbers")
+    refs = References(
+        cis=cis,
+        cis_level=level if cis else None,
+        devsec=_str_list(data, "devsec", path, field),
+        no_reference_reason=str(data.get("no_reference_reason", "") or ""),
+    )
+    if not refs.cis and not refs.devsec and not refs.no_reference_reason.strip():
+        raise ProfileError(
+            path,
+            f"{field}.no_reference_reason",
+            "a reason, since there is no cis or devsec reference",
+        )
+    mechanism_name = data.get("mechanism")
+    if mechanism_name not in MECHANISMS:
+        raise ProfileError(
+            path,
+            f"{field}.mechanism",
+            "one of " + ", ".join(sorted(MECHANISMS)) + suggest(str(mechanism_name), MECHANISMS),
+        )
+    params = data.get("params", {})
+    parameters = data.get("parameters", {}) or {}
+    if not isinstance(params, Mapping) or not isinstance(parameters, Mapping):
+        raise ProfileError(path, f"{field}.params", "a mapping")
+    for name in references_in(params) - set(parameters):
+        raise ProfileError(path, f"{field}.params", f"${{{name}}} is not declared under parameters")
+    only_if = None
+    if "only_if" in data:
+        cond = data["only_if"]
+        if (
+            not isinstance(cond, Mapping)
+            or len(cond) != 1
+            or not (set(cond) <= {"installed", "param_set"})
+        ):
+            raise ProfileError(
+                path, f"{field}.only_if", "{installed: <package>} or {param_set: <name>}"
+            )
+        only_if = Condition(**{str(k): str(v) for k, v in cond.items()})
+        if only_if.param_set and only_if.param_set not in parameters:
+            raise ProfileError(path, f"{field}.only_if", f"{only_if.param_set} is not a parameter")
+    control = Control(
+        id=ident,
+        title=_text(data, "title", path, field),
+        area=_text(data, "area", path, field),
+        rationale=_text(data, "rationale", path, field),
+        severity=severity,
+        references=refs,
+        mechanism=str(mechanism_name),
+        params=dict(params),
+        parameters=dict(parameters),
+        only_if=only_if,
+        source=path,
+    )
+    validate_params(control, control.parameters, path, field)
+    return control
+
+
+def validate_params(control: Control, values: Mapping[str, Any], path: str, field: str) -> None:
+    try:
+        MECHANISMS[control.mechanism].parse(control.resolve_params(values))
+    except ParamError as exc:
+        raise ProfileError(path, f"{field}.params.{exc.field}", exc.expected) from None
+
+
+def _catalog_files() -> list[tuple[str, str]]:
+    root = resources.files("hardening") / "data" / "controls"
+    files = sorted((entry.name, entry) for entry in root.iterdir() if entry.name.endswith(".yaml"))
+    return [(f"hardening/data/controls/{name}", entry.read_text("utf-8")) for name, entry in files]
+
+
+def parse_catalog(sources: list[tuple[str, str]]) -> Catalog:
+    controls: dict[str, Control] = {}
+    for path, text in sources:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ProfileError(path, None, f"not valid YAML ({exc})") from None
+        if (
+            not isinstance(data, Mapping)
+            or set(data) != {"controls"}
+            or not isinstance(data["controls"], list)
+        ):
+            raise ProfileError(path, None, "a mapping with one key, controls: a list")
+        for index, item in enumerate(data["controls"]):
+            control = parse_control(item, path, f"controls[{index}]")
+            if control.id in controls:
+                raise ProfileError(
+                    path,
+                    f"controls[{index}].id",
+                    f"unique; {control.id} is also in {controls[control.id].source}",
+                )
+            controls[control.id] = control
+    return Catalog(controls)
+
+
+@functools.cache
+def load_catalog() -> Catalog:
+    """Every control goldsmith ships, parsed and validated."""
+    return parse_catalog(_catalog_files())
+
+
+def catalog_dir() -> Path:
+    return Path(str(resources.files("hardening") / "data" / "controls"))

@@ -1,0 +1,343 @@
+"""Hardening profiles: which controls, with which parameters, and which waivers.
+
+A profile may ``extends`` another (a shipped name or a file path relative to
+it). Resolution is parent first, then the child's additions, removals,
+parameters and waivers. Selection keeps catalog order so a profile's digest
+does not depend on how its YAML happens to be ordered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hardening.catalog import Catalog, Control, load_catalog, validate_params
+from hardening.errors import ProfileError, suggest
+
+PROFILE_KEYS = frozenset(
+    {
+        "id",
+        "version",
+        "title",
+        "description",
+        "extends",
+        "select",
+        "controls",
+        "exclude",
+        "parameters",
+        "waivers",
+    }
+)
+SELECT_KEYS = frozenset({"cis_level", "area", "all"})
+WAIVER_KEYS = frozenset({"control", "reason", "expires"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Waiver:
+    control: str
+    reason: str
+    expires: date | None = None
+
+    def active(self, today: date | None = None) -> bool:
+        return self.expires is None or (today or date.today()) <= self.expires
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectedControl:
+    control: Control
+    params: Mapping[str, Any]  # mechanism parameters with the profile's values filled in
+    waiver: Waiver | None
+
+    @property
+    def id(self) -> str:
+        return self.control.id
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    id: str
+    version: str
+    title: str
+    digest: str  # "sha256:<hex>" over the canonical JSON of the resolved profile
+    source: Path
+    controls: tuple[SelectedControl, ...]
+    parameters: Mapping[str, Any]  # every tunable the selected controls read, resolved
+
+    def canonical(self) -> dict[str, Any]:
+        return canonical(self.id, self.version, self.title, self.controls, self.parameters)
+
+
+def canonical(
+    ident: str,
+    version: str,
+    title: str,
+    controls: tuple[SelectedControl, ...],
+    parameters: Mapping[str, Any],
+) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "version": version,
+        "title": title,
+        "parameters": dict(sorted(parameters.items())),
+        "controls": [
+            {
+                "id": sc.control.id,
+                "title": sc.control.title,
+                "area": sc.control.area,
+                "severity": str(sc.control.severity),
+                "references": list(sc.control.references.strings()),
+                "mechanism": sc.control.mechanism,
+                "params": sc.params,
+                "waiver": None
+                if sc.waiver is None
+                else {
+                    "reason": sc.waiver.reason,
+                    "expires": sc.waiver.expires.isoformat() if sc.waiver.expires else None,
+                },
+            }
+            for sc in controls
+        ],
+    }
+
+
+def _profiles_dir() -> Path:
+    return Path(str(resources.files("hardening") / "data" / "profiles"))
+
+
+def list_profiles() -> list[str]:
+    return sorted(p.stem for p in _profiles_dir().glob("*.yaml"))
+
+
+def _locate(ref: str | Path, relative_to: Path | None = None) -> Path:
+    text = str(ref)
+    looks_like_path = isinstance(ref, Path) or "/" in text or text.endswith((".yaml", ".yml"))
+    if looks_like_path:
+        path = Path(text)
+        if not path.is_absolute() and relative_to is not None:
+            path = relative_to / path
+        if not path.is_file():
+            raise ProfileError(path, None, "no such profile file")
+        return path
+    shipped = _profiles_dir() / f"{text}.yaml"
+    if not shipped.is_file():
+        names = list_profiles()
+        raise ProfileError(
+            text, None, "no such profile; shipped: " + ", ".join(names) + suggest(text, names)
+        )
+    return shipped
+
+
+@dataclasses.dataclass
+class _Draft:
+    ident: str = ""
+    version: str = ""
+    title: str = ""
+    selected: set[str] = dataclasses.field(default_factory=set)
+    parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    waivers: dict[str, Waiver] = dataclasses.field(default_factory=dict)
+    parameter_origin: dict[str, Path] = dataclasses.field(default_factory=dict)
+
+
+def _read(path: Path) -> Mapping[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProfileError(path, None, f"readable ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ProfileError(path, None, f"valid YAML ({exc})") from None
+    if not isinstance(data, Mapping):
+        raise ProfileError(path, None, "a mapping with id, version, title and controls")
+    for key in data:
+        if key not in PROFILE_KEYS:
+            raise ProfileError(path, str(key), "unknown key" + suggest(str(key), PROFILE_KEYS))
+    return data
+
+
+def _ids(data: Mapping[str, Any], key: str, path: Path, catalog: Catalog) -> list[str]:
+    value = data.get(key, []) or []
+    if not isinstance(value, list):
+        raise ProfileError(path, key, "a list of control ids")
+    for index, ident in enumerate(value):
+        if not isinstance(ident, str) or ident not in catalog:
+            raise ProfileError(
+                path,
+                f"{key}[{index}]",
+                "a control id from the catalog" + suggest(str(ident), catalog),
+            )
+    return list(value)
+
+
+def _select(data: Mapping[str, Any], path: Path, catalog: Catalog) -> set[str]:
+    value = data.get("select", []) or []
+    if not isinstance(value, list):
+        raise ProfileError(path, "select", "a list of selectors like {cis_level: 1}")
+    chosen: set[str] = set()
+    for index, selector in enumerate(value):
+        field = f"select[{index}]"
+        if not isinstance(selector, Mapping) or len(selector) != 1:
+            raise ProfileError(path, field, "one of {cis_level: 1|2}, {area: <area>}, {all: true}")
+        key, arg = next(iter(selector.items()))
+        if key not in SELECT_KEYS:
+            raise ProfileError(
+                path, f"{field}.{key}", "unknown selector" + suggest(str(key), SELECT_KEYS)
+            )
+        for control in catalog.values():
+            if key == "cis_level":
+                if arg not in (1, 2):
+                    raise ProfileError(path, f"{field}.cis_level", "1 or 2")
+                level = control.references.cis_level
+                hit = level is not None and level <= arg
+            elif key == "area":
+                areas = {c.area for c in catalog.values()}
+                if arg not in areas:
+                    raise ProfileError(
+                        path, f"{field}.area", "a catalog area" + suggest(str(arg), areas)
+                    )
+                hit = control.area == arg
+            else:
+                hit = arg is True
+            if hit:
+                chosen.add(control.id)
+    return chosen
+
+
+def _waivers(data: Mapping[str, Any], path: Path, catalog: Catalog) -> dict[str, Waiver]:
+    value = data.get("waivers", []) or []
+    if not isinstance(value, list):
+        raise ProfileError(path, "waivers", "a list of {control, reason, expires}")
+    out: dict[str, Waiver] = {}
+    for index, item in enumerate(value):
+        field = f"waivers[{index}]"
+        if not isinstance(item, Mapping):
+            raise ProfileError(path, field, "a mapping with control and reason")
+        for key in item:
+            if key not in WAIVER_KEYS:
+                raise ProfileError(
+                    path, f"{field}.{key}", "unknown key" + suggest(str(key), WAIVER_KEYS)
+                )
+        ident = item.get("control")
+        if not isinstance(ident, str) or ident not in catalog:
+            raise ProfileError(
+                path, f"{field}.control", "a control id" + suggest(str(ident), catalog)
+            )
+        reason = item.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ProfileError(path, f"{field}.reason", "a non-empty reason")
+        expires = item.get("expires")
+        if expires is not None and (not isinstance(expires, date) or hasattr(expires, "hour")):
+            raise ProfileError(path, f"{field}.expires", "a date like 2026-12-31")
+        out[ident] = Waiver(ident, " ".join(reason.split()), expires)
+    return out
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "true or false", int: "an integer", str: "a string", list: "a list"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _parameters(data: Mapping[str, Any], path: Path, catalog: Catalog) -> dict[str, Any]:
+    value = data.get("parameters", {}) or {}
+    if not isinstance(value, Mapping):
+        raise ProfileError(path, "parameters", "a mapping of parameter names to values")
+    defaults = catalog.parameter_defaults()
+    for key, given in value.items():
+        if key not in defaults:
+            raise ProfileError(
+                path, f"parameters.{key}", "unknown parameter" + suggest(str(key), defaults)
+            )
+        default = defaults[key]
+        if type(given) is not type(default) and not (isinstance(default, list) and given == []):
+            raise ProfileError(path, f"parameters.{key}", _type_name(default))
+        if isinstance(given, list) and not all(isinstance(v, str | int) for v in given):
+            raise ProfileError(path, f"parameters.{key}", "a list of strings")
+    return dict(value)
+
+
+def _apply(path: Path, draft: _Draft, catalog: Catalog, seen: tuple[Path, ...]) -> None:
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise ProfileError(path, "extends", f"no cycle ({chain})")
+    data = _read(path)
+    parent = data.get("extends")
+    if parent is not None:
+        if not isinstance(parent, str) or not parent:
+            raise ProfileError(path, "extends", "a shipped profile name or a path")
+        try:
+            parent_path = _locate(parent, path.parent)
+        except ProfileError as exc:
+            raise ProfileError(path, "extends", exc.expected) from None
+        _apply(parent_path, draft, catalog, (*seen, path.resolve()))
+    for key in ("id", "version"):
+        value = data.get(key)
+        if value is None and parent is None:
+            raise ProfileError(path, key, "required")
+        if value is not None and (
+            not isinstance(value, str | int | float) or not str(value).strip()
+        ):
+            raise ProfileError(path, key, "a non-empty string")
+    draft.ident = str(data.get("id", draft.ident))
+    draft.version = str(data.get("version", draft.version))
+    title = data.get("title")
+    if title is not None and not isinstance(title, str):
+        raise ProfileError(path, "title", "a string")
+    draft.title = title or draft.title or draft.ident
+    draft.selected |= _select(data, path, catalog)
+    draft.selected |= set(_ids(data, "controls", path, catalog))
+    draft.selected -= set(_ids(data, "exclude", path, catalog))
+    for key, value in _parameters(data, path, catalog).items():
+        draft.parameters[key] = value
+        draft.parameter_origin[key] = path
+    for ident, waiver in _waivers(data, path, catalog).items():
+        if ident not in draft.selected:
+            raise ProfileError(
+                path, "waivers", f"{ident} is waived but not selected by this profile"
+            )
+        draft.waivers[ident] = waiver
+
+
+def load_profile(ref: str | Path) -> Profile:
+    """A shipped profile by name, or a profile file by path, fully resolved."""
+    catalog = load_catalog()
+    path = _locate(ref)
+    draft = _Draft()
+    _apply(path, draft, catalog, ())
+    if not draft.selected:
+        raise ProfileError(path, "controls", "at least one control")
+    defaults = catalog.parameter_defaults()
+    selected: list[SelectedControl] = []
+    used: dict[str, Any] = {}
+    for ident, control in catalog.items():
+        if ident not in draft.selected:
+            continue
+        values = {k: draft.parameters.get(k, defaults[k]) for k in control.parameters}
+        origin = next(
+            (draft.parameter_origin[k] for k in control.parameters if k in draft.parameter_origin),
+            path,
+        )
+        validate_params(control, values, str(origin), f"parameters (for {ident})")
+        used.update(values)
+        selected.append(
+            SelectedControl(control, control.resolve_params(values), draft.waivers.get(ident))
+        )
+    controls = tuple(selected)
+    document = canonical(draft.ident, draft.version, draft.title, controls, used)
+    blob = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = "sha256:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return Profile(
+        id=draft.ident,
+        version=draft.version,
+        title=draft.title,
+        digest=digest,
+        source=path,
+        controls=controls,
+        parameters=dict(sorted(used.items())),
+    )

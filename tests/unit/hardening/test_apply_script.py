@@ -1,0 +1,127 @@
+"""The rendered apply script: valid bash, ordered, waivers respected, and its
+helpers idempotent when run for real on scratch files."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from hardening.apply import render_apply_script
+from hardening.profile import list_profiles, load_profile
+from hardening.shell import PRELUDE
+
+
+@pytest.mark.parametrize("name", list_profiles())
+def test_script_is_valid_bash(name: str) -> None:
+    script = render_apply_script(load_profile(name))
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    assert script.startswith("# profile ")
+    assert "set -euo pipefail" in script
+    assert "DEBIAN_FRONTEND=noninteractive" in script
+
+
+def test_every_control_reports_changed_or_unchanged() -> None:
+    profile = load_profile("baseline")
+    script = render_apply_script(profile)
+    for sc in profile.controls:
+        assert f"gs_begin {sc.id}\n" in script
+    assert script.count("\ngs_end\n") == len(profile.controls)
+
+
+def test_ssh_is_validated_before_reload_and_reloads_come_last() -> None:
+    script = render_apply_script(load_profile("baseline"))
+    assert script.index("sshd -t") < script.index("systemctl reload ssh")
+    assert script.rindex("gs_begin ") < script.index("sysctl --system")
+    # Packages are removed before configuration is written.
+    assert script.index("gs_begin pkg-no-telnet-server") < script.index("gs_begin net-ip-forward")
+
+
+def test_waived_controls_are_not_applied(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "id: p\nversion: '1'\nextends: baseline\nwaivers:\n"
+        "  - {control: ssh-root-login, reason: console access, expires: 2030-01-01}\n"
+    )
+    profile = load_profile(path)
+    script = render_apply_script(profile, today=date(2029, 1, 1))
+    assert "gs_begin ssh-root-login" not in script
+    assert "# ssh-root-login: waived (console access)" in script
+    # Once the waiver expires the control is applied again.
+    assert "gs_begin ssh-root-login" in render_apply_script(profile, today=date(2031, 1, 1))
+
+
+def run_helpers(body: str, tmp_path: Path) -> str:
+    script = PRELUDE + "\n" + body
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_set_line_is_idempotent(tmp_path: Path) -> None:
+    conf = tmp_path / "login.defs"
+    conf.write_text("# header\nPASS_MAX_DAYS\t99999\nUMASK 022\npass_max_days 1\n")
+    body = (
+        f"gs_begin one\ngs_set_line {conf} '^[[:space:]]*PASS_MAX_DAYS([[:space:]]|$)' "
+        "'PASS_MAX_DAYS 365'\ngs_end\n"
+    )
+    assert run_helpers(body, tmp_path) == "goldsmith: changed one\n"
+    assert conf.read_text() == "# header\nPASS_MAX_DAYS 365\nUMASK 022\npass_max_days 1\n"
+    assert run_helpers(body, tmp_path) == "goldsmith: unchanged one\n"
+
+
+def test_set_line_creates_file_and_comments_duplicates(tmp_path: Path) -> None:
+    conf = tmp_path / "sub" / "x.conf"
+    body = f"gs_begin a\ngs_set_line {conf} '^k[[:space:]]*=' 'k = 1' '' 0600\ngs_end\n"
+    assert run_helpers(body, tmp_path) == "goldsmith: changed a\n"
+    assert conf.read_text() == "k = 1\n"
+    assert oct(conf.stat().st_mode & 0o777) == "0o600"
+    conf.write_text("k = 2\nk=3\n")
+    run_helpers(body, tmp_path)
+    assert conf.read_text() == "k = 1\n# goldsmith: k=3\n"
+
+
+def test_comment_out_stops_at_match_blocks(tmp_path: Path) -> None:
+    conf = tmp_path / "sshd_config"
+    conf.write_text("PermitRootLogin yes\nMatch User backup\n  PermitRootLogin yes\n")
+    body = (
+        f"gs_begin c\ngs_comment_out {conf} '^[[:space:]]*PermitRootLogin([[:space:]]|$)'\ngs_end\n"
+    )
+    assert run_helpers(body, tmp_path) == "goldsmith: changed c\n"
+    assert conf.read_text().splitlines() == [
+        "# goldsmith: PermitRootLogin yes",
+        "Match User backup",
+        "  PermitRootLogin yes",
+    ]
+    assert run_helpers(body, tmp_path) == "goldsmith: unchanged c\n"
+
+
+def test_fix_mode_only_removes_bits(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("x")
+    target.chmod(0o666)
+    body = f'gs_begin m\ngs_fix_mode {target} 0640 "" ""\ngs_end\n'
+    assert run_helpers(body, tmp_path) == "goldsmith: changed m\n"
+    assert target.stat().st_mode & 0o7777 == 0o640
+    target.chmod(0o400)
+    assert run_helpers(body, tmp_path) == "goldsmith: unchanged m\n"
+    assert target.stat().st_mode & 0o7777 == 0o400
+
+
+def test_install_content_writes_through_symlinks(tmp_path: Path) -> None:
+    real = tmp_path / "sysctl.conf"
+    real.write_text("a = 1\n")
+    link = tmp_path / "99-sysctl.conf"
+    link.symlink_to(real)
+    body = f"gs_begin s\ngs_set_line {link} '^a[[:space:]]*=' 'a = 0'\ngs_end\n"
+    assert run_helpers(body, tmp_path) == "goldsmith: changed s\n"
+    assert link.is_symlink()
+    assert real.read_text() == "a = 0\n"
