@@ -35,8 +35,13 @@ def setup_logging(level: int = logging.INFO) -> None:
     console._goldsmith_console = True  # type: ignore[attr-defined]
     log.addHandler(console)
     log.propagate = False
-    # paramiko logs every transport event at INFO; its details belong in the file log.
-    logging.getLogger("paramiko").setLevel(logging.WARNING)
+    # paramiko logs every failed connection attempt (expected while a guest
+    # boots) with a traceback; goldsmith reports connection failures itself.
+    paramiko_log = logging.getLogger("paramiko")
+    paramiko_log.setLevel(logging.CRITICAL)
+    paramiko_log.propagate = False
+    if not paramiko_log.handlers:
+        paramiko_log.addHandler(logging.NullHandler())
 
 
 @contextlib.contextmanager

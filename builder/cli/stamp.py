@@ -1,5 +1,171 @@
-"""goldsmith stamp commands."""
+"""goldsmith keygen, sign and verify: stamping approved templates and checking stamps."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
 
 import click
 
-COMMANDS: list[click.Command] = []
+from builder.errors import GoldsmithError, InputError
+from builder.log import log
+from validate.keys import (
+    PASSPHRASE_ENV,
+    KeyType,
+    generate_key,
+    public_key_path,
+    write_keypair,
+)
+from validate.manifest import SSH_SIGNATURE_NAME, sign_artifact
+from validate.verify import VerificationError, not_trusted_dict, verify_artifact
+
+_FILE = click.Path(path_type=Path, dir_okay=False)
+_DIR = click.Path(path_type=Path, file_okay=False)
+
+
+def _prompt_passphrase(path: Path) -> str | None:
+    value = os.environ.get(PASSPHRASE_ENV)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        return None
+    secret: str = click.prompt(f"Passphrase for {path}", hide_input=True, err=True)
+    return secret
+
+
+@click.command()
+@click.option(
+    "--type",
+    "key_type",
+    type=click.Choice([t.value for t in KeyType]),
+    default=KeyType.ed25519.value,
+    show_default=True,
+    help="ed25519, or p256 (ECDSA) where a KMS or HSM must hold the key.",
+)
+@click.option(
+    "--passphrase-prompt",
+    is_flag=True,
+    help=f"Encrypt the key with a passphrase typed twice (else ${PASSPHRASE_ENV} if set).",
+)
+@click.argument("out", type=_FILE)
+def keygen(key_type: str, passphrase_prompt: bool, out: Path) -> None:
+    """Create a signing key at OUT (mode 0600) and its public key at OUT.pub."""
+    for path in (out, public_key_path(out)):
+        if os.path.lexists(path):
+            raise InputError(path, None, "already exists; refusing to overwrite a key file")
+    # Never a command-line argument: that would leak into shell history and `ps`.
+    passphrase = os.environ.get(PASSPHRASE_ENV) or None
+    if passphrase_prompt:
+        passphrase = click.prompt("Passphrase", hide_input=True, confirmation_prompt=True, err=True)
+    if not passphrase:
+        log.warning("the private key is not encrypted: keep %s out of shared storage", out)
+    key = generate_key(KeyType(key_type))
+    private, public = write_keypair(key, out, passphrase=passphrase)
+    click.echo(f"keyid: {key.keyid}")
+    click.echo(f"private key: {private} ({key.type}{', encrypted' if passphrase else ''})")
+    click.echo(f"public key: {public}")
+
+
+@click.command()
+@click.argument("artifact_dir", type=_DIR)
+@click.option("--key", "key_path", type=_FILE, required=True, help="PEM private key.")
+@click.option(
+    "--valid-for",
+    "valid_for",
+    type=click.IntRange(min=1),
+    default=180,
+    show_default=True,
+    metavar="DAYS",
+    help="Days until the manifest expires.",
+)
+@click.option(
+    "--previous",
+    type=_FILE,
+    help="The manifest of the template this one replaces (its digest is recorded).",
+)
+@click.option(
+    "--ssh-key",
+    type=_FILE,
+    help="Also write an OpenSSH signature (manifest.dsse.json.sig) with this key.",
+)
+def sign(
+    artifact_dir: Path,
+    key_path: Path,
+    valid_for: int,
+    previous: Path | None,
+    ssh_key: Path | None,
+) -> None:
+    """Sign ARTIFACT_DIR's manifest; refused unless validation approved its very image."""
+    manifest = sign_artifact(
+        artifact_dir,
+        key_path,
+        valid_for_days=valid_for,
+        previous=previous,
+        ssh_key=ssh_key,
+        passphrase=_prompt_passphrase,
+    )
+    click.echo(manifest)
+    if ssh_key is not None:
+        click.echo(manifest.with_name(SSH_SIGNATURE_NAME))
+
+
+@click.command()
+@click.argument("artifact_dir", type=_DIR, required=False)
+@click.option("--image", type=_FILE, help="The disk image (instead of ARTIFACT_DIR).")
+@click.option("--manifest", type=_FILE, help="Its manifest.dsse.json (instead of ARTIFACT_DIR).")
+@click.option(
+    "--key",
+    "keys",
+    type=_FILE,
+    multiple=True,
+    required=True,
+    help="A trusted public key (PEM); repeat for several.",
+)
+@click.option(
+    "--threshold",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Distinct trusted keys that must have signed.",
+)
+@click.option("--policy", type=_FILE, help="Policy YAML (profile, age, controls, revocations).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    artifact_dir: Path | None,
+    image: Path | None,
+    manifest: Path | None,
+    keys: tuple[Path, ...],
+    threshold: int,
+    policy: Path | None,
+    as_json: bool,
+) -> None:
+    """Verify a signed template: exit 0 trusted, 1 not trusted, 2 bad input."""
+    by_folder = artifact_dir is not None and image is None and manifest is None
+    by_files = artifact_dir is None and image is not None and manifest is not None
+    if not (by_folder or by_files):
+        raise click.UsageError("give ARTIFACT_DIR, or both --image and --manifest")
+    try:
+        verdict = verify_artifact(
+            artifact_dir,
+            image=image,
+            manifest=manifest,
+            keys=list(keys),
+            threshold=threshold,
+            policy=policy,
+        )
+    except GoldsmithError as exc:
+        if as_json:
+            click.echo(json.dumps(not_trusted_dict(exc), indent=2))
+            ctx.exit(exc.exit_code)
+        if isinstance(exc, VerificationError):
+            click.echo(f"NOT TRUSTED: {exc.message}")
+            ctx.exit(exc.exit_code)
+        raise
+    click.echo(json.dumps(verdict.to_dict(), indent=2) if as_json else verdict.describe())
+
+
+COMMANDS: list[click.Command] = [keygen, sign, verify]

@@ -1,0 +1,365 @@
+"""Base images: a local file, a download pinned by its digest, or a Debian
+root file system bootstrapped from a mirror into a disk that boots from BIOS
+firmware like a cloud image. Every base lands in the digest-addressed cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from builder import qemu
+from builder.cache import cache_root, digest_json, hash_file, locked, new_entry
+from builder.errors import BuildError, InputError
+from builder.log import complete_step, log
+from builder.run import run
+from builder.spec import DebootstrapBase, FileBase, TemplateSpec, UrlBase
+
+# Bumped whenever the debootstrap recipe below changes what it produces, so
+# cached bases made by an older recipe are not reused.
+RECIPE_VERSION = 2
+BASE_DISK_SIZE = 2 << 30
+PARTITION_OFFSET = 1 << 20
+
+BASE_PACKAGES = (
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "kmod",
+    "linux-image-cloud-amd64",
+    "grub-pc",
+    "cloud-init",
+    "cloud-guest-utils",
+    "openssh-server",
+    "sudo",
+    "systemd-resolved",
+    "ca-certificates",
+    "e2fsprogs",
+    "python3",
+    "netbase",
+    "iproute2",
+    "procps",
+    "less",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseImage:
+    path: Path
+    format: str  # "qcow2" | "raw"
+    sha256: str
+    source: str  # "debootstrap" | "file" | "url"
+    name: str
+    uri: str
+    inputs: dict[str, Any]
+    kernel: Path | None = None  # a kernel from this base, for the accelerator probe
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "name": self.name,
+            "uri": self.uri,
+            "digest": {"sha256": self.sha256},
+            "format": self.format,
+            "inputs": self.inputs,
+        }
+
+
+def prepare_base(spec: TemplateSpec) -> BaseImage:
+    if isinstance(spec.base, DebootstrapBase):
+        return bootstrap_base(spec.base)
+    if isinstance(spec.base, UrlBase):
+        return download_base(spec.base, spec.path)
+    return file_base(spec.base, spec.path)
+
+
+def image_format(path: Path) -> str:
+    info = json.loads(run(["qemu-img", "info", "--output=json", path]).stdout)
+    if info.get("backing-filename"):
+        # The base must be self-contained: its digest has to cover every byte the guest reads.
+        raise BuildError(f"{path}: base image has a backing file ({info['backing-filename']})")
+    fmt = str(info["format"])
+    if fmt not in ("qcow2", "raw"):
+        raise BuildError(f"{path}: base image format {fmt!r} is not supported (qcow2 or raw)")
+    return fmt
+
+
+def find_cached_kernel() -> Path | None:
+    """Any kernel a debootstrap base left in the cache (for the accelerator probe)."""
+    kernels = sorted((cache_root() / "bases").glob("*/vmlinuz"))
+    return kernels[-1] if kernels else None
+
+
+# -- file and url ------------------------------------------------------------
+
+
+def file_base(base: FileBase, spec_path: Path) -> BaseImage:
+    with complete_step(f"Checking base image {base.path}"):
+        digest = hash_file(base.path)["sha256"]
+        if base.sha256 and digest != base.sha256:
+            raise InputError(
+                spec_path,
+                "base.file.sha256",
+                f"{base.path} has sha256 {digest}, the spec pins {base.sha256}",
+            )
+        return BaseImage(
+            path=base.path,
+            format=image_format(base.path),
+            sha256=digest,
+            source="file",
+            name=base.path.name,
+            uri=base.path.as_uri(),
+            inputs={"path": str(base.path)},
+            kernel=find_cached_kernel(),
+        )
+
+
+def download_base(base: UrlBase, spec_path: Path) -> BaseImage:
+    target = cache_root() / "downloads" / base.sha256
+    image = target / "image"
+    with locked(target.with_suffix(".lock")):
+        if not image.exists():
+            with complete_step(f"Downloading {base.url}"), new_entry(target) as tmp:
+                _download(base.url, tmp / "image")
+                digest = hash_file(tmp / "image")["sha256"]
+                if digest != base.sha256:
+                    raise InputError(
+                        spec_path,
+                        "base.url.sha256",
+                        f"{base.url} has sha256 {digest}, the spec pins {base.sha256}",
+                    )
+        else:
+            log.info("Base image %s found in the cache", base.sha256[:12])
+    return BaseImage(
+        path=image,
+        format=image_format(image),
+        sha256=base.sha256,
+        source="url",
+        name=base.url.rsplit("/", 1)[-1],
+        uri=base.url,
+        inputs={"url": base.url},
+        kernel=find_cached_kernel(),
+    )
+
+
+def _download(url: str, dest: Path) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:
+            total = int(resp.headers.get("Content-Length") or 0)
+            done, last = 0, 0.0
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+                done += len(chunk)
+                if time.monotonic() - last > 2:
+                    last = time.monotonic()
+                    pct = f" ({100 * done // total}%)" if total else ""
+                    print(f"  {done >> 20} MiB{pct}", file=sys.stderr)
+    except (urllib.error.URLError, OSError) as exc:
+        raise BuildError(f"downloading {url} failed: {exc}") from exc
+
+
+# -- debootstrap -------------------------------------------------------------
+
+_FIRSTBOOT = """#!/bin/sh
+# Runs once as PID 1 on the base image's only direct-kernel boot: install the
+# boot loader from inside the guest, so the host needs no loop devices or mounts.
+exec > /dev/ttyS0 2>&1
+fail() { echo "goldsmith-firstboot: FAILED"; sync; echo o > /proc/sysrq-trigger; sleep 60; }
+trap fail EXIT
+set -eux
+mount -o remount,rw /
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+grub-install --target=i386-pc /dev/vda
+update-grub
+rm -f /usr/local/sbin/goldsmith-firstboot
+sync
+trap - EXIT
+echo "goldsmith-firstboot: done"
+mount -o remount,ro / || true
+echo o > /proc/sysrq-trigger
+sleep 60
+"""
+
+_GRUB_DEFAULTS = """# goldsmith: serial console and a short menu, as cloud images have.
+GRUB_TIMEOUT=1
+GRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200n8"
+GRUB_TERMINAL="console serial"
+GRUB_SERIAL_COMMAND="serial --speed=115200"
+GRUB_DISABLE_OS_PROBER=true
+"""
+
+# minbase has no locales package: C.UTF-8 is the one locale always present.
+_CLOUD_CFG = """# goldsmith base image defaults
+locale: C.UTF-8
+"""
+
+_NETWORK = """# goldsmith: DHCP on the first NIC when cloud-init has not configured one.
+[Match]
+Name=en* eth*
+
+[Network]
+DHCP=yes
+"""
+
+
+def bootstrap_inputs(base: DebootstrapBase) -> dict[str, Any]:
+    return {
+        "recipe": RECIPE_VERSION,
+        "suite": base.suite,
+        "mirror": base.mirror,
+        "security_mirror": base.security_mirror,
+        "packages": sorted({*BASE_PACKAGES, *base.packages}),
+        "architecture": "amd64",
+        "disk_size": BASE_DISK_SIZE,
+    }
+
+
+def bootstrap_base(base: DebootstrapBase) -> BaseImage:
+    inputs = bootstrap_inputs(base)
+    key = digest_json(inputs)
+    entry = cache_root() / "bases" / key
+    with locked(entry.with_suffix(".lock")):
+        if entry.exists():
+            log.info("Base image debootstrap:%s found in the cache (%s)", base.suite, key[:12])
+        else:
+            with (
+                complete_step(f"Bootstrapping Debian {base.suite} from {base.mirror}"),
+                new_entry(entry) as tmp,
+            ):
+                _bootstrap_into(tmp, base, inputs)
+    meta = json.loads((entry / "meta.json").read_text())
+    return BaseImage(
+        path=entry / "base.qcow2",
+        format="qcow2",
+        sha256=str(meta["sha256"]),
+        source="debootstrap",
+        name=f"debian-{base.suite}-debootstrap",
+        uri=base.mirror,
+        inputs={**inputs, "key": key},
+        kernel=entry / "vmlinuz",
+    )
+
+
+def _bootstrap_into(work: Path, base: DebootstrapBase, inputs: dict[str, Any]) -> None:
+    tree = work / "tree"
+    with complete_step("Running mmdebstrap"):
+        run(
+            [
+                "mmdebstrap",
+                "--variant=minbase",
+                "--components=main",
+                "--include=" + ",".join(inputs["packages"]),
+                '--customize-hook=chroot "$1" systemctl enable systemd-networkd',
+                base.suite,
+                tree,
+                f"deb {base.mirror} {base.suite} main",
+                f"deb {base.mirror} {base.suite}-updates main",
+                f"deb {base.security_mirror} {base.suite}-security main",
+            ],
+            timeout=3600,
+        )
+    root_uuid = str(uuid.uuid4())
+    _customize_tree(tree, root_uuid)
+    kernels = sorted((tree / "boot").glob("vmlinuz-*"))
+    initrds = sorted((tree / "boot").glob("initrd.img-*"))
+    if not kernels or not initrds:
+        raise BuildError("the bootstrapped tree has no kernel or initrd in /boot")
+    shutil.copy2(kernels[-1], work / "vmlinuz")
+    shutil.copy2(initrds[-1], work / "initrd.img")
+    raw = work / "base.raw"
+    with complete_step("Making the root file system and partitioned disk"):
+        part = work / "root.ext4"
+        size = BASE_DISK_SIZE - PARTITION_OFFSET
+        run(["mkfs.ext4", "-q", "-d", tree, "-U", root_uuid, "-L", "root", part, str(size >> 10)])
+        shutil.rmtree(tree)
+        with open(raw, "wb") as f:
+            f.truncate(BASE_DISK_SIZE)
+        run(["sfdisk", "--quiet", raw], input=b"label: dos\nstart=2048, type=83, bootable\n")
+        _copy_sparse(part, raw, PARTITION_OFFSET)
+        part.unlink()
+    with complete_step("Installing the boot loader from inside the guest"):
+        _first_boot(work, raw, root_uuid)
+    with complete_step("Converting the base to qcow2"):
+        run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, work / "base.qcow2"])
+        raw.unlink()
+    digest = hash_file(work / "base.qcow2")["sha256"]
+    (work / "meta.json").write_text(json.dumps({"sha256": digest, "inputs": inputs}, indent=2))
+
+
+def _customize_tree(tree: Path, root_uuid: str) -> None:
+    etc = tree / "etc"
+    (etc / "fstab").write_text(f"UUID={root_uuid} / ext4 rw,discard,errors=remount-ro 0 1\n")
+    (etc / "hostname").write_text("debian\n")
+    (etc / "hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    (etc / "default" / "grub.d").mkdir(parents=True, exist_ok=True)
+    (etc / "default" / "grub.d" / "10-goldsmith.cfg").write_text(_GRUB_DEFAULTS)
+    (etc / "systemd" / "network" / "90-goldsmith-dhcp.network").write_text(_NETWORK)
+    (etc / "cloud" / "cloud.cfg.d" / "90-goldsmith.cfg").write_text(_CLOUD_CFG)
+    (etc / "default" / "locale").write_text("LANG=C.UTF-8\n")
+    # Every instance must make its own identity: no machine-id, no host keys.
+    (etc / "machine-id").write_text("")
+    (tree / "var" / "lib" / "dbus" / "machine-id").unlink(missing_ok=True)
+    for key in (etc / "ssh").glob("ssh_host_*"):
+        key.unlink()
+    firstboot = tree / "usr" / "local" / "sbin" / "goldsmith-firstboot"
+    firstboot.write_text(_FIRSTBOOT)
+    firstboot.chmod(0o755)
+    for cache in (tree / "var" / "cache" / "apt").glob("*.bin"):
+        cache.unlink()
+    shutil.rmtree(tree / "var" / "lib" / "apt" / "lists", ignore_errors=True)
+    (tree / "var" / "lib" / "apt" / "lists" / "partial").mkdir(parents=True)
+
+
+def _copy_sparse(src: Path, dst: Path, offset: int) -> None:
+    """Copy src into dst at offset, skipping all-zero blocks (dst is sparse)."""
+    block = 1 << 20
+    zero = bytes(block)
+    with open(src, "rb") as fin, open(dst, "r+b") as fout:
+        pos = 0
+        while chunk := fin.read(block):
+            if chunk != zero[: len(chunk)]:
+                fout.seek(offset + pos)
+                fout.write(chunk)
+            pos += len(chunk)
+
+
+def _first_boot(work: Path, raw: Path, root_uuid: str) -> None:
+    serial = work / "firstboot-serial.log"
+    accel = qemu.probe_accelerator(work / "vmlinuz")
+    config = qemu.MachineConfig(
+        disk=raw,
+        disk_format="raw",
+        accelerator=accel,
+        memory=1024,
+        cpus=2,
+        serial_log=serial,
+        qmp_socket=work / "qmp.sock",
+        kernel_boot=qemu.KernelBoot(
+            kernel=work / "vmlinuz",
+            initrd=work / "initrd.img",
+            append=(
+                f"root=UUID={root_uuid} rw console=ttyS0 panic=-1 "
+                "init=/usr/local/sbin/goldsmith-firstboot"
+            ),
+        ),
+    )
+    with qemu.start_vm(config, stop_timeout=5) as vm:
+        code = vm.wait(600)
+        if code is None:
+            raise BuildError(
+                "the base image's first boot did not finish within 600s",
+                hint=f"serial console: {serial}\n" + vm.serial_tail(),
+            )
+    text = serial.read_text(errors="replace")
+    if "goldsmith-firstboot: done" not in text:
+        tail = "\n".join(text.splitlines()[-25:])
+        raise BuildError(f"installing the boot loader in the base image failed:\n{tail}")

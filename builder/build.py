@@ -1,0 +1,221 @@
+"""goldsmith build: spec -> base -> build VM -> provision -> seal -> compact -> artifact."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from builder import __version__, qemu
+from builder.artifact import artifact_folder, utc_now
+from builder.base import BaseImage, prepare_base
+from builder.cache import hash_file
+from builder.errors import BuildError, GuestError, InputError
+from builder.log import complete_step, log, log_to_file
+from builder.run import run
+from builder.seal import render_seal_script, sealed_items, sealing_plan
+from builder.seed import new_access, render_seed_files, write_seed_iso
+from builder.spec import TemplateSpec, load_spec
+from builder.ssh import Session, wait_for_ssh
+from hardening.apply import render_apply_script
+from hardening.errors import ProfileError
+from hardening.profile import Profile, load_profile
+
+BUILDER_USER = "gsbuild"
+BUILD_SCHEMA = "https://goldsmith.dev/build/v1"
+APT = (
+    "export DEBIAN_FRONTEND=noninteractive; "
+    "apt-get -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+)
+
+
+@dataclasses.dataclass
+class StepTimer:
+    steps: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    @contextlib.contextmanager
+    def step(self, name: str, text: str) -> Iterator[None]:
+        start = time.monotonic()
+        status = "failed"
+        try:
+            with complete_step(text):
+                yield
+            status = "ok"
+        finally:
+            self.steps.append(
+                {"name": name, "seconds": round(time.monotonic() - start, 2), "status": status}
+            )
+
+
+def resolve_profile(spec: TemplateSpec) -> Profile:
+    try:
+        return load_profile(spec.profile)
+    except ProfileError as exc:
+        raise InputError(exc.path, exc.field, exc.expected) from exc
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"goldsmith": __version__, "qemu": qemu.qemu_version()}
+    with contextlib.suppress(Exception):
+        out = run(["mmdebstrap", "--version"], check=False).stdout.split()
+        versions["mmdebstrap"] = out[-1] if out else "unknown"
+    return versions
+
+
+def image_info(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(run(["qemu-img", "info", "--output=json", path]).stdout)
+    return data
+
+
+def build_template(spec_path: Path, out: Path, *, force: bool = False) -> Path:
+    """Build one spec; returns the artifact folder."""
+    spec = load_spec(spec_path)
+    profile = resolve_profile(spec)
+    name = f"{spec.name}-{spec.version}"
+    with artifact_folder(out, name, force=force) as work, log_to_file(work / "build.log"):
+        record = _build_into(work, spec, profile)
+        (work / "build.json").write_text(json.dumps(record, indent=2) + "\n")
+    log.info("Template ready: %s", out / name)
+    return out / name
+
+
+def _build_into(work: Path, spec: TemplateSpec, profile: Profile) -> dict[str, Any]:
+    timer = StepTimer()
+    started = utc_now()
+    log.info("Building %s %s with profile %s", spec.name, spec.version, profile.id)
+    with timer.step("base", "Preparing the base image"):
+        base = prepare_base(spec)
+    accel = qemu.probe_accelerator(base.kernel)
+    overlay = work / "overlay.qcow2"
+    run(
+        [
+            *("qemu-img", "create", "-q", "-f", "qcow2"),
+            *("-b", base.path, "-F", base.format, overlay, str(spec.disk_size)),
+        ]
+    )
+    access = new_access(BUILDER_USER, "build")
+    seed = work / "seed.iso"
+    write_seed_iso(seed, render_seed_files(access, hostname=spec.name))
+    config = qemu.MachineConfig(
+        disk=overlay,
+        accelerator=accel,
+        memory=spec.vm.memory,
+        cpus=spec.vm.cpus,
+        serial_log=work / "serial.log",
+        qmp_socket=work / "qmp.sock",
+        seed=seed,
+        ssh_port=qemu.free_port(),
+    )
+    with qemu.start_vm(config, stop_timeout=spec.timeouts.shutdown) as vm:
+        with timer.step("boot", f"Booting the build VM ({accel})"):
+            client = wait_for_ssh(
+                access,
+                vm.ssh_port,
+                timeout=spec.timeouts.boot,
+                alive=lambda: vm.running,
+                describe=lambda: f"serial console ({config.serial_log}):\n{vm.serial_tail()}",
+            )
+        session = Session(client)
+        try:
+            identity = _provision(session, spec, profile, timer, access.host_key.fingerprint)
+            # Public half only: validation proves this key is in no authorized_keys.
+            identity["builder_key"] = access.client_key.public_openssh
+            with timer.step("seal", "Sealing"):
+                plan = sealing_plan(BUILDER_USER, access.client_key.blob)
+                _, output = session.run(
+                    render_seal_script(plan), step="seal", timeout=spec.timeouts.step
+                )
+                removed = sealed_items(output)
+        finally:
+            session.close()
+        with timer.step("shutdown", "Waiting for the build VM to power off"):
+            if vm.wait(spec.timeouts.shutdown) is None:
+                raise GuestError(
+                    f"the build VM did not power off within {spec.timeouts.shutdown}s after sealing"
+                )
+    seed.unlink()
+    disk = work / "disk.qcow2"
+    with timer.step("compact", "Compacting the template"):
+        run(["qemu-img", "convert", "-c", "-O", "qcow2", overlay, disk], timeout=3600)
+        overlay.unlink()
+    info = image_info(disk)
+    if info.get("backing-filename") or info.get("format-specific", {}).get("data", {}).get(
+        "data-file"
+    ):
+        raise BuildError(f"{disk}: the compacted template still depends on another file")
+    with timer.step("digest", "Hashing the template"):
+        digests = hash_file(disk, "sha256", "sha512")
+    return {
+        "schema": BUILD_SCHEMA,
+        "template": {"name": spec.name, "version": spec.version},
+        "spec": {"path": str(spec.path), "sha256": spec.sha256},
+        "profile": {
+            "id": profile.id,
+            "version": profile.version,
+            "digest": profile.digest,
+            "source": str(profile.source),
+        },
+        "base": base_record(base),
+        "image": {
+            "path": disk.name,
+            "sha256": digests["sha256"],
+            "sha512": digests["sha512"],
+            "virtual_size": int(info["virtual-size"]),
+            "size": disk.stat().st_size,
+        },
+        "steps": timer.steps,
+        "tools": tool_versions(),
+        "accelerator": str(accel),
+        "build_vm": identity,
+        "sealed": removed,
+        "started": started,
+        "finished": utc_now(),
+    }
+
+
+def base_record(base: BaseImage) -> dict[str, Any]:
+    record = base.record()
+    record["size"] = base.path.stat().st_size
+    return record
+
+
+def _provision(
+    session: Session, spec: TemplateSpec, profile: Profile, timer: StepTimer, pinned: str
+) -> dict[str, Any]:
+    with timer.step("cloud-init", "Waiting for cloud-init to finish"):
+        rc, out = session.run("cloud-init status --wait --long", step="cloud-init", check=False)
+        if rc != 0:
+            log.warning("cloud-init reported problems (exit %d); see build.log", rc)
+    _, machine_id = session.run("cat /etc/machine-id", step="identity")
+    _, keys = session.run(
+        'for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$k"; done', step="identity"
+    )
+    host_keys = {}
+    for line in keys.splitlines():
+        parts = line.split()
+        if len(parts) >= 4:
+            host_keys[parts[-1].strip("()").lower()] = parts[1]
+    if pinned not in host_keys.values():
+        raise GuestError("the build VM's host keys do not include the one goldsmith pinned")
+    timeout = spec.timeouts.step
+    if spec.upgrade:
+        with timer.step("upgrade", "Upgrading all packages"):
+            session.run(f"{APT} update && {APT} -y dist-upgrade", step="upgrade", timeout=timeout)
+    elif spec.packages:
+        session.run(f"{APT} update", step="packages", timeout=timeout)
+    if spec.packages:
+        with timer.step("packages", f"Installing {len(spec.packages)} packages"):
+            names = " ".join(spec.packages)
+            session.run(f"{APT} -y install {names}", step="packages", timeout=timeout)
+    with timer.step("harden", f"Applying profile {profile.id} ({len(profile.controls)} controls)"):
+        script = render_apply_script(profile)
+        remote = f"/home/{BUILDER_USER}/goldsmith-apply.sh"
+        session.put(script.encode(), remote)
+        _, out = session.run(f"bash -euo pipefail {remote}", step="harden", timeout=timeout)
+        changed = sum(1 for line in out.splitlines() if line.startswith("goldsmith: changed "))
+        log.info("  %d of %d controls changed the guest", changed, len(profile.controls))
+    return {"machine_id": machine_id.strip(), "host_keys": host_keys}

@@ -1,0 +1,62 @@
+"""goldsmith doctor: what this host lacks, and how to fix it."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+
+from builder import qemu
+from builder.base import find_cached_kernel
+from builder.run import PACKAGES
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+REQUIRED = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "sfdisk", "ssh-keygen")
+OPTIONAL = ("openssl", "chromium")
+
+
+def diagnose() -> list[Finding]:
+    findings = []
+    for program in (*REQUIRED, *OPTIONAL):
+        path = shutil.which(program)
+        package = PACKAGES.get(program, program)
+        needed = "required" if program in REQUIRED else "optional"
+        findings.append(
+            Finding(
+                program,
+                path is not None or program in OPTIONAL,
+                path or f"not found ({needed})",
+                "" if path else f"apt-get install {package}",
+            )
+        )
+    if os.geteuid() != 0:
+        findings.append(
+            Finding(
+                "root",
+                False,
+                "debootstrap bases are made as root",
+                "run as root, or use a file/url base",
+            )
+        )
+    if shutil.which("qemu-system-x86_64"):
+        accel = qemu.probe_accelerator(find_cached_kernel())
+        findings.append(
+            Finding(
+                "accelerator",
+                accel is qemu.Accelerator.kvm,
+                f"{accel}"
+                + ("" if accel is qemu.Accelerator.kvm else " (slow software emulation)"),
+                ""
+                if accel is qemu.Accelerator.kvm
+                else "enable virtualisation and give this user access to /dev/kvm (group kvm)",
+            )
+        )
+    return findings

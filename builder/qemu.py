@@ -1,0 +1,305 @@
+"""The one module that owns QEMU: the accelerator probe, the command line and
+the process. ``start_vm`` is a context manager; no QEMU outlives it."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from builder.errors import GuestError, ToolError
+from builder.log import log
+from builder.run import find_program, run
+
+QEMU = "qemu-system-x86_64"
+
+
+class Accelerator(enum.StrEnum):
+    kvm = "kvm"
+    tcg = "tcg"
+
+
+class Firmware(enum.StrEnum):
+    bios = "bios"
+    kernel = "kernel"  # direct kernel boot, only for a base image's first boot
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelBoot:
+    kernel: Path
+    initrd: Path | None
+    append: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MachineConfig:
+    disk: Path
+    accelerator: Accelerator
+    memory: int  # MiB
+    cpus: int
+    serial_log: Path
+    qmp_socket: Path
+    seed: Path | None = None
+    ssh_port: int | None = None
+    kernel_boot: KernelBoot | None = None
+    disk_format: str = "qcow2"
+    snapshot: bool = False
+
+
+def build_command(config: MachineConfig) -> list[str]:
+    """The QEMU argv for a machine: virtio disk and NIC, serial to a file, QMP
+    on a private unix socket, no display, and SSH forwarded to 127.0.0.1 only."""
+    cmd = [
+        QEMU,
+        "-name",
+        "goldsmith",
+        "-machine",
+        "q35" if config.accelerator is Accelerator.kvm else "pc",
+        "-accel",
+        str(config.accelerator),
+        "-cpu",
+        "host" if config.accelerator is Accelerator.kvm else "max",
+        "-m",
+        str(config.memory),
+        "-smp",
+        str(config.cpus),
+        "-nodefaults",
+        "-display",
+        "none",
+        "-no-user-config",
+        "-serial",
+        f"file:{config.serial_log}",
+        "-qmp",
+        f"unix:{config.qmp_socket},server=on,wait=off",
+        "-drive",
+        f"file={config.disk},if=virtio,format={config.disk_format},cache=unsafe,discard=unmap"
+        + (",snapshot=on" if config.snapshot else ""),
+        "-object",
+        "rng-random,id=rng0,filename=/dev/urandom",
+        "-device",
+        "virtio-rng-pci,rng=rng0",
+    ]
+    netdev = "user,id=net0"
+    if config.ssh_port is not None:
+        # Bound to loopback: the build VM's SSH is never reachable from the network.
+        netdev += f",hostfwd=tcp:127.0.0.1:{config.ssh_port}-:22"
+    cmd += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"]
+    if config.seed is not None:
+        cmd += ["-drive", f"file={config.seed},if=virtio,format=raw,readonly=on,media=cdrom"]
+    if config.kernel_boot is not None:
+        cmd += ["-kernel", str(config.kernel_boot.kernel), "-append", config.kernel_boot.append]
+        if config.kernel_boot.initrd is not None:
+            cmd += ["-initrd", str(config.kernel_boot.initrd)]
+        cmd += ["-no-reboot"]
+    return cmd
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    QEMU binds it a moment later; a race with another process is possible but
+    shows up as a clear QEMU start failure, never as a connection to a stranger:
+    the SSH host key is pinned.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def qemu_version() -> str:
+    out = run([QEMU, "--version"]).stdout
+    match = re.search(r"version (\S+)", out)
+    return match.group(1) if match else out.strip().splitlines()[0]
+
+
+# -- accelerator probe ------------------------------------------------------
+
+# A 512-byte boot sector: write "K" to COM1, then ask isa-debug-exit to end
+# QEMU with status (0x10 << 1) | 1 = 33. Proves the firmware ran guest code.
+_PROBE_SECTOR = bytes(
+    [0xBA, 0xF8, 0x03, 0xB0, 0x4B, 0xEE, 0xBA, 0xF4, 0x00, 0xB0, 0x10, 0xEE, 0xF4, 0xEB, 0xFD]
+)
+_PROBE_EXIT = 33
+
+_probed: dict[str, Accelerator] = {}
+
+
+def _kvm_usable() -> bool:
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+def _probe_boot_sector(workdir: Path, timeout: float) -> tuple[bool, str]:
+    image = workdir / "probe.img"
+    image.write_bytes(_PROBE_SECTOR + bytes(510 - len(_PROBE_SECTOR)) + b"\x55\xaa")
+    serial = workdir / "probe-sector.log"
+    cmd = [
+        *(QEMU, "-accel", "kvm", "-cpu", "host", "-m", "64", "-nodefaults", "-display", "none"),
+        *("-no-reboot", "-serial", f"file:{serial}"),
+        *("-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"),
+        *("-drive", f"file={image},format=raw,if=ide"),
+    ]
+    proc = run(cmd, check=False, timeout=timeout)
+    ok = proc.returncode == _PROBE_EXIT and serial.read_bytes().startswith(b"K")
+    return ok, f"boot sector exit {proc.returncode}: {proc.stderr.strip()[-200:]}"
+
+
+def _probe_kernel(workdir: Path, kernel: Path, timeout: float) -> tuple[bool, str]:
+    # Without a root device the kernel panics and, with panic=-1 and
+    # -no-reboot, QEMU exits: reaching that panic means long mode, paging and
+    # interrupts all worked under the accelerator.
+    serial = workdir / "probe-kernel.log"
+    cmd = [
+        *(QEMU, "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults"),
+        *("-display", "none", "-no-reboot", "-serial", f"file:{serial}"),
+        *("-kernel", str(kernel), "-append", "console=ttyS0 panic=-1 root=/dev/goldsmith-probe"),
+    ]
+    try:
+        proc = run(cmd, check=False, timeout=timeout)
+    except ToolError:
+        return False, f"a kernel under KVM did not finish booting within {timeout:.0f}s"
+    text = serial.read_text(errors="replace") if serial.exists() else ""
+    ok = proc.returncode == 0 and "Kernel panic" in text
+    return ok, f"kernel boot exit {proc.returncode}: {proc.stderr.strip()[-200:]}"
+
+
+def probe_accelerator(kernel: Path | None = None, *, timeout: float = 30.0) -> Accelerator:
+    """KVM when a guest really runs under it, TCG otherwise.
+
+    /dev/kvm existing proves little: nested or paravirtual hosts may accept
+    KVM_CREATE_VM and still fail to run a real kernel. So the probe boots one
+    (a Linux kernel to its panic when one is at hand, else a boot sector).
+    ``GOLDSMITH_ACCEL=kvm|tcg`` overrides the probe.
+    """
+    forced = os.environ.get("GOLDSMITH_ACCEL")
+    if forced:
+        try:
+            return Accelerator(forced)
+        except ValueError as exc:
+            raise ToolError(f"GOLDSMITH_ACCEL={forced!r}: expected 'kvm' or 'tcg'") from exc
+    key = str(kernel)
+    if key in _probed:
+        return _probed[key]
+    find_program(QEMU)
+    if not _kvm_usable():
+        choice, why = Accelerator.tcg, "/dev/kvm is missing or not accessible"
+    else:
+        with tempfile.TemporaryDirectory(prefix="goldsmith-probe-") as tmp:
+            ok, why = _probe_boot_sector(Path(tmp), timeout)
+            if ok and kernel is not None:
+                ok, why = _probe_kernel(Path(tmp), kernel, timeout)
+            elif ok:
+                why = "a boot sector ran under KVM (no kernel at hand for a full probe)"
+        choice = Accelerator.kvm if ok else Accelerator.tcg
+    if choice is Accelerator.kvm:
+        log.info("Accelerator: kvm (%s)", why if kernel is None else "a kernel booted under KVM")
+    else:
+        log.info("Accelerator: tcg, software emulation (KVM unusable: %s)", why)
+    _probed[key] = choice
+    return choice
+
+
+# -- the running machine ----------------------------------------------------
+
+
+class Machine:
+    def __init__(self, config: MachineConfig, proc: subprocess.Popen[bytes]) -> None:
+        self.config = config
+        self.proc = proc
+
+    @property
+    def ssh_port(self) -> int:
+        assert self.config.ssh_port is not None
+        return self.config.ssh_port
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def serial_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.config.serial_log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait(self, timeout: float) -> int | None:
+        """Wait for QEMU to exit; the exit code, or None on timeout."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def qmp(self, command: str) -> None:
+        """Send one QMP command (best effort: the machine may be going away)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(str(self.config.qmp_socket))
+            reader = s.makefile("rb")
+            reader.readline()  # greeting
+            for cmd in ("qmp_capabilities", command):
+                s.sendall(json.dumps({"execute": cmd}).encode() + b"\n")
+                while True:
+                    reply = json.loads(reader.readline() or b"{}")
+                    if "return" in reply or "error" in reply or not reply:
+                        break
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """ACPI power button first, then SIGTERM, then SIGKILL."""
+        if not self.running:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self.qmp("system_powerdown")
+        if self.wait(timeout) is not None:
+            return
+        log.warning("guest did not power off within %.0fs; killing QEMU", timeout)
+        self.proc.terminate()
+        if self.wait(10) is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextlib.contextmanager
+def start_vm(config: MachineConfig, *, stop_timeout: float = 60.0) -> Iterator[Machine]:
+    """Start QEMU and guarantee it is gone when the block ends, whatever happens
+    (exceptions, Ctrl-C, SIGTERM from a CI runner)."""
+    cmd = build_command(config)
+    cmd[0] = find_program(cmd[0])
+    log.debug("+ %s", " ".join(cmd))
+    config.serial_log.touch()
+    stderr_log = config.serial_log.with_suffix(".qemu-stderr")
+    with open(stderr_log, "wb") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    machine = Machine(config, proc)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        time.sleep(0.3)
+        if proc.poll() is not None:
+            raise GuestError(
+                f"QEMU exited at start with code {proc.returncode}: "
+                + stderr_log.read_text(errors="replace").strip()[-500:]
+            )
+        yield machine
+    finally:
+        try:
+            machine.stop(stop_timeout)
+        finally:
+            if machine.running:
+                proc.kill()
+                proc.wait()
+            signal.signal(signal.SIGTERM, previous)

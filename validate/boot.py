@@ -1,0 +1,83 @@
+"""Boot an artifact the way a deployer would: firmware boot of a throwaway
+overlay, a fresh seed with a one-run validator account and a pinned host key."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import paramiko
+
+from builder import qemu
+from builder.base import find_cached_kernel
+from builder.run import run
+from builder.seed import GuestAccess, new_access, render_seed_files, write_seed_iso
+from builder.ssh import wait_for_ssh
+
+VALIDATOR_USER = "gsvalidate"
+
+
+@dataclasses.dataclass
+class BootedGuest:
+    machine: qemu.Machine
+    client: paramiko.SSHClient
+    access: GuestAccess
+    accelerator: qemu.Accelerator
+    workdir: Path
+
+    @property
+    def instance_id(self) -> str:
+        return f"goldsmith-{self.access.run_id}"
+
+
+@contextlib.contextmanager
+def boot_artifact(
+    disk: Path,
+    *,
+    memory: int = 2048,
+    cpus: int = 2,
+    boot_timeout: float = 900,
+    serial_log: Path | None = None,
+    access: GuestAccess | None = None,
+) -> Iterator[BootedGuest]:
+    """The overlay takes every write; QEMU opens ``disk`` read-only as its backing file."""
+    access = access or new_access(VALIDATOR_USER, "validate")
+    accel = qemu.probe_accelerator(find_cached_kernel())
+    with tempfile.TemporaryDirectory(prefix="goldsmith-validate-") as tmp:
+        work = Path(tmp)
+        overlay = work / "overlay.qcow2"
+        run(
+            [
+                *("qemu-img", "create", "-q", "-f", "qcow2"),
+                *("-b", disk.resolve(), "-F", "qcow2", overlay),
+            ]
+        )
+        seed = work / "seed.iso"
+        write_seed_iso(seed, render_seed_files(access, hostname="goldsmith-validate"))
+        config = qemu.MachineConfig(
+            disk=overlay,
+            accelerator=accel,
+            memory=memory,
+            cpus=cpus,
+            serial_log=serial_log or work / "serial.log",
+            qmp_socket=work / "qmp.sock",
+            seed=seed,
+            ssh_port=qemu.free_port(),
+        )
+        with qemu.start_vm(config, stop_timeout=60) as vm:
+            client = wait_for_ssh(
+                access,
+                vm.ssh_port,
+                timeout=boot_timeout,
+                alive=lambda: vm.running,
+                describe=lambda: (
+                    f"last serial console lines ({config.serial_log}):\n{vm.serial_tail()}"
+                ),
+            )
+            try:
+                yield BootedGuest(vm, client, access, accel, work)
+            finally:
+                client.close()

@@ -1,0 +1,204 @@
+"""Hygiene: proof that sealing worked, read from a fresh deployment boot.
+
+Always on, whatever the profile. One remote command gathers the evidence;
+each check is a pure function of it and of build.json, so the logic is
+tested without a VM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from hardening.results import CheckResult, Status
+
+BUILDER_USER = "gsbuild"
+MARK = "::goldsmith-hygiene::"
+
+# Where a private key could hide; /usr/share and /usr/lib ship only packaged files.
+KEY_SEARCH_ROOTS = ("/etc", "/root", "/home", "/var", "/opt", "/srv", "/usr/local", "/tmp")
+
+_SECTIONS: dict[str, str] = {
+    "authorized_keys": (
+        "for f in /root/.ssh/authorized_keys* /home/*/.ssh/authorized_keys* "
+        '/etc/ssh/authorized_keys*; do [ -f "$f" ] && sed "s|^|$f: |" "$f"; done; true'
+    ),
+    "builder_account": (
+        f"getent passwd {BUILDER_USER} || true; "
+        f"grep -rl {BUILDER_USER} /etc/sudoers /etc/sudoers.d 2>/dev/null || true"
+    ),
+    "machine_id": "cat /etc/machine-id",
+    "host_keys": 'for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$k"; done',
+    "cloud_init": (
+        "cloud-init status --long 2>&1; echo instance: $(cat /var/lib/cloud/data/instance-id "
+        "2>/dev/null); echo instances: $(ls /var/lib/cloud/instances 2>/dev/null)"
+    ),
+    "histories": (
+        "find /root /home -maxdepth 2 -type f \\( -name '.*_history' -o -name '.lesshst' "
+        "-o -name '.viminfo' \\) -size +0 2>/dev/null; true"
+    ),
+    "seed": (
+        "ls -A /var/lib/cloud/seed 2>/dev/null; "
+        "find / -xdev \\( -path /proc -o -path /sys \\) -prune -o -type f "
+        "\\( -iname 'seed.iso' -o -iname '*cidata*' \\) -print 2>/dev/null; true"
+    ),
+    "private_keys": (
+        "find "
+        + " ".join(KEY_SEARCH_ROOTS)
+        + " -xdev -type f -perm /044 -size -256k -print0 2>/dev/null"
+        " | xargs -0r grep -lE -- '-----BEGIN ([A-Z]+ )?PRIVATE KEY-----' 2>/dev/null; true"
+    ),
+    "boots": "journalctl --list-boots --no-pager 2>/dev/null | grep -c . || true",
+}
+
+
+def hygiene_script() -> str:
+    parts = [f"echo {shlex.quote(MARK + name)}; ( {cmd} ) 2>&1" for name, cmd in _SECTIONS.items()]
+    return "\n".join(parts)
+
+
+def parse_sections(output: str) -> dict[str, str]:
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in output.splitlines():
+        if line.startswith(MARK):
+            current = sections.setdefault(line[len(MARK) :], [])
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines).strip() for name, lines in sections.items()}
+
+
+class RunLike(Protocol):
+    rc: int
+    stdout: str
+
+
+class HostLike(Protocol):
+    def run(self, command: str, *args: str) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Expectations:
+    """What the build recorded, and who we are in this boot."""
+
+    builder_key_blob: str  # base64 blob of the builder's one-run public key
+    build_machine_id: str
+    build_host_keys: Mapping[str, str]  # type -> SHA256 fingerprint
+    instance_id: str  # this validation boot's cloud-init instance-id
+    pinned_host_key: str  # fingerprint of the host key goldsmith generated for this boot
+
+
+Check = Callable[[dict[str, str], Expectations], tuple[bool, str, str]]
+
+
+def _no_builder_key(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
+    hits = [
+        line.split(":")[0]
+        for line in ev["authorized_keys"].splitlines()
+        if ex.builder_key_blob in line
+    ]
+    return (not hits, "the builder key in no authorized_keys", "; ".join(hits) or "absent")
+
+
+def _no_builder_account(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
+    text = ev["builder_account"]
+    return (not text, f"no {BUILDER_USER} account or sudo rule", text or "none")
+
+
+def _machine_id(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
+    mid = ev["machine_id"]
+    ok = len(mid) == 32 and mid != ex.build_machine_id
+    return (ok, f"a new machine-id, not the build VM's {ex.build_machine_id}", mid or "empty")
+
+
+def _host_keys(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
+    fingerprints = {
+        line.split()[-1].strip("()").lower(): line.split()[1]
+        for line in ev["host_keys"].splitlines()
+        if len(line.split()) >= 4
+    }
+    reused = sorted(set(fingerprints.values()) & set(ex.build_host_keys.values()))
+    ok = bool(fingerprints) and not reused and ex.pinned_host_key in fingerprints.values()
+    observed = ", ".join(f"{t} {f}" for t, f in sorted(fingerprints.items())) or "none"
+    if reused:
+        observed += f"; reused from the build VM: {', '.join(reused)}"
+    return (ok, "host keys made for this instance, none of the build VM's", observed)
+
+
+def _cloud_init(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
+    text = ev["cloud_init"]
+    lines = dict(
+        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in text.splitlines())
+    )
+    instances = lines.get("instances", "").split()
+    ok = (
+        lines.get("status") == "done"
+        and lines.get("instance") == ex.instance_id
+        and instances == [ex.instance_id]
+    )
+    observed = (
+        f"status {lines.get('status', '?')}, instance {lines.get('instance', '?')}, "
+        f"instances on disk: {' '.join(instances) or 'none'}"
+    )
+    return (ok, f"status done, first boot as {ex.instance_id}, no earlier instance", observed)
+
+
+def _no_history(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
+    return (not ev["histories"], "no shell history files", ev["histories"] or "none")
+
+
+def _no_seed(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
+    return (not ev["seed"], "no cloud-init seed left in the image", ev["seed"] or "none")
+
+
+def _no_readable_private_key(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
+    text = ev["private_keys"]
+    return (not text, "no private key readable by non-root users", text or "none")
+
+
+def _no_build_logs(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
+    boots = ev["boots"].strip()
+    return (boots in ("0", "1"), "the journal holds this boot only", f"{boots or '?'} boots")
+
+
+CHECKS: tuple[tuple[str, str, str, Check], ...] = (
+    ("HYG-01", "Builder key removed from every authorized_keys", "high", _no_builder_key),
+    ("HYG-02", "Builder account and sudo rule removed", "high", _no_builder_account),
+    ("HYG-03", "machine-id is new in each instance", "medium", _machine_id),
+    ("HYG-04", "SSH host keys are new in each instance", "high", _host_keys),
+    ("HYG-05", "cloud-init ran as a first boot", "medium", _cloud_init),
+    ("HYG-06", "No shell history left", "medium", _no_history),
+    ("HYG-07", "No cloud-init seed left", "high", _no_seed),
+    ("HYG-08", "No private key readable by non-root users", "high", _no_readable_private_key),
+    ("HYG-09", "No logs from the build left", "low", _no_build_logs),
+)
+
+
+def evaluate_hygiene(evidence: dict[str, str], expect: Expectations) -> list[CheckResult]:
+    results = []
+    for check_id, title, severity, check in CHECKS:
+        try:
+            ok, expected, observed = check(evidence, expect)
+            status = Status.passed if ok else Status.failed
+        except (KeyError, IndexError, ValueError) as exc:
+            status, expected, observed = Status.error, "readable evidence", f"unreadable: {exc}"
+        results.append(
+            CheckResult(
+                id=check_id,
+                title=title,
+                area="hygiene",
+                status=status,
+                expected=expected,
+                observed=observed,
+                severity=severity,
+            )
+        )
+    return results
+
+
+def check_hygiene(host: HostLike, expect: Expectations) -> list[CheckResult]:
+    """One remote command (run as root by the caller), then local evaluation."""
+    result = host.run(hygiene_script())
+    return evaluate_hygiene(parse_sections(str(result.stdout)), expect)

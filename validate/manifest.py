@@ -1,0 +1,409 @@
+"""The signed manifest: an in-toto statement about one approved template, in a DSSE envelope.
+
+``sign_artifact`` stamps an artifact folder only when its validation approved the
+very image in it: both digests are recomputed from disk.qcow2 and must match what
+validation.json and build.json recorded. The statement is assembled from those two
+records (the formats are in the project's data-format notes) and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from builder.errors import GoldsmithError, InputError
+from builder.log import complete_step, log
+from builder.run import run
+from hardening.results import Status
+from validate.dsse import PAYLOAD_TYPE_IN_TOTO, load_envelope, sign_envelope
+from validate.keys import PassphraseSource, PrivateKey, load_private_key, passphrase_from_env_or_tty
+from validate.qcow2 import hash_image, require_self_contained
+from validate.results import ValidationRun
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://goldsmith.dev/template/v1"
+BUILD_SCHEMA = "https://goldsmith.dev/build/v1"
+BUILDER_ID = "https://goldsmith.dev/builder"
+SBOM_FORMAT = "goldsmith-dpkg/v1"
+
+IMAGE_NAME = "disk.qcow2"
+BUILD_RECORD_NAME = "build.json"
+VALIDATION_RECORD_NAME = "validation.json"
+MANIFEST_NAME = "manifest.dsse.json"
+SSH_SIGNATURE_NAME = MANIFEST_NAME + ".sig"
+# The namespace binds an OpenSSH signature to this use, so a signature made for
+# git commits or files with the same key can never pass as a manifest signature.
+SSH_NAMESPACE = "goldsmith-manifest"
+
+MAX_VALID_FOR_DAYS = 3650
+
+
+class SigningError(GoldsmithError):
+    """The artifact is not fit to be signed (exit code 1)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseImage:
+    name: str
+    uri: str
+    source: str
+    digest: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRecord:
+    """The parts of build.json a manifest records."""
+
+    template_name: str
+    template_version: str
+    spec_path: str
+    spec_sha256: str
+    profile_source: str
+    profile_digest: str  # "sha256:<hex>"
+    base: tuple[BaseImage, ...]
+    image_sha256: str
+    image_sha512: str
+    image_virtual_size: int
+    tools: dict[str, str]
+    accelerator: str
+    started: str
+    finished: str
+
+    @classmethod
+    def from_dict(cls, data: Any, path: Path) -> BuildRecord:
+        doc = JsonFields(data, path)
+        schema = doc.text("schema")
+        if schema != BUILD_SCHEMA:
+            raise InputError(path, "schema", f"expected {BUILD_SCHEMA!r}, found {schema!r}")
+        raw_base = doc.get("base")
+        bases = raw_base if isinstance(raw_base, list) else [raw_base]
+        base = []
+        for i, entry in enumerate(bases):
+            prefix = "base" if not isinstance(raw_base, list) else f"base[{i}]"
+            item = JsonFields(entry, path, prefix)
+            base.append(
+                BaseImage(
+                    name=item.text("name"),
+                    uri=item.text("uri"),
+                    source=item.text("source"),
+                    digest=item.digest("digest"),
+                )
+            )
+        tools = doc.get("tools")
+        if not isinstance(tools, dict) or not all(isinstance(v, str) for v in tools.values()):
+            raise InputError(path, "tools", "expected a mapping of tool name to version string")
+        for tool in ("goldsmith", "qemu"):
+            if tool not in tools:
+                raise InputError(path, f"tools.{tool}", "expected the tool's version")
+        return cls(
+            template_name=doc.text("template.name"),
+            template_version=doc.text("template.version"),
+            spec_path=doc.text("spec.path"),
+            spec_sha256=doc.text("spec.sha256"),
+            profile_source=doc.text("profile.source"),
+            profile_digest=doc.text("profile.digest"),
+            base=tuple(base),
+            image_sha256=doc.text("image.sha256"),
+            image_sha512=doc.text("image.sha512"),
+            image_virtual_size=doc.integer("image.virtual_size"),
+            tools=dict(tools),
+            accelerator=doc.text("accelerator"),
+            started=doc.text("started"),
+            finished=doc.text("finished"),
+        )
+
+
+class JsonFields:
+    """Typed access to a JSON document by dotted path; a bad field is an InputError."""
+
+    def __init__(self, data: Any, path: Path, prefix: str = "") -> None:
+        if not isinstance(data, dict):
+            raise InputError(path, prefix or None, "expected a JSON object")
+        self.data, self.path, self.prefix = data, path, prefix
+
+    def _name(self, dotted: str) -> str:
+        return f"{self.prefix}.{dotted}" if self.prefix else dotted
+
+    def get(self, dotted: str) -> Any:
+        value: Any = self.data
+        for part in dotted.split("."):
+            if not isinstance(value, dict) or part not in value:
+                raise InputError(self.path, self._name(dotted), "missing")
+            value = value[part]
+        return value
+
+    def text(self, dotted: str) -> str:
+        value = self.get(dotted)
+        if not isinstance(value, str):
+            raise InputError(self.path, self._name(dotted), "expected a string")
+        return value
+
+    def integer(self, dotted: str) -> int:
+        value = self.get(dotted)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InputError(self.path, self._name(dotted), "expected an integer")
+        return value
+
+    def digest(self, dotted: str) -> dict[str, str]:
+        value = self.get(dotted)
+        if (
+            not isinstance(value, dict)
+            or "sha256" not in value
+            or not all(isinstance(v, str) for v in value.values())
+        ):
+            raise InputError(
+                self.path, self._name(dotted), 'expected {"sha256": "<hex>", ...} digests'
+            )
+        return dict(value)
+
+
+def format_time(moment: datetime.datetime) -> str:
+    """RFC 3339 in UTC, to the second: 2026-11-27T08:00:00Z."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_statement(
+    build: BuildRecord,
+    validation: ValidationRun,
+    *,
+    build_record_sha256: str,
+    validation_record_sha256: str,
+    image_sha256: str,
+    image_sha512: str,
+    virtual_size: int,
+    keyid: str,
+    approved_at: datetime.datetime,
+    valid_until: datetime.datetime,
+    previous_manifest_sha256: str | None = None,
+) -> dict[str, Any]:
+    """The in-toto statement for an approved template, as the data formats define it."""
+    profile_hex = build.profile_digest.removeprefix("sha256:")
+    predicate: dict[str, Any] = {
+        "template": {
+            "name": build.template_name,
+            "version": build.template_version,
+            "format": "qcow2",
+            "virtualSize": virtual_size,
+        },
+        "base": [
+            {"name": b.name, "uri": b.uri, "digest": dict(b.digest), "source": b.source}
+            for b in build.base
+        ],
+        "profile": {
+            "id": validation.profile_id,
+            "version": validation.profile_version,
+            "digest": validation.profile_digest,
+        },
+        "results": {
+            "approved": validation.approved,
+            "counts": validation.counts,
+            "controls": [r.to_dict() for r in validation.results],
+        },
+        # Waived controls are listed with their reasons: a waiver is a decision an
+        # auditor must be able to see, never a silent gap in the results.
+        "waivers": [
+            {"control": r.id, "reason": r.reason, "expires": None}
+            for r in validation.results
+            if r.status is Status.waived
+        ],
+        "sbom": {
+            "format": SBOM_FORMAT,
+            "packages": [dataclasses.asdict(p) for p in validation.packages],
+        },
+        "builder": {"id": BUILDER_ID, "version": build.tools["goldsmith"]},
+        "tools": {"qemu": build.tools["qemu"], "goldsmith": build.tools["goldsmith"]},
+        "inputs": {
+            "spec": {"uri": build.spec_path, "digest": {"sha256": build.spec_sha256}},
+            "profile": {"uri": build.profile_source, "digest": {"sha256": profile_hex}},
+        },
+        "build": {
+            "accelerator": build.accelerator,
+            "started": build.started,
+            "finished": build.finished,
+            "record": {"digest": {"sha256": build_record_sha256}},
+        },
+        "validation": {
+            "finished": validation.finished,
+            "accelerator": validation.accelerator,
+            "record": {"digest": {"sha256": validation_record_sha256}},
+        },
+        "approval": {
+            "time": format_time(approved_at),
+            "keyid": keyid,
+            "validUntil": format_time(valid_until),
+        },
+    }
+    if previous_manifest_sha256 is not None:
+        predicate["previousManifest"] = {"digest": {"sha256": previous_manifest_sha256}}
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [
+            {
+                "name": f"{build.template_name}-{build.template_version}.qcow2",
+                "digest": {"sha256": image_sha256, "sha512": image_sha512},
+            }
+        ],
+        "predicateType": PREDICATE_TYPE,
+        "predicate": predicate,
+    }
+
+
+def encode_statement(statement: Mapping[str, Any]) -> bytes:
+    return json.dumps(statement, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _read_record(path: Path, what: str) -> tuple[bytes, Any]:
+    """The record's exact bytes (what the manifest's digest covers) and their JSON."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SigningError(
+            f"{path}: not found; only a built and validated artifact can be signed",
+            hint=f"run `goldsmith {what}` first",
+        ) from None
+    except OSError as exc:
+        raise InputError(path, None, f"cannot be read ({exc.strerror})") from None
+    try:
+        return data, json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(path, None, f"expected a JSON document ({exc})") from None
+
+
+def load_validation(path: Path) -> tuple[bytes, ValidationRun, bool]:
+    """validation.json's bytes, the parsed run, and the approval the file itself states."""
+    data, doc = _read_record(path, "validate")
+    try:
+        validation = ValidationRun.from_dict(doc)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(path, None, f"expected a validation record ({exc!s})") from None
+    stated = isinstance(doc, dict) and doc.get("approved") is True
+    return data, validation, stated
+
+
+def sign_artifact(
+    artifact_dir: Path,
+    key_path: Path,
+    *,
+    valid_for_days: int = 180,
+    previous: Path | None = None,
+    ssh_key: Path | None = None,
+    now: datetime.datetime | None = None,
+    passphrase: PassphraseSource = passphrase_from_env_or_tty,
+) -> Path:
+    """Sign the approved template in ``artifact_dir``; returns the manifest's path."""
+    if not artifact_dir.is_dir():
+        raise InputError(artifact_dir, None, "expected an artifact folder")
+    if not 1 <= valid_for_days <= MAX_VALID_FOR_DAYS:
+        raise InputError(None, "--valid-for", f"expected 1..{MAX_VALID_FOR_DAYS} days")
+    approved_at = (now or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC)
+    image = artifact_dir / IMAGE_NAME
+    if not image.is_file():
+        raise InputError(image, None, "image not found; expected the artifact's disk image")
+
+    validation_path = artifact_dir / VALIDATION_RECORD_NAME
+    validation_bytes, validation, stated_approved = load_validation(validation_path)
+    if not (validation.approved and stated_approved):
+        counts = validation.counts
+        raise SigningError(
+            f"{validation_path}: validation did not approve this template "
+            f"({counts['failed']} failed, {counts['error']} error, "
+            f"{counts['passed']} passed); refusing to sign",
+        )
+    build_path = artifact_dir / BUILD_RECORD_NAME
+    build_bytes, build_doc = _read_record(build_path, "build")
+    build = BuildRecord.from_dict(build_doc, build_path)
+    if (build.template_name, build.template_version) != (
+        validation.template_name,
+        validation.template_version,
+    ):
+        raise SigningError(
+            f"{validation_path}: validates {validation.template_name} "
+            f"{validation.template_version}, but {build_path} built {build.template_name} "
+            f"{build.template_version}"
+        )
+
+    key = load_private_key(key_path, passphrase)
+    previous_sha256 = _previous_manifest_digest(previous) if previous else None
+
+    header = require_self_contained(image)
+    with complete_step(f"Hashing {image}"):
+        sha256, sha512 = hash_image(image)
+    # The evidence must be about these very bytes: validation of an earlier image,
+    # or a build record of another, would stamp something nobody checked.
+    for record, path, (want256, want512) in (
+        ("validation", validation_path, (validation.image_sha256, validation.image_sha512)),
+        ("build", build_path, (build.image_sha256, build.image_sha512)),
+    ):
+        if (want256, want512) != (sha256, sha512):
+            raise SigningError(
+                f"{path}: the {record} record names a different image than {image} "
+                f"(recorded sha256 {want256[:16]}..., image has {sha256[:16]}...); "
+                "refusing to sign"
+            )
+
+    statement = build_statement(
+        build,
+        validation,
+        build_record_sha256=hashlib.sha256(build_bytes).hexdigest(),
+        validation_record_sha256=hashlib.sha256(validation_bytes).hexdigest(),
+        image_sha256=sha256,
+        image_sha512=sha512,
+        virtual_size=header.virtual_size,
+        keyid=key.keyid,
+        approved_at=approved_at,
+        valid_until=approved_at + datetime.timedelta(days=valid_for_days),
+        previous_manifest_sha256=previous_sha256,
+    )
+    manifest = write_manifest(artifact_dir, statement, key, ssh_key=ssh_key)
+    log.info("signed %s with key %s (%s)", manifest, key.keyid, key.type)
+    return manifest
+
+
+def _previous_manifest_digest(previous: Path) -> str:
+    load_envelope(previous)  # it must at least be a manifest envelope
+    return hashlib.sha256(previous.read_bytes()).hexdigest()
+
+
+def write_manifest(
+    artifact_dir: Path,
+    statement: Mapping[str, Any],
+    key: PrivateKey,
+    *,
+    ssh_key: Path | None = None,
+) -> Path:
+    """Sign ``statement`` into artifact_dir/manifest.dsse.json (and its OpenSSH .sig).
+
+    Both files are made in a scratch folder and renamed into place, so a reader
+    never sees half an envelope, nor a signature file left over from an older one.
+    """
+    envelope = sign_envelope(PAYLOAD_TYPE_IN_TOTO, encode_statement(statement), [key])
+    data = envelope.to_json()
+    final = artifact_dir / MANIFEST_NAME
+    final_sig = artifact_dir / SSH_SIGNATURE_NAME
+    with tempfile.TemporaryDirectory(dir=artifact_dir, prefix=".manifest-") as scratch:
+        staged = Path(scratch) / MANIFEST_NAME
+        staged.write_bytes(data)
+        staged.chmod(0o644)
+        if ssh_key is not None:
+            ssh_sign(staged, ssh_key)
+        os.replace(staged, final)
+        if ssh_key is not None:
+            os.replace(Path(scratch) / SSH_SIGNATURE_NAME, final_sig)
+        else:
+            final_sig.unlink(missing_ok=True)
+    return final
+
+
+def ssh_sign(path: Path, ssh_key: Path) -> Path:
+    """An OpenSSH signature over the file's bytes, written to ``path``.sig."""
+    if not ssh_key.is_file():
+        raise InputError(ssh_key, None, "SSH private key not found")
+    run(["ssh-keygen", "-q", "-Y", "sign", "-n", SSH_NAMESPACE, "-f", ssh_key, path])
+    return path.with_name(path.name + ".sig")

@@ -1,0 +1,168 @@
+"""goldsmith validate: boot a sealed template as a deployer would and prove it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from builder import __version__
+from builder.artifact import utc_now
+from builder.cache import hash_file
+from builder.errors import GuestError, InputError
+from builder.log import complete_step, log, log_to_file
+from hardening.check import evaluate, gather_facts
+from hardening.errors import ProfileError
+from hardening.profile import Profile, load_profile
+from hardening.results import CheckResult
+from validate.boot import boot_artifact
+from validate.host import pinned_host
+from validate.hygiene import Expectations, check_hygiene
+from validate.report import write_html, write_junit
+from validate.results import Package, ValidationRun
+from validate.usertests import run_user_tests
+
+PACKAGES_QUERY = "dpkg-query -W -f '${Package}\\t${Version}\\t${Architecture}\\n'"
+
+
+def load_build_record(artifact: Path) -> dict[str, Any]:
+    path = artifact / "build.json"
+    if not (artifact / "disk.qcow2").is_file():
+        raise InputError(artifact, None, "an artifact folder holding disk.qcow2 (not found)")
+    try:
+        record: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise InputError(path, None, "the build record of the artifact (not found)") from exc
+    except (OSError, ValueError) as exc:
+        raise InputError(path, None, f"readable JSON ({exc})") from exc
+    for key in ("template", "profile", "build_vm"):
+        if not isinstance(record.get(key), dict):
+            raise InputError(path, key, "an object, as goldsmith build writes it")
+    return record
+
+
+def resolve_profile(ref: str, origin: Path) -> Profile:
+    try:
+        return load_profile(ref)
+    except ProfileError as exc:
+        raise InputError(exc.path or origin, exc.field, exc.expected) from exc
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.monotonic() - start, 3)
+
+
+def validate_artifact(
+    artifact: Path,
+    *,
+    profile_ref: str | None = None,
+    tests: Sequence[Path] = (),
+    boot_timeout: float = 900,
+) -> ValidationRun:
+    """Boot, check, report. The artifact's disk is never written (digest checked)."""
+    record = load_build_record(artifact)
+    profile = resolve_profile(profile_ref or record["profile"]["source"], artifact / "build.json")
+    disk = artifact / "disk.qcow2"
+    timings: dict[str, float] = {}
+    started = utc_now()
+    with (
+        log_to_file(artifact / "validate.log"),
+        complete_step(f"Validating {artifact.name} against profile {profile.id}"),
+    ):
+        before = hash_file(disk, "sha256", "sha512")
+        run_start = time.monotonic()
+        log.info("Booting the template from firmware")
+        with boot_artifact(
+            disk, boot_timeout=boot_timeout, serial_log=artifact / "validate-serial.log"
+        ) as guest:
+            timings["boot"] = round(time.monotonic() - run_start, 3)
+            log.info("SSH up after %.1fs (%s)", timings["boot"], guest.accelerator)
+            host = pinned_host(guest.client, guest.access.user)
+            expect = _expectations(record, guest.instance_id, guest.access.host_key.fingerprint)
+            results, packages = _check(host, profile, expect, tests, timings)
+            accelerator = str(guest.accelerator)
+        timings["total"] = round(time.monotonic() - run_start, 3)
+        after = hash_file(disk, "sha256", "sha512")
+        if after != before:
+            raise GuestError(f"{disk} changed during validation: the overlay leaked writes")
+    run = ValidationRun(
+        template_name=str(record["template"]["name"]),
+        template_version=str(record["template"]["version"]),
+        image_path=disk.name,
+        image_sha256=before["sha256"],
+        image_sha512=before["sha512"],
+        profile_id=profile.id,
+        profile_version=profile.version,
+        profile_digest=profile.digest,
+        started=started,
+        finished=utc_now(),
+        accelerator=accelerator,
+        goldsmith_version=__version__,
+        timings=timings,
+        results=tuple(results),
+        packages=tuple(packages),
+    )
+    run.write(artifact / "validation.json")
+    write_junit(run, artifact / "junit.xml")
+    write_html(run, artifact / "report.html")
+    return run
+
+
+def _expectations(record: dict[str, Any], instance_id: str, pinned: str) -> Expectations:
+    build_vm = record["build_vm"]
+    key = str(build_vm.get("builder_key", "")).split()
+    return Expectations(
+        builder_key_blob=key[1] if len(key) >= 2 else "",
+        build_machine_id=str(build_vm.get("machine_id", "")),
+        build_host_keys={str(k): str(v) for k, v in dict(build_vm.get("host_keys", {})).items()},
+        instance_id=instance_id,
+        pinned_host_key=pinned,
+    )
+
+
+def _check(
+    host: Any,
+    profile: Profile,
+    expect: Expectations,
+    tests: Sequence[Path],
+    timings: dict[str, float],
+) -> tuple[list[CheckResult], list[Package]]:
+    results: list[CheckResult] = []
+    with host.sudo():
+        with _timed(timings, "facts"), complete_step("Gathering evidence"):
+            facts = gather_facts(host, profile)
+        with _timed(timings, "checks"):
+            results += evaluate(profile, facts)
+        with _timed(timings, "hygiene"), complete_step("Checking hygiene"):
+            results += check_hygiene(host, expect)
+        listing = host.run(PACKAGES_QUERY)
+        if listing.rc != 0:
+            raise GuestError(f"listing the guest's packages failed: {listing.stderr.strip()}")
+    packages = [
+        Package(*line.split("\t")) for line in listing.stdout.splitlines() if line.count("\t") == 2
+    ]
+    if tests:
+        with complete_step(f"Running user tests from {len(tests)} path(s)"):
+            user_results, seconds = run_user_tests(host, tests)
+            timings["user_tests"] = round(seconds, 3)
+            results += user_results
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[str(r.status)] = counts.get(str(r.status), 0) + 1
+    check_count = len(results)
+    log.info(
+        "%d checks: %s (evidence %.1fs, evaluation %.3fs)",
+        check_count,
+        ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
+        timings.get("facts", 0),
+        timings.get("checks", 0),
+    )
+    return results, packages
