@@ -1,0 +1,499 @@
+"""goldsmith verify: a trusted artifact passes, and every tampering is refused with its
+own reason."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from test_manifest import (
+    GOOD_RESULTS,
+    NOW,
+    make_artifact,
+    make_key,
+    make_qcow2,
+    read_statement,
+    stamp_unchecked,
+    write_records,
+)
+
+from builder.cli import cli
+from builder.errors import InputError
+from hardening.results import CheckResult, Status
+from validate.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, Signature, load_envelope, sign_envelope
+from validate.keys import KeyType, PrivateKey, load_private_key, load_public_key
+from validate.manifest import encode_statement, sign_artifact
+from validate.verify import (
+    AllOf,
+    Claims,
+    Evidence,
+    Policy,
+    Verdict,
+    VerificationError,
+    verify_artifact,
+)
+
+LATER = NOW + datetime.timedelta(days=1)
+
+
+@dataclasses.dataclass
+class Signed:
+    artifact: Path
+    key: Path  # private key
+    pub: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.artifact / "manifest.dsse.json"
+
+    @property
+    def image(self) -> Path:
+        return self.artifact / "disk.qcow2"
+
+    def verify(self, **kwargs: Any) -> Verdict:
+        kwargs.setdefault("keys", [self.pub])
+        kwargs.setdefault("now", LATER)
+        return verify_artifact(self.artifact, **kwargs)
+
+
+def pub(key: Path) -> Path:
+    return key.with_name(key.name + ".pub")
+
+
+@pytest.fixture
+def signed(tmp_path: Path) -> Signed:
+    artifact = make_artifact(tmp_path)
+    key = make_key(tmp_path)
+    sign_artifact(artifact, key, now=NOW)
+    return Signed(artifact, key, pub(key))
+
+
+def rewrite_envelope(manifest: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+    doc = json.loads(manifest.read_bytes())
+    edit(doc)
+    manifest.write_text(json.dumps(doc))
+
+
+def resign(signed: Signed, edit: Callable[[dict[str, Any]], None], *keys: PrivateKey) -> None:
+    """Edit the statement and sign it again with trusted key(s): valid signature, odd content."""
+    statement = read_statement(signed.manifest)
+    edit(statement)
+    signers = keys or (load_private_key(signed.key),)
+    envelope = sign_envelope(PAYLOAD_TYPE_IN_TOTO, encode_statement(statement), list(signers))
+    signed.manifest.write_bytes(envelope.to_json())
+
+
+# --- trusted --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key_type", list(KeyType))
+def test_round_trip_trusted(tmp_path: Path, key_type: KeyType) -> None:
+    artifact = make_artifact(tmp_path)
+    key = make_key(tmp_path, key_type)
+    sign_artifact(artifact, key, now=NOW)
+    verdict = verify_artifact(artifact, keys=[pub(key)], now=LATER)
+    assert [k.keyid for k in verdict.signers] == [load_public_key(pub(key)).keyid]
+    assert verdict.claims.template_name == "debian-12-baseline"
+    assert verdict.claims.counts["passed"] == 3
+    text = verdict.describe()
+    assert text.startswith("TRUSTED: debian-12-baseline 1.0.0")
+    assert verdict.signers[0].keyid in text
+    assert "baseline 1" in text and "3 passed" in text and "1 waived" in text
+
+
+def test_verify_by_image_and_manifest_paths(signed: Signed) -> None:
+    verdict = verify_artifact(
+        image=signed.image, manifest=signed.manifest, keys=[signed.pub], now=LATER
+    )
+    assert verdict.image == signed.image
+
+
+def test_cli_trusted_human_and_json(signed: Signed) -> None:
+    runner = CliRunner()
+    args = ["verify", str(signed.artifact), "--key", str(signed.pub)]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    keyid = load_public_key(signed.pub).keyid
+    assert "TRUSTED: debian-12-baseline 1.0.0" in result.stdout
+    assert keyid in result.stdout and "profile:   baseline 1" in result.stdout
+    assert "3 passed, 0 failed, 0 error, 1 waived, 1 skipped" in result.stdout
+
+    result = runner.invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    verdict = json.loads(result.stdout)
+    assert verdict["trusted"] is True
+    assert verdict["signers"] == [{"keyid": keyid, "type": "ed25519"}]
+    assert verdict["template"] == {"name": "debian-12-baseline", "version": "1.0.0"}
+    assert verdict["results"]["counts"]["waived"] == 1
+
+
+def test_cli_image_and_manifest_form(signed: Signed) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "verify",
+            "--image",
+            str(signed.image),
+            "--manifest",
+            str(signed.manifest),
+            "--key",
+            str(signed.pub),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_cli_needs_a_folder_or_both_paths(signed: Signed) -> None:
+    result = CliRunner().invoke(cli, ["verify", "--image", str(signed.image), "--key", "k"])
+    assert result.exit_code == 2
+    assert "both --image and --manifest" in result.output
+
+
+def test_two_distinct_keys_meet_a_threshold_of_two(signed: Signed, tmp_path: Path) -> None:
+    second = make_key(tmp_path, KeyType.p256, "second")
+    resign(signed, lambda s: None, load_private_key(signed.key), load_private_key(second))
+    verdict = signed.verify(keys=[signed.pub, pub(second)], threshold=2)
+    assert len(verdict.signers) == 2
+
+
+# --- the tamper suite: each refusal names its own reason -------------------------------
+
+
+def test_one_byte_of_the_image_changed(signed: Signed) -> None:
+    with open(signed.image, "r+b") as f:
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 0x01]))
+    with pytest.raises(VerificationError, match=r"sha256 [0-9a-f]+ does not match the manifest"):
+        signed.verify()
+
+
+def test_a_predicate_field_edited_under_the_old_signature(signed: Signed) -> None:
+    def edit(doc: dict[str, Any]) -> None:
+        statement = json.loads(base64.b64decode(doc["payload"]))
+        statement["predicate"]["results"]["counts"]["failed"] = 0
+        statement["predicate"]["profile"]["id"] = "strict"
+        doc["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+
+    rewrite_envelope(signed.manifest, edit)
+    with pytest.raises(VerificationError, match=r"does not verify; the envelope was altered"):
+        signed.verify()
+
+
+def test_payload_type_changed(signed: Signed) -> None:
+    rewrite_envelope(signed.manifest, lambda d: d.update(payloadType="application/json"))
+    with pytest.raises(VerificationError, match=r"payloadType is 'application/json'"):
+        signed.verify()
+
+
+def test_wrong_key(signed: Signed, tmp_path: Path) -> None:
+    other = make_key(tmp_path, name="other")
+    with pytest.raises(VerificationError, match=r"not signed by any trusted key"):
+        signed.verify(keys=[pub(other)])
+
+
+def test_the_same_key_listed_twice_counts_once(signed: Signed) -> None:
+    with pytest.raises(VerificationError, match=r"1 distinct trusted key.* threshold is 2"):
+        signed.verify(keys=[signed.pub, signed.pub], threshold=2)
+
+
+def test_two_signatures_by_one_key_count_once(signed: Signed, tmp_path: Path) -> None:
+    key = load_private_key(signed.key)
+    resign(signed, lambda s: None, key, key)
+    assert len(load_envelope(signed.manifest).signatures) == 2
+    other = make_key(tmp_path, name="other")
+    with pytest.raises(VerificationError, match=r"1 distinct trusted key.* threshold is 2"):
+        signed.verify(keys=[signed.pub, pub(other)], threshold=2)
+
+
+def test_expired_manifest(tmp_path: Path) -> None:
+    artifact = make_artifact(tmp_path)
+    key = make_key(tmp_path)
+    long_ago = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    sign_artifact(artifact, key, now=long_ago, valid_for_days=30)
+    with pytest.raises(VerificationError, match=r"expired at 2020-01-31T00:00:00Z"):
+        verify_artifact(artifact, keys=[pub(key)])  # the real clock
+
+
+def test_approval_from_the_future(signed: Signed) -> None:
+    with pytest.raises(VerificationError, match=r"in the future"):
+        signed.verify(now=NOW - datetime.timedelta(hours=1))
+
+
+def test_revoked_key(signed: Signed) -> None:
+    keyid = load_public_key(signed.pub).keyid
+    with pytest.raises(VerificationError, match=rf"signed by revoked key.*{keyid}"):
+        signed.verify(policy=Policy(revoked_keys=frozenset({keyid})))
+
+
+def test_a_qcow2_with_a_backing_file(tmp_path: Path) -> None:
+    # Signed without sign's refusals, digests and all: verify stands on its own.
+    make_qcow2(tmp_path / "base.qcow2")
+    artifact = make_artifact(tmp_path, qemu_options=["-b", "../base.qcow2", "-F", "qcow2"])
+    key = make_key(tmp_path)
+    stamp_unchecked(artifact, load_private_key(key))
+    with pytest.raises(VerificationError, match=r"names a backing file \('../base.qcow2'\)"):
+        verify_artifact(artifact, keys=[pub(key)], now=LATER)
+
+
+def test_a_qcow2_with_an_external_data_file(tmp_path: Path) -> None:
+    options = ["-o", "data_file=x.raw,data_file_raw=on"]
+    artifact = make_artifact(tmp_path, qemu_options=options)
+    key = make_key(tmp_path)
+    stamp_unchecked(artifact, load_private_key(key))
+    with pytest.raises(VerificationError, match=r"names an external data file \('x.raw'\)"):
+        verify_artifact(artifact, keys=[pub(key)], now=LATER)
+
+
+def test_truncated_envelope(signed: Signed) -> None:
+    data = signed.manifest.read_bytes()
+    signed.manifest.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        InputError, match=r"manifest.dsse.json: ends before .*\(truncated\?\)"
+    ) as exc:
+        signed.verify()
+    assert exc.value.exit_code == 2
+
+
+def test_non_json_envelope(signed: Signed) -> None:
+    signed.manifest.write_bytes(b"-----BEGIN SSH SIGNATURE-----\n")
+    with pytest.raises(InputError, match=r"manifest.dsse.json: is not JSON") as exc:
+        signed.verify()
+    assert exc.value.exit_code == 2
+
+
+def test_a_signature_over_a_different_image(signed: Signed, tmp_path: Path) -> None:
+    # Another template, properly signed by the same key: its manifest must not vouch for ours.
+    other = make_artifact(tmp_path, version="2.0.0", size="2M")
+    sign_artifact(other, signed.key, now=NOW)
+    with pytest.raises(VerificationError, match=r"virtual size 1048576 differs"):
+        verify_artifact(
+            image=signed.image,
+            manifest=other / "manifest.dsse.json",
+            keys=[signed.pub],
+            now=LATER,
+        )
+
+
+def test_a_different_image_of_the_same_size(signed: Signed, tmp_path: Path) -> None:
+    other = make_qcow2(tmp_path / "other.qcow2", "1M", "-o", "cluster_size=4096")
+    with pytest.raises(VerificationError, match=r"does not match the manifest subject"):
+        verify_artifact(image=other, manifest=signed.manifest, keys=[signed.pub], now=LATER)
+
+
+def test_statement_type_changed_and_resigned(signed: Signed) -> None:
+    resign(signed, lambda s: s.update(_type="https://in-toto.io/Statement/v0.1"))
+    with pytest.raises(VerificationError, match=r"statement _type is"):
+        signed.verify()
+
+
+def test_predicate_type_changed_and_resigned(signed: Signed) -> None:
+    resign(signed, lambda s: s.update(predicateType="https://slsa.dev/provenance/v1"))
+    with pytest.raises(VerificationError, match=r"predicateType is 'https://slsa.dev"):
+        signed.verify()
+
+
+def test_unapproved_results_are_refused_even_when_signed(tmp_path: Path) -> None:
+    failed = CheckResult("SSH-02", "No passwords", "ssh", Status.failed, "no", "yes", "high")
+    artifact = make_artifact(tmp_path, (*GOOD_RESULTS, failed))
+    key = make_key(tmp_path)
+    stamp_unchecked(artifact, load_private_key(key))
+    with pytest.raises(VerificationError, match=r"not approved \(1 control\(s\) not passed"):
+        verify_artifact(artifact, keys=[pub(key)], now=LATER)
+
+
+def test_approved_flag_is_recounted_from_the_controls(signed: Signed) -> None:
+    def edit(statement: dict[str, Any]) -> None:
+        statement["predicate"]["results"]["controls"][0]["status"] = "failed"
+
+    resign(signed, edit)
+    with pytest.raises(VerificationError, match=r"results are not approved"):
+        signed.verify()
+
+
+# --- the policy -----------------------------------------------------------------------
+
+
+def write_policy(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_policy_that_passes(signed: Signed, tmp_path: Path) -> None:
+    policy = write_policy(
+        tmp_path,
+        "required_profile: baseline\nrequired_result: approved\nmax_age_days: 30\n"
+        "required_controls: [SSH-01, HYG-001]\nrevoked_keys: ['" + "ab" * 32 + "']\n",
+    )
+    assert signed.verify(policy=policy).claims.profile_id == "baseline"
+
+
+def test_policy_required_profile(signed: Signed, tmp_path: Path) -> None:
+    policy = write_policy(tmp_path, "required_profile: cis-level-2\n")
+    with pytest.raises(VerificationError, match=r"the policy requires 'cis-level-2'"):
+        signed.verify(policy=policy)
+
+
+def test_policy_max_age(signed: Signed, tmp_path: Path) -> None:
+    policy = write_policy(tmp_path, "max_age_days: 7\n")
+    with pytest.raises(VerificationError, match=r"approved 10 days ago.*max_age_days"):
+        signed.verify(policy=policy, now=NOW + datetime.timedelta(days=10))
+
+
+def test_policy_required_control_waived(signed: Signed, tmp_path: Path) -> None:
+    policy = write_policy(tmp_path, "required_controls: [SSH-01, KMOD-03]\n")
+    with pytest.raises(VerificationError, match=r"required control KMOD-03 is waived"):
+        signed.verify(policy=policy)
+
+
+def test_policy_required_control_absent(signed: Signed) -> None:
+    with pytest.raises(VerificationError, match=r"AUD-9 is absent from the results"):
+        signed.verify(policy=Policy(required_controls=("AUD-9",)))
+
+
+def test_policy_threshold_is_the_stricter_of_the_two(signed: Signed, tmp_path: Path) -> None:
+    policy = write_policy(tmp_path, "threshold: 2\n")
+    with pytest.raises(VerificationError, match=r"threshold is 2"):
+        signed.verify(policy=policy, threshold=1)
+
+
+def test_empty_policy_file_keeps_the_mandatory_checks(signed: Signed, tmp_path: Path) -> None:
+    policy = write_policy(tmp_path, "")
+    signed.verify(policy=policy)
+    with pytest.raises(VerificationError, match=r"expired"):
+        signed.verify(policy=policy, now=NOW + datetime.timedelta(days=400))
+
+
+def test_all_of_nothing_refuses(signed: Signed) -> None:
+    claims_check: list[Claims] = []
+
+    def spy(evidence: Evidence) -> None:
+        claims_check.append(evidence.claims)
+
+    evidence = Evidence(
+        image=signed.image,
+        manifest=signed.manifest,
+        claims=signed.verify().claims,
+        signers=frozenset(),
+        now=LATER,
+    )
+    with pytest.raises(VerificationError, match=r"empty policy trusts nothing"):
+        AllOf(())(evidence)
+    AllOf((spy,))(evidence)
+    assert len(claims_check) == 1
+
+
+def test_every_policy_check_is_in_the_default_chain() -> None:
+    chain = Policy().checks(1).checks
+    names = [getattr(c, "__name__", type(c).__name__) for c in chain]
+    assert names == [
+        "SignedByThreshold",
+        "not_expired",
+        "results_approved",
+        "image_self_contained",
+        "image_digests_match",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_age_day: 3\n", "max_age_day: unknown policy key; did you mean 'max_age_days'?"),
+        ("required_result: failed\n", "required_result: expected 'approved'"),
+        ("revoked_keys: [abc]\n", "revoked_keys: expected a list of keyids"),
+        ("threshold: 0\n", "threshold: expected an integer of at least 1"),
+        ("- a list\n", "expected a mapping"),
+        ("a: [\n", "expected YAML"),
+    ],
+)
+def test_bad_policy_is_input_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message.replace("?", r"\?").replace("[", r"\[")):
+        Policy.load(write_policy(tmp_path, text))
+
+
+# --- exit codes and messages at the command line --------------------------------------
+
+
+def run_verify(signed: Signed, *extra: str) -> Any:
+    args = ["verify", str(signed.artifact), *extra]
+    if "--key" not in extra:
+        args += ["--key", str(signed.pub)]
+    return CliRunner().invoke(cli, args)
+
+
+def test_cli_not_trusted_is_exit_1_with_the_reason(signed: Signed, tmp_path: Path) -> None:
+    other = make_key(tmp_path, name="other")
+    result = run_verify(signed, "--key", str(pub(other)))
+    assert result.exit_code == 1
+    assert result.stdout.startswith("NOT TRUSTED: ")
+    assert "not signed by any trusted key" in result.stdout
+
+    result = run_verify(signed, "--key", str(pub(other)), "--json")
+    assert result.exit_code == 1
+    verdict = json.loads(result.stdout)
+    assert verdict["trusted"] is False and verdict["exit_code"] == 1
+    assert "not signed by any trusted key" in verdict["reason"]
+
+
+def test_cli_missing_manifest_is_exit_2(signed: Signed) -> None:
+    signed.manifest.unlink()
+    result = run_verify(signed)
+    assert result.exit_code == 2
+    assert "manifest.dsse.json: not found; expected a DSSE envelope file" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_cli_unreadable_key_is_exit_2(signed: Signed) -> None:
+    result = run_verify(signed, "--key", str(signed.key))  # the private key, not its .pub
+    assert result.exit_code == 2
+    assert "expected a PEM public key" in result.stderr
+    assert "its .pub is needed" in result.stderr
+
+
+def test_cli_missing_key_file_is_exit_2(signed: Signed, tmp_path: Path) -> None:
+    result = run_verify(signed, "--key", str(tmp_path / "nope.pub"))
+    assert result.exit_code == 2
+    assert "nope.pub: key file not found" in result.stderr
+
+
+def test_cli_truncated_envelope_json_verdict_is_exit_2(signed: Signed) -> None:
+    signed.manifest.write_bytes(signed.manifest.read_bytes()[:100])
+    result = run_verify(signed, "--json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["trusted"] is False
+    assert "truncated" in json.loads(result.stdout)["reason"]
+
+
+def test_cli_threshold_and_policy_options(signed: Signed, tmp_path: Path) -> None:
+    result = run_verify(signed, "--threshold", "2")
+    assert result.exit_code == 1 and "threshold is 2" in result.stdout
+    policy = write_policy(tmp_path, "required_profile: other\n")
+    result = run_verify(signed, "--policy", str(policy))
+    assert result.exit_code == 1 and "the policy requires 'other'" in result.stdout
+
+
+def test_records_rewritten_without_resigning_do_not_matter(signed: Signed) -> None:
+    # verify trusts only the signed statement and the image, never the records beside them.
+    write_records(signed.artifact, ())
+    assert signed.verify().claims.approved
+
+
+def test_unsigned_envelope_signature_bytes_are_checked(signed: Signed) -> None:
+    envelope = load_envelope(signed.manifest)
+    forged = Envelope(
+        envelope.payload_type,
+        envelope.payload,
+        (Signature(envelope.signatures[0].keyid, bytes(64)),),
+    )
+    signed.manifest.write_bytes(forged.to_json())
+    with pytest.raises(VerificationError, match=r"does not verify"):
+        signed.verify()
