@@ -106,12 +106,12 @@ def parse_envelope(data: bytes, source: Path | str) -> Envelope:
             source, None, f"is not JSON (not UTF-8 text); expected {expected}"
         ) from None
     stripped = text.strip()
-    if not stripped.startswith("{"):
-        raise InputError(source, None, f"is not JSON; expected {expected}")
     try:
         doc = json.loads(stripped)
     except json.JSONDecodeError as exc:
-        if not stripped.endswith("}"):
+        if not stripped.startswith(("{", "[")):
+            raise InputError(source, None, f"is not JSON; expected {expected}") from None
+        if not stripped.endswith(("}", "]")):
             raise InputError(
                 source, None, f"ends before the JSON object is complete (truncated?): {exc.msg}"
             ) from None
@@ -119,7 +119,7 @@ def parse_envelope(data: bytes, source: Path | str) -> Envelope:
             source, None, f"is malformed JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
         ) from None
     if not isinstance(doc, dict):
-        raise InputError(source, None, f"expected {expected}")
+        raise InputError(source, None, f"expected {expected}, found JSON {type(doc).__name__}")
 
     payload_type = doc.get("payloadType")
     if not isinstance(payload_type, str) or not payload_type:

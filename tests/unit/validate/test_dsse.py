@@ -1,0 +1,178 @@
+"""DSSE envelopes: PAE test vectors, signing, parsing and exact-bytes verification."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from builder.errors import InputError
+from validate.dsse import (
+    PAYLOAD_TYPE_IN_TOTO,
+    Envelope,
+    Signature,
+    load_envelope,
+    pae,
+    parse_envelope,
+    sign_envelope,
+    verified_keyids,
+)
+from validate.keys import KeyType, PrivateKey, generate_key
+
+STATEMENT = b'{"_type":"https://in-toto.io/Statement/v1"}'
+
+# Ed25519 is deterministic: this key (seed bytes 0..31) always gives this signature
+# over PAE(in-toto, STATEMENT). openssl agrees (see test_interop).
+SEED_KEY = PrivateKey(ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+SEED_KEYID = "a050837d85070582ccf7394b0988847cc312cb88259b894899f6f239cf1791a5"
+SEED_SIG = bytes.fromhex(
+    "168ea33973fd830d72c4516a7314f739138683d30727d1b63ecdb2086e25add2"
+    "52f18962f71747efcaf3b0645d5fbbcdd01bd99ed78d18f83d17bf421b9d540d"
+)
+
+
+def test_pae_vector_from_the_dsse_specification() -> None:
+    assert (
+        pae("http://example.com/HelloWorld", b"hello world")
+        == b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    )
+
+
+def test_pae_vector_for_an_in_toto_statement() -> None:
+    assert (
+        pae(PAYLOAD_TYPE_IN_TOTO, STATEMENT)
+        == b'DSSEv1 28 application/vnd.in-toto+json 43 {"_type":"https://in-toto.io/Statement/v1"}'
+    )
+
+
+def test_pae_counts_bytes_not_characters() -> None:
+    assert pae("t/\u00e9", "\u00e9\u00e9".encode()) == b"DSSEv1 4 t/\xc3\xa9 4 \xc3\xa9\xc3\xa9"
+
+
+def test_pae_of_an_empty_payload() -> None:
+    assert pae("", b"") == b"DSSEv1 0  0 "
+
+
+def test_pae_lengths_keep_fields_apart() -> None:
+    # Moving a byte across the boundary changes the encoding.
+    assert pae("ab", b"c") != pae("a", b"bc")
+
+
+def test_ed25519_signature_vector() -> None:
+    assert SEED_KEY.keyid == SEED_KEYID
+    envelope = sign_envelope(PAYLOAD_TYPE_IN_TOTO, STATEMENT, [SEED_KEY])
+    assert envelope.signatures == (Signature(SEED_KEYID, SEED_SIG),)
+    assert envelope.to_dict() == {
+        "payloadType": "application/vnd.in-toto+json",
+        "payload": "eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90by5pby9TdGF0ZW1lbnQvdjEifQ==",
+        "signatures": [{"keyid": SEED_KEYID, "sig": base64.b64encode(SEED_SIG).decode()}],
+    }
+
+
+@pytest.mark.parametrize("key_type", list(KeyType))
+def test_round_trip_through_json(key_type: KeyType) -> None:
+    key = generate_key(key_type)
+    envelope = sign_envelope(PAYLOAD_TYPE_IN_TOTO, STATEMENT, [key])
+    parsed = parse_envelope(envelope.to_json(), "mem")
+    assert parsed == envelope
+    assert verified_keyids(parsed, [key.public]) == {key.keyid}
+    assert verified_keyids(parsed, [generate_key(key_type).public]) == frozenset()
+
+
+def test_p256_signature_is_der() -> None:
+    key = generate_key(KeyType.p256)
+    sig = sign_envelope(PAYLOAD_TYPE_IN_TOTO, STATEMENT, [key]).signatures[0].sig
+    assert sig[0] == 0x30 and sig[1] == len(sig) - 2  # a DER SEQUENCE, not raw r||s
+
+
+def test_payload_bytes_are_verified_as_they_travel() -> None:
+    # Odd whitespace and key order: re-serialising would change the bytes and break this.
+    payload = b'{ "predicateType" : "x",\n  "_type":"https://in-toto.io/Statement/v1" }'
+    envelope = sign_envelope(PAYLOAD_TYPE_IN_TOTO, payload, [SEED_KEY])
+    parsed = parse_envelope(envelope.to_json(), "mem")
+    assert parsed.payload == payload
+    assert verified_keyids(parsed, [SEED_KEY.public]) == {SEED_KEYID}
+
+
+def test_payload_type_is_covered_by_the_signature() -> None:
+    envelope = sign_envelope(PAYLOAD_TYPE_IN_TOTO, STATEMENT, [SEED_KEY])
+    other = Envelope("application/json", envelope.payload, envelope.signatures)
+    assert verified_keyids(other, [SEED_KEY.public]) == frozenset()
+
+
+def test_a_key_counts_once_however_often_it_signed_or_is_listed() -> None:
+    envelope = sign_envelope(PAYLOAD_TYPE_IN_TOTO, STATEMENT, [SEED_KEY, SEED_KEY])
+    assert len(envelope.signatures) == 2
+    assert verified_keyids(envelope, [SEED_KEY.public, SEED_KEY.public]) == {SEED_KEYID}
+
+
+def test_keyid_hint_is_not_trusted() -> None:
+    # A signature that claims a trusted keyid but was made by another key does not count.
+    stranger = generate_key()
+    envelope = sign_envelope(PAYLOAD_TYPE_IN_TOTO, STATEMENT, [stranger])
+    lying = Envelope(
+        envelope.payload_type,
+        envelope.payload,
+        (Signature(SEED_KEYID, envelope.signatures[0].sig),),
+    )
+    assert verified_keyids(lying, [SEED_KEY.public]) == frozenset()
+
+
+def test_url_safe_and_unpadded_base64_are_accepted() -> None:
+    payload = b"\xfb\xff" * 5  # encodes with + and / in standard base64
+    envelope = sign_envelope("application/octet-stream", payload, [SEED_KEY])
+    doc = envelope.to_dict()
+    doc["payload"] = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    parsed = parse_envelope(json.dumps(doc).encode(), "mem")
+    assert parsed.payload == payload
+
+
+def test_sign_needs_a_signer() -> None:
+    with pytest.raises(ValueError, match=r"at least one signer"):
+        sign_envelope(PAYLOAD_TYPE_IN_TOTO, STATEMENT, [])
+
+
+GOOD = sign_envelope(PAYLOAD_TYPE_IN_TOTO, STATEMENT, [SEED_KEY]).to_json()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"hello", "m.json: is not JSON; expected a DSSE envelope"),
+        (b"\xff\xfe{", r"m.json: is not JSON \(not UTF-8 text\)"),
+        (
+            GOOD[: len(GOOD) // 2],
+            r"m.json: ends before the JSON object is complete \(truncated\?\)",
+        ),
+        (b'{"payloadType": }', "m.json: is malformed JSON"),
+        (b"[]", r"m.json: expected a DSSE envelope \(JSON object .*found JSON list"),
+        (b'{"payload": "", "signatures": []}', "m.json: payloadType: expected a non-empty string"),
+        (b'{"payloadType": "t", "signatures": []}', "m.json: payload: expected a base64 string"),
+        (b'{"payloadType": "t", "payload": "e30="}', "m.json: signatures: expected a non-empty"),
+        (
+            b'{"payloadType": "t", "payload": "e30=", "signatures": [{"keyid": "k"}]}',
+            r"m.json: signatures\[0\].sig: expected a base64 string",
+        ),
+        (
+            b'{"payloadType": "t", "payload": "e30*", "signatures": [{"sig": "AA=="}]}',
+            "m.json: payload: expected base64",
+        ),
+    ],
+)
+def test_parse_errors_name_the_file_and_field(data: bytes, message: str) -> None:
+    with pytest.raises(InputError, match=message) as caught:
+        parse_envelope(data, "m.json")
+    assert caught.value.exit_code == 2
+
+
+def test_a_missing_keyid_is_allowed() -> None:
+    data = b'{"payloadType": "t", "payload": "e30=", "signatures": [{"sig": "AA=="}]}'
+    assert parse_envelope(data, "m").signatures == (Signature("", b"\x00"),)
+
+
+def test_load_envelope_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"not found; expected a DSSE envelope file"):
+        load_envelope(tmp_path / "manifest.dsse.json")
