@@ -18,6 +18,9 @@ from typing import Any, Protocol
 from builder.errors import InputError
 
 PAYLOAD_TYPE_IN_TOTO = "application/vnd.in-toto+json"
+# A manifest with a full SBOM is well under a megabyte; a far larger file is not one
+# of ours and is refused before it is read into memory.
+MAX_ENVELOPE_BYTES = 64 << 20
 
 
 class Signer(Protocol):
@@ -149,11 +152,16 @@ def parse_envelope(data: bytes, source: Path | str) -> Envelope:
 
 def load_envelope(path: Path) -> Envelope:
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_ENVELOPE_BYTES + 1)
     except FileNotFoundError:
         raise InputError(path, None, "not found; expected a DSSE envelope file") from None
+    except IsADirectoryError:
+        raise InputError(path, None, "is a directory; expected a DSSE envelope file") from None
     except OSError as exc:
         raise InputError(path, None, f"cannot be read ({exc.strerror})") from None
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise InputError(path, None, f"is larger than {MAX_ENVELOPE_BYTES} bytes; not a manifest")
     return parse_envelope(data, path)
 
 

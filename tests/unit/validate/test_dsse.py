@@ -176,3 +176,13 @@ def test_a_missing_keyid_is_allowed() -> None:
 def test_load_envelope_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"not found; expected a DSSE envelope file"):
         load_envelope(tmp_path / "manifest.dsse.json")
+
+
+def test_load_envelope_refuses_a_huge_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("validate.dsse.MAX_ENVELOPE_BYTES", 1000)
+    path = tmp_path / "manifest.dsse.json"
+    path.write_bytes(b" " * 1001)
+    with pytest.raises(InputError, match=r"is larger than 1000 bytes"):
+        load_envelope(path)
+    with pytest.raises(InputError, match=r"is a directory"):
+        load_envelope(tmp_path)
