@@ -21,8 +21,9 @@ def _guard(selected: SelectedControl, body: str) -> str:
     condition = selected.control.only_if
     if condition is None or not condition.installed or not body.strip():
         return body
-    indented = "\n".join("  " + line if line else line for line in body.splitlines())
-    return f"if gs_pkg_installed {q(condition.installed)}; then\n{indented}\nfi"
+    # Not indented: the body may hold here-documents whose terminators must
+    # stay at the start of a line.
+    return f"if gs_pkg_installed {q(condition.installed)}; then\n{body}\nfi"
 
 
 def render_apply_script(profile: Profile, today: date | None = None) -> str:

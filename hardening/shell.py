@@ -204,6 +204,42 @@ gs_sshd() {
     gs_comment_out "$f" "$re" "" ssh
   done
 }
+
+# gs_fstab TARGET OPTIONS [SOURCE FSTYPE BASE_OPTIONS]: make the fstab entry for
+# TARGET carry OPTIONS (comma list), adding the entry when SOURCE is given, then
+# bring the live mount in line (mount or remount from fstab).
+gs_fstab() {
+  local target=$1 want=$2 source=${3:-} fstype=${4:-} base=${5:-defaults} opt
+  if ! awk -v t="$target" '$1 !~ /^#/ && $2 == t { found = 1 } END { exit !found }' /etc/fstab; then
+    if [ -z "$source" ]; then
+      gs_note "$target is not a separate file system; partitions are not changed here"
+      return 0
+    fi
+    printf '%s\t%s\t%s\t%s\t0\t0\n' "$source" "$target" "$fstype" "$base,$want" \
+      >>/etc/fstab
+    gs_changed
+  fi
+  GS_T=$target GS_W=$want awk '
+    BEGIN { t = ENVIRON["GS_T"]; n = split(ENVIRON["GS_W"], want, ",") }
+    $1 !~ /^#/ && $2 == t {
+      opts = $4
+      for (i = 1; i <= n; i++) if (("," opts ",") !~ ("," want[i] ",")) opts = opts "," want[i]
+      if (opts != $4) { $4 = opts; print; next }
+    }
+    { print }
+  ' /etc/fstab >"$GS_TMP/fstab"
+  gs_install_content /etc/fstab 0644 <"$GS_TMP/fstab"
+  if ! mountpoint -q "$target"; then
+    mount "$target"; gs_changed
+    return 0
+  fi
+  for opt in ${want//,/ }; do
+    if ! findmnt -rn -o OPTIONS --target "$target" | tr ',' '\n' | grep -qx "$opt"; then
+      mount -o remount "$target"; gs_changed
+      break
+    fi
+  done
+}
 """
 
 EPILOGUE = r"""

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from hardening.mechanisms.audit import AuditRules
 from hardening.mechanisms.base import Mechanism, Outcome
+from hardening.mechanisms.cmdline import Cmdline
 from hardening.mechanisms.config_kv import ConfigKv, Faillock, LoginDefs, Pwhistory, Pwquality
 from hardening.mechanisms.file_perm import FilePerm
 from hardening.mechanisms.kmod import KernelModule
+from hardening.mechanisms.mount import Mount
 from hardening.mechanisms.packages import PackageAbsent, PackagePresent
+from hardening.mechanisms.script import Script
 from hardening.mechanisms.service import Service
 from hardening.mechanisms.sshd import Sshd
 from hardening.mechanisms.sysctl import Sysctl
@@ -28,6 +32,10 @@ MECHANISMS: dict[str, Mechanism[Any]] = {
         Pwquality(),
         Faillock(),
         Pwhistory(),
+        Mount(),
+        Cmdline(),
+        AuditRules(),
+        Script(),
     )
 }
 

@@ -1,0 +1,97 @@
+"""The escape hatch: a control that fits no mechanism carries its own apply
+shell (which calls gs_changed when it changes something) and a check command
+whose exit status and output decide."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from hardening.errors import FactsError, ParamError
+from hardening.facts import Facts, Probe
+from hardening.mechanisms.base import Mechanism, Outcome, error, get_opt_str, get_str
+from hardening.results import Status
+
+
+class PassIf(enum.StrEnum):
+    rc0 = "rc0"  # the check command exits 0
+    empty = "empty"  # prints nothing (a list of offenders that should be empty)
+    rc0_empty = "rc0_empty"
+    matches = "matches"  # stdout matches the regular expression in ``pattern``
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptSpec:
+    apply: str
+    check: str
+    pass_if: PassIf
+    pattern: str
+    expected: str
+
+    @property
+    def probe_name(self) -> str:
+        return "script:" + hashlib.sha256(self.check.encode()).hexdigest()[:16]
+
+
+class Script(Mechanism[ScriptSpec]):
+    name = "script"
+    phase = 85
+    keys = frozenset({"apply", "check", "pass_if", "pattern", "expected"})
+    required = frozenset({"check", "expected"})
+
+    def build(self, params: Mapping[str, Any]) -> ScriptSpec:
+        try:
+            pass_if = PassIf(params.get("pass_if", "rc0"))
+        except ValueError:
+            raise ParamError("pass_if", "rc0, empty, rc0_empty or matches") from None
+        pattern = get_opt_str(params, "pattern")
+        if pass_if is PassIf.matches:
+            if not pattern:
+                raise ParamError("pattern", "a regular expression for pass_if: matches")
+            try:
+                re.compile(pattern)
+            except re.error:
+                raise ParamError("pattern", "a valid regular expression") from None
+        return ScriptSpec(
+            apply=get_opt_str(params, "apply"),
+            check=get_str(params, "check"),
+            pass_if=pass_if,
+            pattern=pattern,
+            expected=" ".join(get_str(params, "expected").split()),
+        )
+
+    def render(self, spec: ScriptSpec) -> str:
+        return spec.apply.strip()
+
+    def probes(self, spec: ScriptSpec) -> list[Probe]:
+        return [Probe(spec.probe_name, spec.check)]
+
+    def evaluate(self, spec: ScriptSpec, facts: Facts) -> Outcome:
+        try:
+            section = facts.get(spec.probe_name)
+        except FactsError as exc:
+            return error(spec.expected, str(exc))
+        text = section.text.strip()
+        shown = " | ".join(text.splitlines()[:3])
+        if len(shown) > 200:
+            shown = shown[:197] + "..."
+        count = len(text.splitlines())
+        if spec.pass_if is PassIf.rc0:
+            ok = section.rc == 0
+        elif spec.pass_if is PassIf.empty:
+            ok = not text
+        elif spec.pass_if is PassIf.rc0_empty:
+            ok = section.rc == 0 and not text
+        else:
+            ok = re.search(spec.pattern, section.text, re.MULTILINE) is not None
+        if spec.pass_if in (PassIf.empty, PassIf.rc0_empty) and text:
+            observed = f"{count} found: {shown}"
+        else:
+            observed = shown or "(no output)"
+        if spec.pass_if in (PassIf.rc0, PassIf.rc0_empty):
+            observed += f" (rc {section.rc})"
+        return Outcome(Status.passed if ok else Status.failed, spec.expected, observed)
