@@ -43,7 +43,7 @@ demo: deps
 	$(BIN)/goldsmith build templates/debian-12-baseline.yaml --out $(OUT)
 
 bench: deps
-	$(BIN)/python -m tests.bench.build --out $(OUT)/bench
+	$(BIN)/python tests/bench/build.py --out $(OUT)/bench
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -139,6 +139,11 @@ def _kvm_usable() -> bool:
     return os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return f" ({lines[-1][-160:]})" if lines else ""
+
+
 def _probe_boot_sector(workdir: Path, timeout: float) -> tuple[bool, str]:
     image = workdir / "probe.img"
     image.write_bytes(_PROBE_SECTOR + bytes(510 - len(_PROBE_SECTOR)) + b"\x55\xaa")
@@ -151,7 +156,7 @@ def _probe_boot_sector(workdir: Path, timeout: float) -> tuple[bool, str]:
     ]
     proc = run(cmd, check=False, timeout=timeout)
     ok = proc.returncode == _PROBE_EXIT and serial.read_bytes().startswith(b"K")
-    return ok, f"boot sector exit {proc.returncode}: {proc.stderr.strip()[-200:]}"
+    return ok, f"a boot sector under KVM: exit {proc.returncode}{_last_line(proc.stderr)}"
 
 
 def _probe_kernel(workdir: Path, kernel: Path, timeout: float) -> tuple[bool, str]:
@@ -170,7 +175,7 @@ def _probe_kernel(workdir: Path, kernel: Path, timeout: float) -> tuple[bool, st
         return False, f"a kernel under KVM did not finish booting within {timeout:.0f}s"
     text = serial.read_text(errors="replace") if serial.exists() else ""
     ok = proc.returncode == 0 and "Kernel panic" in text
-    return ok, f"kernel boot exit {proc.returncode}: {proc.stderr.strip()[-200:]}"
+    return ok, f"a kernel under KVM: exit {proc.returncode}{_last_line(proc.stderr)}"
 
 
 def probe_accelerator(kernel: Path | None = None, *, timeout: float = 30.0) -> Accelerator:

@@ -1,0 +1,109 @@
+"""End-to-end fixtures: real QEMU guests, built once per session and shared.
+
+Set GOLDSMITH_E2E_OUT to keep artifacts between runs (a rebuild with the same
+inputs is then a no-op); by default they live in pytest's temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDSMITH = str(Path(sys.executable).parent / "goldsmith")
+VM_TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "sfdisk")
+
+
+def require_vm_tools() -> None:
+    """Under CI a missing tool fails the test: VM tests must never silently skip there."""
+    missing = [tool for tool in VM_TOOLS if shutil.which(tool) is None]
+    if missing:
+        message = f"VM tools missing: {', '.join(missing)} (run `make deps`)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def goldsmith(*args: str | Path, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GOLDSMITH, *(str(a) for a in args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
+    )
+
+
+def run_json(*args: str | Path, expect: int = 0, timeout: float = 3600) -> dict[str, Any]:
+    proc = goldsmith(*args, timeout=timeout)
+    assert proc.returncode == expect, (
+        f"goldsmith {' '.join(map(str, args))} exited {proc.returncode}, expected {expect}\n"
+        f"--- stderr ---\n{proc.stderr[-4000:]}"
+    )
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+@pytest.fixture(scope="session")
+def goldsmith_json() -> Callable[..., dict[str, Any]]:
+    """Run the goldsmith CLI, assert its exit code, return its JSON output."""
+    return run_json
+
+
+@pytest.fixture(scope="session")
+def e2e_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    env = os.environ.get("GOLDSMITH_E2E_OUT")
+    if env:
+        Path(env).mkdir(parents=True, exist_ok=True)
+        return Path(env)
+    return tmp_path_factory.mktemp("e2e-out")
+
+
+@pytest.fixture(scope="session")
+def baseline_artifact(e2e_out: Path) -> Path:
+    """templates/debian-12-baseline.yaml, built once for the whole session."""
+    require_vm_tools()
+    data = run_json("build", REPO / "templates/debian-12-baseline.yaml", "--out", e2e_out, "--json")
+    return Path(data["artifact"])
+
+
+@pytest.fixture(scope="session")
+def baseline_validation(baseline_artifact: Path) -> dict[str, Any]:
+    """One validation boot of the baseline template, with the user checks."""
+    return run_json(
+        "validate",
+        baseline_artifact,
+        "--tests",
+        REPO / "tests/e2e/guest_checks/check_guest.py",
+        "--json",
+    )
+
+
+@pytest.fixture(scope="session")
+def unhardened_artifact(e2e_out: Path, baseline_artifact: Path) -> Iterator[Path]:
+    """The bare debootstrap base, presented as an artifact, to prove checks can fail."""
+    from builder.base import prepare_base
+    from builder.spec import load_spec
+
+    base = prepare_base(load_spec(REPO / "templates/debian-12-baseline.yaml"))
+    folder = e2e_out / "unhardened-base"
+    folder.mkdir(exist_ok=True)
+    disk = folder / "disk.qcow2"
+    if not disk.exists():
+        subprocess.run(
+            ["qemu-img", "convert", "-O", "qcow2", str(base.path), str(disk)], check=True
+        )
+    record = json.loads((baseline_artifact / "build.json").read_text())
+    record["template"] = {"name": "unhardened-base", "version": "0"}
+    record["build_vm"] = {"machine_id": "", "host_keys": {}, "builder_key": ""}
+    (folder / "build.json").write_text(json.dumps(record))
+    yield folder
