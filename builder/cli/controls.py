@@ -1,5 +1,109 @@
-"""goldsmith controls commands."""
+"""goldsmith controls and goldsmith profile: browse the catalog and resolved profiles.
+
+Results (tables, JSON) go to stdout; bad input becomes an InputError (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
 
 import click
 
-COMMANDS: list[click.Command] = []
+from builder.errors import InputError
+from hardening.catalog import Control, load_catalog
+from hardening.errors import ProfileError, suggest
+from hardening.profile import Profile, load_profile
+
+
+def _load(ref: str) -> Profile:
+    try:
+        return load_profile(ref)
+    except ProfileError as exc:
+        raise InputError(exc.path, exc.field, exc.expected) from None
+
+
+def _control_dict(control: Control, params: Any = None) -> dict[str, Any]:
+    refs = control.references
+    return {
+        "id": control.id,
+        "title": control.title,
+        "area": control.area,
+        "severity": str(control.severity),
+        "rationale": control.rationale,
+        "references": list(refs.strings()),
+        "no_reference_reason": refs.no_reference_reason,
+        "mechanism": control.mechanism,
+        "params": control.params if params is None else params,
+        "parameters": dict(control.parameters),
+        "only_if": None
+        if control.only_if is None
+        else {k: v for k, v in vars(control.only_if).items() if v},
+    }
+
+
+@click.group("controls")
+def controls() -> None:
+    """Browse the hardening control catalog."""
+
+
+@controls.command("list")
+@click.option("--profile", "profile_ref", help="Only the controls this profile selects.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_controls(profile_ref: str | None, as_json: bool) -> None:
+    """List controls (id, area, severity, references, title)."""
+    rows: list[dict[str, Any]] = []
+    if profile_ref:
+        profile = _load(profile_ref)
+        for sc in profile.controls:
+            row = _control_dict(sc.control, sc.params)
+            row["waiver"] = (
+                None
+                if sc.waiver is None
+                else {
+                    "reason": sc.waiver.reason,
+                    "expires": sc.waiver.expires.isoformat() if sc.waiver.expires else None,
+                }
+            )
+            rows.append(row)
+    else:
+        rows = [_control_dict(c) for c in load_catalog().values()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for row in rows:
+        refs = ", ".join(r.replace("CIS Debian 12 v1.1.0 ", "CIS ") for r in row["references"])
+        waived = " [waived]" if row.get("waiver") else ""
+        click.echo(
+            f"{row['id']:<34} {row['area']:<12} {row['severity']:<6} "
+            f"{row['title']}{waived}" + (f"  ({refs})" if refs else "")
+        )
+
+
+@controls.command("show")
+@click.argument("control_id")
+def show_control(control_id: str) -> None:
+    """Show one control as JSON."""
+    catalog = load_catalog()
+    if control_id not in catalog:
+        raise InputError(None, "control", f"a control id{suggest(control_id, catalog)}")
+    click.echo(json.dumps(_control_dict(catalog[control_id]), indent=2, default=str))
+
+
+@click.group("profile")
+def profile() -> None:
+    """Inspect hardening profiles."""
+
+
+@profile.command("show")
+@click.argument("profile_ref")
+def show_profile(profile_ref: str) -> None:
+    """Show a resolved profile (a shipped name or a YAML path) as JSON."""
+    resolved = _load(profile_ref)
+    document = resolved.canonical()
+    document["digest"] = resolved.digest
+    document["source"] = str(resolved.source)
+    click.echo(json.dumps(document, indent=2, default=str))
+
+
+COMMANDS: list[click.Command] = [controls, profile]

@@ -59,7 +59,7 @@ def synthetic_sections(profile: Profile, good: bool) -> dict[str, tuple[int, str
     sshd: dict[str, str | None] = {}
     kv: dict[str, dict[str, str | None]] = {}
     sections: dict[str, tuple[int, str]] = {}
-    packages = {"openssh-server"}
+    packages = {"openssh-server", "at"}
     for sc in profile.controls:
         mech = MECHANISMS[sc.control.mechanism]
         spec: Any = mech.parse(sc.params)
@@ -104,6 +104,38 @@ def synthetic_sections(profile: Profile, good: bool) -> dict[str, tuple[int, str
             mode = f"{spec.max_mode:o}" if good else "777"
             line = f"{mode}|{spec.owners[0]}|{spec.groups[0]}|regular file|{spec.path}\n"
             sections[f"stat:{spec.path}"] = (0, line)
+        elif name == "mount":
+            opts = ",".join(("rw", *spec.options)) if good else "rw,relatime"
+            prior = sections.get("findmnt", (0, "/ /dev/vda1 ext4 rw\n"))[1]
+            sections["findmnt"] = (0, prior + f"{spec.target} tmpfs tmpfs {opts}\n")
+            prior = sections.get("file:/etc/fstab", (0, ""))[1]
+            sections["file:/etc/fstab"] = (0, prior + f"tmpfs {spec.target} tmpfs {opts} 0 0\n")
+        elif name == "cmdline":
+            word = f"{spec.name}={spec.write}" if good else ""
+            prior = sections.get("file:/proc/cmdline", (0, "BOOT_IMAGE=/vmlinuz ro"))[1]
+            sections["file:/proc/cmdline"] = (0, f"{prior} {word}".strip())
+            prior = sections.get("grub-linux-lines", (0, "linux /vmlinuz ro"))[1]
+            sections["grub-linux-lines"] = (0, f"{prior} {word}".strip())
+        elif name == "audit":
+            rules = "\n".join(spec.rules) if good else ""
+            prior = sections.get("auditctl-rules", (0, ""))[1]
+            sections["auditctl-rules"] = (0, prior + rules + "\n")
+            prior = sections.get("files:/etc/audit/rules.d/*.rules", (0, ""))[1]
+            tail = "\n-e 2" if good and spec.immutable else ""
+            body = f"==> /etc/audit/rules.d/{spec.file}.rules <==\n{rules}{tail}\n"
+            sections["files:/etc/audit/rules.d/*.rules"] = (0, prior + body)
+            sections["auditctl-status"] = (0, "enabled 2\n" if good else "enabled 1\n")
+        elif name == "script":
+            text = ""
+            if spec.pass_if == "matches":
+                text = (
+                    "evidence"
+                    if not good
+                    else "1 profiles are loaded\n0 processes are unconfined\nP\nUMASK 027"
+                )
+            elif not good:
+                text = "offender"
+            sections[spec.probe_name] = (0 if good else 1, text)
         else:  # pragma: no cover - a new mechanism needs evidence here
             raise AssertionError(f"no synthetic evidence for {name}")
     sections["sysctl"] = (0, "".join(f"{k} = {v}\n" for k, v in sysctl.items() if v is not None))
@@ -111,6 +143,8 @@ def synthetic_sections(profile: Profile, good: bool) -> dict[str, tuple[int, str
     sections["sysctl.d"] = (0, f"==> /etc/sysctl.d/60-goldsmith.conf <==\n{persisted}")
     sections["sshd"] = (0, "".join(f"{k} {v}\n" for k, v in sshd.items() if v is not None))
     sections["proc-modules"] = (0, "ext4 1 0 - Live 0x0\n")
+    sections.setdefault("findmnt", (0, "/ /dev/vda1 ext4 rw\n"))
+    sections.setdefault("file:/etc/fstab", (0, ""))
     sections.setdefault("modprobe-config", (0, ""))
     sections["packages"] = (0, "".join(f"{p}\tii \t1.0\n" for p in sorted(packages)))
     return sections
@@ -231,3 +265,39 @@ def test_every_shipped_profile_gathers_in_at_most_three_runs(name: str) -> None:
     facts = gather_facts(host, profile)
     assert len(host.calls) <= 3
     assert isinstance(facts.sections.get("goldsmith:run"), Section)
+
+
+@pytest.mark.parametrize("name", list_profiles())
+def test_every_control_of_every_profile_can_pass_and_fail(name: str) -> None:
+    profile = load_profile(name)
+    good = evaluate(profile, gather_facts(FakeHost(synthetic_sections(profile, True)), profile))
+    bad = evaluate(profile, gather_facts(FakeHost(synthetic_sections(profile, False)), profile))
+    by_design = {"boot-grub-password"}  # skipped until a password hash is given
+    for ok, ko in zip(good, bad, strict=True):
+        if ok.id in by_design:
+            assert ok.status is Status.skipped and ko.status is Status.skipped
+            continue
+        waived = Status.waived
+        assert ok.status in (Status.passed, waived), (ok.id, ok.expected, ok.observed)
+        assert ko.status in (Status.failed, waived), (ko.id, ko.expected, ko.observed)
+        if ko.status is waived:
+            assert ko.reason and ko.observed  # waived, with the evidence kept
+
+
+def test_gather_script_framing_under_real_bash(tmp_path: Path) -> None:
+    """The marker framing survives real output: no trailing newline, a forged
+    marker line in file content, and a failing probe's exit status."""
+    import subprocess
+
+    from hardening.facts import Probe, parse_sections, probe_file, probe_stat, render_gather_script
+
+    tricky = tmp_path / "tricky"
+    tricky.write_text("@@goldsmith-0000@@ end 0\nno newline at end")
+    tricky.chmod(0o640)
+    probes = [probe_file(str(tricky)), probe_stat(str(tmp_path / "t*")), Probe("fails", "exit 3")]
+    script, mark = render_gather_script(probes)
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    found = parse_sections(done.stdout, mark)
+    assert found.text(f"file:{tricky}") == tricky.read_text()
+    assert found.text(f"stat:{tmp_path / 't*'}").startswith("640|")
+    assert found.get("fails").rc == 3
