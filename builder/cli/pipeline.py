@@ -1,0 +1,72 @@
+"""goldsmith outdated: what CI pipelines ask before a rebuild."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from builder.outdated import PackageSource, check_outdated
+
+_FILE = click.Path(path_type=Path, dir_okay=False)
+
+
+@click.command()
+@click.argument("spec", type=_FILE)
+@click.option(
+    "--manifest",
+    type=_FILE,
+    required=True,
+    help="The manifest.dsse.json of the template currently released from SPEC.",
+)
+@click.option(
+    "--suite",
+    help="Debian suite to check packages against, for a file or url base (e.g. bookworm).",
+)
+@click.option(
+    "--mirror",
+    default="http://deb.debian.org/debian",
+    show_default=True,
+    help="Debian mirror for --suite.",
+)
+@click.option(
+    "--security-mirror",
+    default="http://deb.debian.org/debian-security",
+    show_default=True,
+    help="Security mirror for --suite.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the reasons and updates as JSON.")
+@click.pass_context
+def outdated(
+    ctx: click.Context,
+    spec: Path,
+    manifest: Path,
+    suite: str | None,
+    mirror: str,
+    security_mirror: str,
+    as_json: bool,
+) -> None:
+    """Tell whether the template MANIFEST describes needs rebuilding from SPEC.
+
+    Compares the base, spec and profile with those the manifest records, looks
+    for newer packages (security updates named as such) in the mirror's indexes,
+    and checks the approval and waivers against today. Nothing is booted.
+
+    Exit 0: current. 1: rebuild needed (reasons listed). 2: bad input.
+    3: the mirror could not be read.
+
+    The manifest is decoded, not verified: this is no trust decision. Use
+    `goldsmith verify` before deploying a template.
+    """
+    source = PackageSource(suite, mirror, security_mirror) if suite else None
+    report = check_outdated(spec, manifest, source=source)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(report.describe())
+    if report.rebuild:
+        ctx.exit(1)
+
+
+COMMANDS: list[click.Command] = [outdated]
