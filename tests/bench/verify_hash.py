@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -45,16 +46,6 @@ def hash_sequential(path: Path) -> dict[str, str]:
     return {"sha256": sha256.hexdigest(), "sha512": sha512.hexdigest()}
 
 
-def best_of(runs: int, fn: Callable[[], object]) -> tuple[float, object]:
-    best = float("inf")
-    result: object = None
-    for _ in range(runs):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def sha256sum(path: Path) -> str:
     out = subprocess.run(
         ["sha256sum", str(path)], check=True, capture_output=True, text=True
@@ -65,7 +56,7 @@ def sha256sum(path: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gib", type=float, default=2.0)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     size = int(args.size_gib * (1 << 30))
     if shutil.which("sha256sum") is None:
@@ -83,15 +74,22 @@ def main() -> None:
             ("goldsmith sha256+sha512 (verify)", lambda: hash_file(path)),
             ("sequential sha256+sha512 (1 thread)", lambda: hash_sequential(path)),
         ]
-        times: dict[str, float] = {}
+        # Rounds interleave the contenders so that load from other processes on the
+        # machine falls on all of them alike; the best run of each is compared.
+        runs: dict[str, list[float]] = {name: [] for name, _ in contenders}
         results: dict[str, object] = {}
-        for name, fn in contenders:
-            times[name], results[name] = best_of(args.runs, fn)
+        for _ in range(args.runs):
+            for name, fn in contenders:
+                start = time.perf_counter()
+                results[name] = fn()
+                runs[name].append(time.perf_counter() - start)
+        times = {name: min(seconds) for name, seconds in runs.items()}
 
         mib = size / (1 << 20)
-        print(f"\n{'contender':<38} {'best s':>8} {'MiB/s':>8}")
-        for name, seconds in times.items():
-            print(f"{name:<38} {seconds:8.3f} {mib / seconds:8.0f}")
+        print(f"\n{'contender':<38} {'best s':>8} {'MiB/s':>8} {'median MiB/s':>13}")
+        for name, seconds in runs.items():
+            median = statistics.median(seconds)
+            print(f"{name:<38} {min(seconds):8.3f} {mib / min(seconds):8.0f} {mib / median:13.0f}")
         ratio = times["sha256sum"] / times["goldsmith sha256"]
         both = times["sha256sum"] / times["goldsmith sha256+sha512 (verify)"]
         print(f"\nthroughput ratio goldsmith/sha256sum, sha256 only:   {ratio:.2f} (target >= 0.9)")
@@ -105,7 +103,9 @@ def main() -> None:
             results["goldsmith sha256+sha512 (verify)"]
             == results["sequential sha256+sha512 (1 thread)"]
         ), "threaded and sequential digests differ"
-        print(f"digests agree; {os.cpu_count()} CPUs, chunk {CHUNK_SIZE >> 10} KiB")
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"digests agree; {os.cpu_count()} CPUs, load average {load}, ", end="")
+        print(f"chunk {CHUNK_SIZE >> 10} KiB, {args.runs} rounds")
 
 
 if __name__ == "__main__":
