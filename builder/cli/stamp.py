@@ -51,7 +51,12 @@ def _prompt_passphrase(path: Path) -> str | None:
 )
 @click.argument("out", type=_FILE)
 def keygen(key_type: str, passphrase_prompt: bool, out: Path) -> None:
-    """Create a signing key at OUT (mode 0600) and its public key at OUT.pub."""
+    """Create a signing key pair.
+
+    The private key is written to OUT (mode 0600, refused if OUT exists), the
+    public key to OUT.pub; the keyid (sha256 of the public key's SPKI DER) is
+    printed.
+    """
     for path in (out, public_key_path(out)):
         if os.path.lexists(path):
             raise InputError(path, None, "already exists; refusing to overwrite a key file")
@@ -97,7 +102,12 @@ def sign(
     previous: Path | None,
     ssh_key: Path | None,
 ) -> None:
-    """Sign ARTIFACT_DIR's manifest; refused unless validation approved its very image."""
+    """Sign an approved template.
+
+    Writes ARTIFACT_DIR/manifest.dsse.json, only if validation.json approved the
+    very image in ARTIFACT_DIR (both digests are recomputed). An encrypted key's
+    passphrase comes from $GOLDSMITH_KEY_PASSPHRASE or a prompt.
+    """
     manifest = sign_artifact(
         artifact_dir,
         key_path,
@@ -143,7 +153,13 @@ def verify(
     policy: Path | None,
     as_json: bool,
 ) -> None:
-    """Verify a signed template: exit 0 trusted, 1 not trusted, 2 bad input."""
+    """Verify a signed template.
+
+    Checks the signatures, the image's digests and the policy. Exit status: 0
+    trusted, 1 not trusted (the reason is printed), 2 bad input. A policy file
+    may set required_profile, required_result (approved), max_age_days,
+    required_controls, revoked_keys and threshold.
+    """
     by_folder = artifact_dir is not None and image is None and manifest is None
     by_files = artifact_dir is None and image is not None and manifest is not None
     if not (by_folder or by_files):
