@@ -1,4 +1,4 @@
-"""goldsmith outdated: what CI pipelines ask before a rebuild."""
+"""goldsmith outdated and history: what CI pipelines ask before and after a rebuild."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from builder.lineage import describe, entries_to_json, history
 from builder.outdated import PackageSource, check_outdated
 
 _FILE = click.Path(path_type=Path, dir_okay=False)
@@ -69,4 +70,24 @@ def outdated(
         ctx.exit(1)
 
 
-COMMANDS: list[click.Command] = [outdated]
+@click.command(name="history")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print the lineage as JSON.")
+def history_command(folder: Path, as_json: bool) -> None:
+    """List the templates under FOLDER, each after the one it replaced.
+
+    Templates are linked by the digest of the previous manifest recorded in each
+    manifest; each entry shows its image and manifest digests and what changed:
+    base, profile, spec and packages added, removed or upgraded. Manifests are
+    decoded, not verified: use `goldsmith verify` for trust.
+    """
+    entries = history(folder)
+    if as_json:
+        click.echo(json.dumps(entries_to_json(entries), indent=2))
+    elif entries:
+        click.echo(describe(entries))
+    else:
+        click.echo(f"no artifact folders under {folder}", err=True)
+
+
+COMMANDS: list[click.Command] = [outdated, history_command]
