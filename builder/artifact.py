@@ -37,7 +37,9 @@ def artifact_folder(out: Path, name: str, *, force: bool = False) -> Iterator[Pa
     try:
         yield work
     except BaseException:
-        failed = out / f"{name}.FAILED-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        # The random part keeps two failures in the same second apart.
+        stamp = f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        failed = out / f"{name}.FAILED-{stamp}"
         for item in work.iterdir():
             if item.name not in KEEP_ON_FAILURE:
                 if item.is_dir():

@@ -13,6 +13,7 @@ from typing import Any
 from builder import __version__, qemu
 from builder.artifact import artifact_folder, utc_now
 from builder.base import BaseImage, prepare_base
+from builder.buildkey import BUILD_KEY_FIELD, base_identity, compute_build_key, recorded_build_key
 from builder.cache import hash_file
 from builder.errors import BuildError, GuestError, InputError
 from builder.log import complete_step, log, log_to_file
@@ -71,19 +72,51 @@ def image_info(path: Path) -> dict[str, Any]:
     return data
 
 
-def build_template(spec_path: Path, out: Path, *, force: bool = False) -> Path:
-    """Build one spec; returns the artifact folder."""
-    spec = load_spec(spec_path)
+@dataclasses.dataclass(frozen=True)
+class BuildOutcome:
+    artifact: Path
+    build_key: str
+    reused: bool  # True when an artifact with the same build key already existed
+
+
+def plan_build(spec: TemplateSpec) -> tuple[Profile, str, str]:
+    """The resolved profile, the rendered apply script and the build key: cheap, no VM."""
     profile = resolve_profile(spec)
+    script = render_apply_script(profile)
+    key = compute_build_key(spec, profile, base_identity(spec), script)
+    return profile, script, key
+
+
+def build_template(
+    spec_path: Path, out: Path, *, force: bool = False, version: str | None = None
+) -> BuildOutcome:
+    """Build one spec into ``out/<name>-<version>/``.
+
+    Input-addressed: when that folder holds an artifact built with the same
+    build key, nothing is booted and the existing artifact is returned.
+    ``version`` overrides the spec's (a release bumping the patch level).
+    """
+    spec = load_spec(spec_path)
+    if version is not None:
+        spec = dataclasses.replace(spec, version=version)
+    profile, script, key = plan_build(spec)
     name = f"{spec.name}-{spec.version}"
+    existing = out / name
+    if not force and recorded_build_key(existing) == key and (existing / "disk.qcow2").is_file():
+        log.info("%s is up to date (build key %s); nothing to do", name, key[7:19])
+        return BuildOutcome(existing, key, reused=True)
+    if existing.exists() and not force and recorded_build_key(existing) is not None:
+        log.info("%s exists with other inputs; rebuilding it", name)
+        force = True
     with artifact_folder(out, name, force=force) as work, log_to_file(work / "build.log"):
-        record = _build_into(work, spec, profile)
+        record = _build_into(work, spec, profile, script)
+        record[BUILD_KEY_FIELD] = key
         (work / "build.json").write_text(json.dumps(record, indent=2) + "\n")
-    log.info("Template ready: %s", out / name)
-    return out / name
+    log.info("Template ready: %s", existing)
+    return BuildOutcome(existing, key, reused=False)
 
 
-def _build_into(work: Path, spec: TemplateSpec, profile: Profile) -> dict[str, Any]:
+def _build_into(work: Path, spec: TemplateSpec, profile: Profile, script: str) -> dict[str, Any]:
     timer = StepTimer()
     started = utc_now()
     log.info("Building %s %s with profile %s", spec.name, spec.version, profile.id)
@@ -121,7 +154,9 @@ def _build_into(work: Path, spec: TemplateSpec, profile: Profile) -> dict[str, A
             )
         session = Session(client)
         try:
-            identity = _provision(session, spec, profile, timer, access.host_key.fingerprint)
+            identity = _provision(
+                session, spec, profile, script, timer, access.host_key.fingerprint
+            )
             # Public half only: validation proves this key is in no authorized_keys.
             identity["builder_key"] = access.client_key.public_openssh
             with timer.step("seal", "Sealing"):
@@ -184,7 +219,12 @@ def base_record(base: BaseImage) -> dict[str, Any]:
 
 
 def _provision(
-    session: Session, spec: TemplateSpec, profile: Profile, timer: StepTimer, pinned: str
+    session: Session,
+    spec: TemplateSpec,
+    profile: Profile,
+    script: str,
+    timer: StepTimer,
+    pinned: str,
 ) -> dict[str, Any]:
     with timer.step("cloud-init", "Waiting for cloud-init to finish"):
         rc, out = session.run("cloud-init status --wait --long", step="cloud-init", check=False)
@@ -212,7 +252,6 @@ def _provision(
             names = " ".join(spec.packages)
             session.run(f"{APT} -y install {names}", step="packages", timeout=timeout)
     with timer.step("harden", f"Applying profile {profile.id} ({len(profile.controls)} controls)"):
-        script = render_apply_script(profile)
         remote = f"/home/{BUILDER_USER}/goldsmith-apply.sh"
         session.put(script.encode(), remote)
         _, out = session.run(f"bash -euo pipefail {remote}", step="harden", timeout=timeout)

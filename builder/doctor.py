@@ -56,7 +56,10 @@ def diagnose() -> list[Finding]:
                 + ("" if accel is qemu.Accelerator.kvm else " (slow software emulation)"),
                 ""
                 if accel is qemu.Accelerator.kvm
-                else "enable virtualisation and give this user access to /dev/kvm (group kvm)",
+                else "enable virtualisation and give this user access to /dev/kvm (group kvm)"
+                if not os.access("/dev/kvm", os.R_OK | os.W_OK)
+                else "/dev/kvm is present but a guest kernel does not run under it "
+                "(nested or paravirtual host); builds use TCG",
             )
         )
     return findings

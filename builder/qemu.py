@@ -154,7 +154,10 @@ def _probe_boot_sector(workdir: Path, timeout: float) -> tuple[bool, str]:
         *("-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"),
         *("-drive", f"file={image},format=raw,if=ide"),
     ]
-    proc = run(cmd, check=False, timeout=timeout)
+    try:
+        proc = run(cmd, check=False, timeout=timeout)
+    except ToolError:
+        return False, f"a boot sector under KVM did not finish within {timeout:.0f}s"
     ok = proc.returncode == _PROBE_EXIT and serial.read_bytes().startswith(b"K")
     return ok, f"a boot sector under KVM: exit {proc.returncode}{_last_line(proc.stderr)}"
 

@@ -88,9 +88,10 @@ def user_data(access: GuestAccess, *, hostname: str) -> dict[str, Any]:
         ],
         "disable_root": True,
         "ssh_pwauth": False,
-        # Replace whatever host keys exist with exactly the one we pin.
+        # Replace whatever host keys exist with exactly the one we pin; the
+        # schema wants a non-empty list, and ed25519 already exists from ssh_keys.
         "ssh_deletekeys": True,
-        "ssh_genkeytypes": [],
+        "ssh_genkeytypes": ["ed25519"],
         "ssh_keys": {
             "ed25519_private": access.host_key.private_openssh,
             "ed25519_public": access.host_key.public_openssh,

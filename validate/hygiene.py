@@ -40,9 +40,10 @@ _SECTIONS: dict[str, str] = {
         "-o -name '.viminfo' \\) -size +0 2>/dev/null; true"
     ),
     "seed": (
-        "ls -A /var/lib/cloud/seed 2>/dev/null; "
-        "find / -xdev \\( -path /proc -o -path /sys \\) -prune -o -type f "
-        "\\( -iname 'seed.iso' -o -iname '*cidata*' \\) -print 2>/dev/null; true"
+        "ls -A /var/lib/cloud/seed 2>/dev/null; find "
+        + " ".join(KEY_SEARCH_ROOTS)
+        + " -xdev -type f \\( -iname 'seed.iso' -o -iname '*cidata*' -o -name 'user-data' \\)"
+        " -not -path '/var/lib/cloud/instances/*' -print 2>/dev/null; true"
     ),
     "private_keys": (
         "find "
@@ -50,7 +51,8 @@ _SECTIONS: dict[str, str] = {
         + " -xdev -type f -perm /044 -size -256k -print0 2>/dev/null"
         " | xargs -0r grep -lE -- '-----BEGIN ([A-Z]+ )?PRIVATE KEY-----' 2>/dev/null; true"
     ),
-    "boots": "journalctl --list-boots --no-pager 2>/dev/null | grep -c . || true",
+    # One line per boot, each with its 32-hex boot id (newer journalctl adds a header).
+    "boots": "journalctl --list-boots --no-pager 2>/dev/null | grep -cE '[0-9a-f]{32}' || true",
 }
 
 

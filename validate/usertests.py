@@ -7,6 +7,8 @@ collects each test's outcome as a CheckResult in area "user".
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 from builder.errors import InputError
+from builder.log import log
 from hardening.results import CheckResult, Status
 
 
@@ -67,10 +70,14 @@ def run_user_tests(host: Any, paths: Sequence[Path]) -> tuple[list[CheckResult],
     start = time.monotonic()
     args = [
         *(str(p) for p in paths),
-        *("-p", "no:cacheprovider", "-p", "no:testinfra", "-q", "--no-header"),
+        *("-p", "no:cacheprovider", "-p", "no:pytest11.testinfra", "-q", "--no-header"),
         *("-o", "addopts=", "--rootdir", str(paths[0].resolve().parent)),
     ]
-    pytest.main(args, plugins=[plugin])
+    # pytest prints its report on stdout, which carries goldsmith's results: keep it in the log.
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        pytest.main(args, plugins=[plugin])
+    log.debug("user tests:\n%s", output.getvalue())
     results = list(plugin.results.values())
     for error in plugin.collect_errors:
         results.append(

@@ -34,7 +34,7 @@ def main() -> None:
     base = prepare_base(spec)
     base_seconds = time.monotonic() - start
     start = time.monotonic()
-    artifact = build_template(args.spec, args.out, force=True)
+    artifact = build_template(args.spec, args.out, force=True).artifact
     total = time.monotonic() - start
     record = json.loads((artifact / "build.json").read_text())
     print(f"goldsmith build benchmark: {spec.name} {spec.version} ({record['accelerator']})")
