@@ -1,0 +1,406 @@
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from builder import qemu
+from builder.errors import GuestError, ToolError
+from builder.qemu import (
+    QEMU,
+    Accelerator,
+    KernelBoot,
+    MachineConfig,
+    build_command,
+    free_port,
+    probe_accelerator,
+    start_vm,
+)
+
+# These run QEMU itself, briefly and without booting an operating system.
+needs_qemu = pytest.mark.skipif(shutil.which(QEMU) is None, reason=f"{QEMU} is not installed")
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    # QMP's unix socket path must fit in 108 bytes; pytest's tmp_path may not.
+    with tempfile.TemporaryDirectory(prefix="gs-qemu-") as tmp:
+        yield Path(tmp)
+
+
+def config(folder: Path, **changes: Any) -> MachineConfig:
+    values: dict[str, Any] = {
+        "disk": folder / "overlay.qcow2",
+        "accelerator": Accelerator.tcg,
+        "memory": 2048,
+        "cpus": 2,
+        "serial_log": folder / "serial.log",
+        "qmp_socket": folder / "qmp.sock",
+    }
+    values.update(changes)
+    return MachineConfig(**values)
+
+
+def values_of(cmd: Sequence[str], flag: str) -> list[str]:
+    return [cmd[i + 1] for i, arg in enumerate(cmd[:-1]) if arg == flag]
+
+
+def value_of(cmd: Sequence[str], flag: str) -> str:
+    found = values_of(cmd, flag)
+    assert len(found) == 1, f"{flag} given {len(found)} times in {cmd}"
+    return found[0]
+
+
+# --- the command line ------------------------------------------------------
+
+
+def test_a_bios_boot_with_seed_and_ssh(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.iso"
+    cmd = build_command(config(tmp_path, seed=seed, ssh_port=40022))
+
+    assert cmd[0] == QEMU
+    assert value_of(cmd, "-m") == "2048"
+    assert value_of(cmd, "-smp") == "2"
+    # Nothing QEMU would add by itself: no default NIC, monitor, display or config.
+    assert "-nodefaults" in cmd and "-no-user-config" in cmd
+    assert value_of(cmd, "-display") == "none"
+    assert not {"-vnc", "-spice", "-monitor", "-nographic"} & set(cmd)
+    assert value_of(cmd, "-serial") == f"file:{tmp_path / 'serial.log'}"
+    assert value_of(cmd, "-qmp") == f"unix:{tmp_path / 'qmp.sock'},server=on,wait=off"
+
+    disk, seed_drive = values_of(cmd, "-drive")
+    assert disk.split(",") == [
+        f"file={tmp_path / 'overlay.qcow2'}",
+        "if=virtio",
+        "format=qcow2",
+        "cache=unsafe",
+        "discard=unmap",
+    ]
+    assert seed_drive.split(",") == [
+        f"file={seed}",
+        "if=virtio",
+        "format=raw",
+        "readonly=on",
+        "media=cdrom",
+    ]
+
+    assert value_of(cmd, "-netdev") == "user,id=net0,hostfwd=tcp:127.0.0.1:40022-:22"
+    assert "virtio-net-pci,netdev=net0" in values_of(cmd, "-device")
+    assert "virtio-rng-pci,rng=rng0" in values_of(cmd, "-device")
+    # A BIOS boot: the firmware boots the disk, nothing is loaded directly.
+    assert not {"-kernel", "-initrd", "-append", "-no-reboot"} & set(cmd)
+
+
+def test_ssh_is_forwarded_from_loopback_only(tmp_path: Path) -> None:
+    cmd = build_command(config(tmp_path, ssh_port=2222))
+    forwards = [part for arg in cmd for part in arg.split(",") if part.startswith("hostfwd=")]
+    assert forwards == ["hostfwd=tcp:127.0.0.1:2222-:22"]
+
+
+def test_without_ssh_port_nothing_is_forwarded(tmp_path: Path) -> None:
+    cmd = build_command(config(tmp_path))
+    assert value_of(cmd, "-netdev") == "user,id=net0"
+    assert not any("hostfwd" in arg for arg in cmd)
+
+
+def test_without_seed_there_is_one_drive(tmp_path: Path) -> None:
+    cmd = build_command(config(tmp_path))
+    assert len(values_of(cmd, "-drive")) == 1
+
+
+def test_kvm_uses_the_host_cpu_and_q35(tmp_path: Path) -> None:
+    cmd = build_command(config(tmp_path, accelerator=Accelerator.kvm))
+    assert value_of(cmd, "-accel") == "kvm"
+    assert value_of(cmd, "-cpu") == "host"
+    assert value_of(cmd, "-machine") == "q35"
+
+
+def test_tcg_emulates_the_widest_cpu(tmp_path: Path) -> None:
+    cmd = build_command(config(tmp_path, accelerator=Accelerator.tcg))
+    assert value_of(cmd, "-accel") == "tcg"
+    assert value_of(cmd, "-cpu") == "max"
+    assert value_of(cmd, "-machine") == "pc"
+
+
+def test_kvm_and_tcg_differ_only_in_machine_accelerator_and_cpu(tmp_path: Path) -> None:
+    kvm = build_command(config(tmp_path, accelerator=Accelerator.kvm, ssh_port=1))
+    tcg = build_command(config(tmp_path, accelerator=Accelerator.tcg, ssh_port=1))
+    differ = [(a, b) for a, b in zip(kvm, tcg, strict=True) if a != b]
+    assert differ == [("q35", "pc"), ("kvm", "tcg"), ("host", "max")]
+
+
+def test_direct_kernel_boot(tmp_path: Path) -> None:
+    boot = KernelBoot(
+        kernel=tmp_path / "vmlinuz",
+        initrd=tmp_path / "initrd.img",
+        append="console=ttyS0 root=/dev/vda rw",
+    )
+    cmd = build_command(config(tmp_path, kernel_boot=boot, disk_format="raw"))
+
+    assert value_of(cmd, "-kernel") == str(tmp_path / "vmlinuz")
+    assert value_of(cmd, "-initrd") == str(tmp_path / "initrd.img")
+    assert value_of(cmd, "-append") == "console=ttyS0 root=/dev/vda rw"
+    # The first boot of a base image ends with a power-off: it must not loop.
+    assert cmd[-1] == "-no-reboot"
+    assert "format=raw" in value_of(cmd, "-drive").split(",")
+
+
+def test_direct_kernel_boot_without_initrd(tmp_path: Path) -> None:
+    boot = KernelBoot(kernel=tmp_path / "vmlinuz", initrd=None, append="console=ttyS0")
+    cmd = build_command(config(tmp_path, kernel_boot=boot))
+    assert value_of(cmd, "-kernel") == str(tmp_path / "vmlinuz")
+    assert "-initrd" not in cmd
+    assert "-no-reboot" in cmd
+
+
+def test_a_snapshot_disk_takes_no_writes(tmp_path: Path) -> None:
+    cmd = build_command(config(tmp_path, snapshot=True))
+    assert value_of(cmd, "-drive").split(",")[-1] == "snapshot=on"
+    assert "snapshot=on" not in build_command(config(tmp_path))[-1]
+
+
+@needs_qemu
+def test_qemu_accepts_the_command_line(short_dir: Path) -> None:
+    # -S: QEMU parses everything and sets the machine up, but runs no guest code.
+    disk = short_dir / "disk.raw"
+    seed = short_dir / "seed.iso"
+    disk.write_bytes(bytes(1 << 20))
+    seed.write_bytes(bytes(64 << 10))
+    machine = config(short_dir, disk=disk, disk_format="raw", seed=seed, ssh_port=free_port())
+    proc = subprocess.Popen(
+        [*build_command(machine), "-S"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=1)
+    finally:
+        proc.kill()
+        _, stderr = proc.communicate()
+    assert stderr == b""
+
+
+# --- free_port ---------------------------------------------------------------
+
+
+def test_free_port_can_be_bound_on_loopback() -> None:
+    port = free_port()
+    assert 1024 <= port <= 65535
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+
+
+# --- the accelerator probe ---------------------------------------------------
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOLDSMITH_ACCEL", raising=False)
+    monkeypatch.setattr(qemu, "_probed", {})
+
+
+@pytest.mark.parametrize("forced", ["kvm", "tcg"])
+def test_goldsmith_accel_overrides_the_probe(forced: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOLDSMITH_ACCEL", forced)
+
+    def no_probe(*args: object) -> tuple[bool, str]:
+        raise AssertionError("the probe ran despite GOLDSMITH_ACCEL")
+
+    monkeypatch.setattr(qemu, "_probe_boot_sector", no_probe)
+    assert probe_accelerator() is Accelerator(forced)
+
+
+def test_a_bad_goldsmith_accel_is_a_tool_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOLDSMITH_ACCEL", "hvf")
+    with pytest.raises(ToolError) as info:
+        probe_accelerator()
+    assert "GOLDSMITH_ACCEL='hvf'" in info.value.message
+    assert "'kvm' or 'tcg'" in info.value.message
+
+
+@pytest.mark.usefixtures("fresh_probe")
+def test_no_usable_dev_kvm_means_tcg_without_booting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu, "_kvm_usable", lambda: False)
+
+    def no_probe(*args: object) -> tuple[bool, str]:
+        raise AssertionError("no boot is needed to know KVM is unusable")
+
+    monkeypatch.setattr(qemu, "_probe_boot_sector", no_probe)
+    monkeypatch.setattr(qemu, "_probe_kernel", no_probe)
+    assert probe_accelerator(Path("/boot/vmlinuz")) is Accelerator.tcg
+
+
+@pytest.mark.usefixtures("fresh_probe")
+def test_kvm_is_chosen_when_the_boot_sector_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu, "_kvm_usable", lambda: True)
+    calls: list[str] = []
+
+    def sector(workdir: Path, timeout: float) -> tuple[bool, str]:
+        calls.append("sector")
+        return True, "ok"
+
+    monkeypatch.setattr(qemu, "_probe_boot_sector", sector)
+    assert probe_accelerator() is Accelerator.kvm
+    # The answer is remembered: a second build step does not probe again.
+    assert probe_accelerator() is Accelerator.kvm
+    assert calls == ["sector"]
+
+
+@pytest.mark.usefixtures("fresh_probe")
+def test_a_kvm_that_cannot_run_the_boot_sector_means_tcg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu, "_kvm_usable", lambda: True)
+    monkeypatch.setattr(qemu, "_probe_boot_sector", lambda w, t: (False, "exit 1"))
+    assert probe_accelerator() is Accelerator.tcg
+
+
+@pytest.mark.usefixtures("fresh_probe")
+def test_a_kvm_that_cannot_boot_the_kernel_means_tcg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu, "_kvm_usable", lambda: True)
+    monkeypatch.setattr(qemu, "_probe_boot_sector", lambda w, t: (True, "ok"))
+    kernels: list[Path] = []
+
+    def kernel_probe(workdir: Path, kernel: Path, timeout: float) -> tuple[bool, str]:
+        kernels.append(kernel)
+        return False, "no panic reached"
+
+    monkeypatch.setattr(qemu, "_probe_kernel", kernel_probe)
+    assert probe_accelerator(Path("/cache/vmlinuz")) is Accelerator.tcg
+    assert kernels == [Path("/cache/vmlinuz")]
+
+
+@pytest.mark.usefixtures("fresh_probe")
+def test_a_kvm_that_hangs_on_the_boot_sector_means_tcg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qemu, "_kvm_usable", lambda: True)
+
+    def hang(cmd: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        # What run() raises when QEMU outlives its timeout.
+        raise ToolError(f"{QEMU} did not finish within 30s")
+
+    monkeypatch.setattr(qemu, "run", hang)
+    assert probe_accelerator() is Accelerator.tcg
+
+
+def probe_image(workdir: Path) -> Path:
+    image = workdir / "sector.img"
+    image.write_bytes(qemu._PROBE_SECTOR.ljust(510, b"\0") + b"\x55\xaa")
+    return image
+
+
+@needs_qemu
+def test_the_probe_boot_sector_runs_under_tcg(tmp_path: Path) -> None:
+    image = probe_image(tmp_path)
+    serial = tmp_path / "serial.log"
+    cmd = [
+        *(QEMU, "-accel", "tcg", "-m", "64", "-nodefaults", "-display", "none"),
+        *("-no-reboot", "-serial", f"file:{serial}"),
+        *("-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"),
+        *("-drive", f"file={image},format=raw,if=ide"),
+    ]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+    assert len(image.read_bytes()) == 512
+    assert proc.returncode == qemu._PROBE_EXIT == 33
+    assert serial.read_bytes() == b"K"
+
+
+@needs_qemu
+def test_probe_boot_sector_judges_a_real_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The module's own image and argv, with only the accelerator swapped for TCG.
+    seen: list[list[str]] = []
+
+    def under_tcg(
+        cmd: Sequence[str], *, check: bool, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [str(c) for c in cmd]
+        seen.append(list(argv))
+        argv[argv.index("-accel") + 1] = "tcg"
+        argv[argv.index("-cpu") + 1] = "max"
+        return subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+        )
+
+    monkeypatch.setattr(qemu, "run", under_tcg)
+    ok, why = qemu._probe_boot_sector(tmp_path, timeout=20)
+
+    assert ok, why
+    assert "exit 33" in why
+    assert value_of(seen[0], "-accel") == "kvm"
+    image = tmp_path / "probe.img"
+    assert image.read_bytes()[-2:] == b"\x55\xaa" and len(image.read_bytes()) == 512
+
+
+def test_probe_boot_sector_fails_without_the_serial_k(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def exits_33_silently(
+        cmd: Sequence[str], *, check: bool, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "probe-sector.log").write_bytes(b"")
+        return subprocess.CompletedProcess(list(cmd), 33, "", "")
+
+    monkeypatch.setattr(qemu, "run", exits_33_silently)
+    ok, _ = qemu._probe_boot_sector(tmp_path, timeout=1)
+    assert not ok
+
+
+# --- start_vm ---------------------------------------------------------------
+
+
+@needs_qemu
+def test_start_vm_that_cannot_start_raises_and_leaves_no_process(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        proc: subprocess.Popen[bytes] = real_popen(*args, **kwargs)
+        started.append(proc)
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    handler_before = signal.getsignal(signal.SIGTERM)
+    machine = config(short_dir, disk=short_dir / "missing.qcow2")
+
+    with pytest.raises(GuestError) as info, start_vm(machine, stop_timeout=1):
+        pytest.fail("the block must not run")
+
+    assert "QEMU exited at start" in info.value.message
+    assert "missing.qcow2" in info.value.message
+    assert len(started) == 1 and started[0].poll() is not None
+    assert signal.getsignal(signal.SIGTERM) == handler_before
+    # QEMU's complaint is kept beside the serial log.
+    assert "missing.qcow2" in (short_dir / "serial.qemu-stderr").read_text()
+
+
+@needs_qemu
+def test_start_vm_stops_qemu_when_the_block_fails(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A paused machine (-S) ignores the power button, so every fallback is exercised.
+    paused = build_command
+    monkeypatch.setattr(qemu, "build_command", lambda c: [*paused(c), "-S"])
+    disk = short_dir / "disk.raw"
+    disk.write_bytes(bytes(1 << 20))
+    machine = config(short_dir, disk=disk, disk_format="raw", memory=64, cpus=1)
+    handler_before = signal.getsignal(signal.SIGTERM)
+
+    with (
+        pytest.raises(RuntimeError, match="provisioning broke"),
+        start_vm(machine, stop_timeout=0.2) as vm,
+    ):
+        assert vm.running
+        assert signal.getsignal(signal.SIGTERM) != handler_before
+        raise RuntimeError("provisioning broke")
+
+    assert not vm.running
+    assert vm.proc.returncode is not None
+    assert signal.getsignal(signal.SIGTERM) == handler_before
