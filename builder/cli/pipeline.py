@@ -9,6 +9,7 @@ import click
 
 from builder.lineage import describe, entries_to_json, history
 from builder.outdated import PackageSource, check_outdated
+from builder.spec import DEFAULT_MIRROR, DEFAULT_SECURITY_MIRROR
 
 _FILE = click.Path(path_type=Path, dir_okay=False)
 
@@ -27,13 +28,13 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 )
 @click.option(
     "--mirror",
-    default="http://deb.debian.org/debian",
+    default=DEFAULT_MIRROR,
     show_default=True,
     help="Debian mirror for --suite.",
 )
 @click.option(
     "--security-mirror",
-    default="http://deb.debian.org/debian-security",
+    default=DEFAULT_SECURITY_MIRROR,
     show_default=True,
     help="Security mirror for --suite.",
 )
