@@ -508,12 +508,10 @@ def check_outdated(
         updates = find_updates(facts.packages, source, notes)
         security = [u for u in updates if u.security]
         if security:
-            reasons.append(
-                Reason(ReasonKind.security, f"{len(security)} security updates available")
-            )
+            reasons.append(Reason(ReasonKind.security, _count(len(security), "security update")))
         if len(updates) > len(security):
             count = len(updates) - len(security)
-            reasons.append(Reason(ReasonKind.packages, f"{count} package updates available"))
+            reasons.append(Reason(ReasonKind.packages, _count(count, "package update")))
     return OutdatedReport(
         spec=spec.path,
         manifest=manifest_path,
@@ -524,6 +522,10 @@ def check_outdated(
         updates=tuple(updates),
         notes=tuple(notes),
     )
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'} available"
 
 
 def _base_reasons(spec: TemplateSpec, facts: ManifestFacts, notes: list[str]) -> list[Reason]:

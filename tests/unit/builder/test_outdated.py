@@ -666,7 +666,7 @@ def test_cli_rebuild_exits_1_with_json(scene: Scene) -> None:
     assert result.exit_code == 1, result.output
     doc = json.loads(result.output)
     assert doc["rebuild"] is True
-    assert doc["reasons"] == [{"kind": "security", "message": "1 security updates available"}]
+    assert doc["reasons"] == [{"kind": "security", "message": "1 security update available"}]
     assert doc["updates"][0]["name"] == "openssl"
     assert doc["updates"][0]["security"] is True
 
