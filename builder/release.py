@@ -63,12 +63,17 @@ def release_template(
     force: bool = False,
 ) -> ReleaseOutcome:
     spec = load_spec(spec_path)
-    profile, _, build_key = plan_build(spec)
+    profile, _, _ = plan_build(spec)
     previous = latest(history(out), spec.name) if out.exists() else None
-    if previous is not None and recorded_build_key(previous.path) == build_key and not force:
-        version = previous.version
-    else:
-        version = release_version(spec.version, previous.version if previous else None)
+    version = release_version(spec.version, previous.version if previous else None)
+    if previous is not None and not force:
+        # The previous artifact may carry a bumped version: compare keys at its version.
+        _, _, key_then = plan_build(dataclasses.replace(spec, version=previous.version))
+        if (
+            recorded_build_key(previous.path) == key_then
+            and (previous.path / "disk.qcow2").is_file()
+        ):
+            version = previous.version
     outcome = build_template(spec_path, out, force=force, version=version)
     artifact = outcome.artifact
     run = None if force or tests else current_validation(artifact, profile.digest)

@@ -164,10 +164,15 @@ class Session:
                 raise BuildError(f"step {step!r} did not finish within {timeout:.0f}s")
         if pending:
             line = pending.decode(errors="replace")
+            self.output_log.debug("  | %s", line)
             tail.append(line)
             out.write(line)
         rc = chan.recv_exit_status()
         chan.close()
+        transport = self.client.get_transport()
+        if rc == -1 and (transport is None or not transport.is_active()):
+            # paramiko reports -1 when the channel closed without an exit status.
+            raise GuestError(f"step {step!r}: the SSH connection dropped mid-command")
         if check and rc != 0:
             raise BuildError(
                 f"step {step!r} failed: the remote command exited with {rc}",

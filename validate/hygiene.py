@@ -48,7 +48,8 @@ _SECTIONS: dict[str, str] = {
     "private_keys": (
         "find "
         + " ".join(KEY_SEARCH_ROOTS)
-        + " -xdev -type f -perm /044 -size -256k -print0 2>/dev/null"
+        # Readable by group/others, or owned by a non-root user (who can read it).
+        + " -xdev -type f \\( -perm /044 -o ! -uid 0 \\) -size -256k -print0 2>/dev/null"
         " | xargs -0r grep -lE -- '-----BEGIN ([A-Z]+ )?PRIVATE KEY-----' 2>/dev/null; true"
     ),
     # One line per boot, each with its 32-hex boot id (newer journalctl adds a header).

@@ -40,10 +40,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register() -> None:
     # Each module owns a family of commands and lists them in COMMANDS.
-    from builder.cli import build, controls, stamp, validate
+    from builder.cli import build, controls, pipeline, stamp, validate
     from validate import manifest_report
 
-    for module in (build, validate, stamp, controls, manifest_report):
+    for module in (build, validate, stamp, controls, pipeline, manifest_report):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -43,18 +43,17 @@ def goldsmith(*args: str | Path, timeout: float = 3600) -> subprocess.CompletedP
     )
 
 
-def run_json(*args: str | Path, expect: int = 0, timeout: float = 3600) -> dict[str, Any]:
+def run_json(*args: str | Path, expect: int = 0, timeout: float = 3600) -> Any:
     proc = goldsmith(*args, timeout=timeout)
     assert proc.returncode == expect, (
         f"goldsmith {' '.join(map(str, args))} exited {proc.returncode}, expected {expect}\n"
         f"--- stderr ---\n{proc.stderr[-4000:]}"
     )
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
+    return json.loads(proc.stdout)
 
 
 @pytest.fixture(scope="session")
-def goldsmith_json() -> Callable[..., dict[str, Any]]:
+def goldsmith_json() -> Callable[..., Any]:
     """Run the goldsmith CLI, assert its exit code, return its JSON output."""
     return run_json
 
@@ -69,23 +68,72 @@ def e2e_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def baseline_artifact(e2e_out: Path) -> Path:
-    """templates/debian-12-baseline.yaml, built once for the whole session."""
+def parallel_build(e2e_out: Path) -> list[dict[str, Any]]:
+    """Both shipped templates, built once for the session, side by side (--jobs 2)."""
     require_vm_tools()
-    data = run_json("build", REPO / "templates/debian-12-baseline.yaml", "--out", e2e_out, "--json")
-    return Path(data["artifact"])
+    specs = [
+        REPO / "templates/debian-12-baseline.yaml",
+        REPO / "templates/debian-12-cis-level1.yaml",
+    ]
+    results: list[dict[str, Any]] = run_json(
+        "build", *specs, "--out", e2e_out, "--jobs", "2", "--json", timeout=5400
+    )
+    return results
+
+
+def _artifact(results: list[dict[str, Any]], name: str) -> Path:
+    for entry in results:
+        if Path(entry["spec"]).stem == name:
+            assert entry["exit_code"] == 0, entry
+            return Path(entry["result"]["artifact"])
+    raise AssertionError(f"{name} was not built: {results}")
+
+
+@pytest.fixture(scope="session")
+def baseline_artifact(parallel_build: list[dict[str, Any]]) -> Path:
+    return _artifact(parallel_build, "debian-12-baseline")
+
+
+@pytest.fixture(scope="session")
+def cis_artifact(parallel_build: list[dict[str, Any]]) -> Path:
+    return _artifact(parallel_build, "debian-12-cis-level1")
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    key = tmp_path_factory.mktemp("keys") / "release-key"
+    proc = goldsmith("keygen", key)
+    assert proc.returncode == 0, proc.stderr
+    return key
+
+
+@pytest.fixture(scope="session")
+def baseline_release(
+    baseline_artifact: Path, baseline_validation: dict[str, Any], signing_key: Path
+) -> Any:
+    """release on the validated baseline: a no-op build, the validation reused, then signed."""
+    return run_json(
+        "release",
+        REPO / "templates/debian-12-baseline.yaml",
+        "--key",
+        signing_key,
+        "--out",
+        baseline_artifact.parent,
+        "--json",
+    )
 
 
 @pytest.fixture(scope="session")
 def baseline_validation(baseline_artifact: Path) -> dict[str, Any]:
     """One validation boot of the baseline template, with the user checks."""
-    return run_json(
+    summary: dict[str, Any] = run_json(
         "validate",
         baseline_artifact,
         "--tests",
         REPO / "tests/e2e/guest_checks/check_guest.py",
         "--json",
     )
+    return summary
 
 
 @pytest.fixture(scope="session")

@@ -332,11 +332,6 @@ def test_run_on_a_closed_connection_is_a_guest_error(access: GuestAccess) -> Non
         assert guest.commands == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Session.run treats a connection dropped mid-command as the command exiting "
-    "with -1 (BuildError, or a silent rc -1 with check=False) instead of a GuestError",
-)
 def test_a_connection_dropped_mid_command_is_a_guest_error(access: GuestAccess) -> None:
     guest = guest_for(access)
 
@@ -355,10 +350,6 @@ def test_a_connection_dropped_mid_command_is_a_guest_error(access: GuestAccess) 
             session.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Session.run never logs a last output line that has no trailing newline",
-)
 def test_a_last_line_without_newline_still_reaches_the_log(access: GuestAccess) -> None:
     lines = Lines()
     with guest_for(access, reply(b"done\nno newline at the end", 1)) as guest:

@@ -381,11 +381,6 @@ def test_the_private_keys_section_finds_keys_others_can_read(tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
-@pytest.mark.xfail(
-    strict=True,
-    reason="HYG-08 only looks for group/other-readable keys (-perm /044); a 0600 key "
-    "owned by a non-root user is readable by that user yet passes",
-)
 def test_a_key_owned_by_a_non_root_user_is_found(tmp_path: Path) -> None:
     key = put(
         tmp_path / "home/deploy/.ssh/id_ed25519",
