@@ -65,7 +65,13 @@ def sealing_plan(builder_user: str, builder_key_blob: str) -> tuple[SealItem, ..
         SealItem(
             "temporary files",
             "build leftovers must not reach instances",
-            ("find /tmp /var/tmp -mindepth 1 -delete",),
+            (
+                "find /tmp /var/tmp -mindepth 1 -delete",
+                # A tmpfs mounted on /tmp during the build hides the disk's own /tmp.
+                "if mountpoint -q /tmp; then d=$(mktemp -d /run/goldsmith-root.XXXXXX); "
+                'mount --bind / "$d" && find "$d/tmp" -mindepth 1 -delete; '
+                'umount "$d"; rmdir "$d"; fi',
+            ),
         ),
         SealItem(
             "shell histories",

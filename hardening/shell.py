@@ -51,7 +51,8 @@ GS_CHANGED=0
 GS_ID=""
 GS_RELOAD=""
 GS_APT_UPDATED=0
-GS_TMP=$(mktemp -d)
+# Not under /tmp: a control may mount a fresh tmpfs there mid-run.
+GS_TMP=$(mktemp -d /run/goldsmith-apply.XXXXXX)
 trap 'rm -rf "$GS_TMP"' EXIT
 
 gs_begin() { GS_ID=$1; GS_CHANGED=0; }
