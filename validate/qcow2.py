@@ -10,14 +10,11 @@ on a deploy gate).
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
-import hashlib
 import struct
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from builder.cache import hash_file
 from builder.errors import GoldsmithError, InputError
 
 MAGIC = b"QFI\xfb"
@@ -31,9 +28,6 @@ AUTOCLEAR_DATA_FILE_RAW = 1 << 1
 EXT_END = 0x00000000
 EXT_BACKING_FORMAT = 0xE2792ACA
 EXT_DATA_FILE_NAME = 0x44415441  # "DATA"
-
-# Reads this large keep per-call overhead negligible while the buffer stays in cache.
-CHUNK_SIZE = 1 << 20
 
 
 class ImageError(GoldsmithError):
@@ -167,46 +161,12 @@ def require_self_contained(path: Path) -> Qcow2Header:
     return header
 
 
-def hash_file(
-    path: Path, algorithms: Sequence[str] = ("sha256", "sha512"), *, chunk_size: int = CHUNK_SIZE
-) -> dict[str, str]:
-    """Hex digests of ``path`` for each algorithm, reading the file once.
-
-    hashlib releases the GIL on large buffers, so every digest after the first
-    runs in a worker thread while this thread feeds the first one and reads the
-    next chunk into a second buffer: with cores to spare, the cost is that of
-    the slowest digest rather than the sum of all of them.
-    """
-    first, *others = [hashlib.new(name) for name in algorithms]
-    buffers = [bytearray(chunk_size), bytearray(chunk_size)]
-    views = [memoryview(b) for b in buffers]
+def hash_image(path: Path) -> tuple[str, str]:
+    """(sha256, sha512) of the image file, both recomputed from its bytes."""
     try:
-        with (
-            open(path, "rb", buffering=0) as f,
-            concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(others))) as pool,
-        ):
-            current = 0
-            n = f.readinto(buffers[current])
-            while n:
-                view = views[current][:n]
-                pending: list[concurrent.futures.Future[Any]] = [
-                    pool.submit(h.update, view) for h in others
-                ]
-                first.update(view)
-                # The other buffer is free: its chunk was hashed before the last wait.
-                current ^= 1
-                n = f.readinto(buffers[current])
-                for future in pending:
-                    future.result()
+        digests = hash_file(path, "sha256", "sha512")
     except FileNotFoundError:
         raise InputError(path, None, "image not found") from None
     except OSError as exc:
         raise InputError(path, None, f"image cannot be read ({exc.strerror})") from None
-    hashers = [first, *others]
-    return {name: h.hexdigest() for name, h in zip(algorithms, hashers, strict=True)}
-
-
-def hash_image(path: Path) -> tuple[str, str]:
-    """(sha256, sha512) of the image file, both recomputed from its bytes."""
-    digests = hash_file(path, ("sha256", "sha512"))
     return digests["sha256"], digests["sha512"]

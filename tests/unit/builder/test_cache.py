@@ -63,6 +63,22 @@ def test_hash_file_of_an_empty_file(tmp_path: Path) -> None:
     assert hash_file(path, "sha512") == {"sha512": hashlib.sha512(b"").hexdigest()}
 
 
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096 + 7])
+def test_hash_file_matches_hashlib_across_chunk_boundaries(tmp_path: Path, size: int) -> None:
+    data = bytes((i * 7 + 3) % 251 for i in range(size))
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    digests = hash_file(path, "sha256", "sha512", "sha384", chunk_size=4096)
+    assert digests == {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha512": hashlib.sha512(data).hexdigest(),
+        "sha384": hashlib.sha384(data).hexdigest(),
+    }
+    assert hash_file(path, "sha256", chunk_size=4096) == {
+        "sha256": hashlib.sha256(data).hexdigest()
+    }
+
+
 # --- cache_root -------------------------------------------------------------------
 
 

@@ -12,7 +12,6 @@ import pytest
 from builder.errors import InputError
 from validate.qcow2 import (
     ImageError,
-    hash_file,
     hash_image,
     read_header,
     require_self_contained,
@@ -125,22 +124,6 @@ def test_missing_image(tmp_path: Path) -> None:
         read_header(tmp_path / "nope.qcow2")
     with pytest.raises(InputError, match=r"nope.qcow2: image not found"):
         hash_image(tmp_path / "nope.qcow2")
-
-
-@pytest.mark.parametrize("size", [0, 1, 4095, 4096, 4097, 3 * 4096 + 7])
-def test_hash_file_matches_hashlib_across_chunk_boundaries(tmp_path: Path, size: int) -> None:
-    data = bytes((i * 7 + 3) % 251 for i in range(size))
-    path = tmp_path / "f"
-    path.write_bytes(data)
-    digests = hash_file(path, ("sha256", "sha512", "sha384"), chunk_size=4096)
-    assert digests == {
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "sha512": hashlib.sha512(data).hexdigest(),
-        "sha384": hashlib.sha384(data).hexdigest(),
-    }
-    assert hash_file(path, ("sha256",), chunk_size=4096) == {
-        "sha256": hashlib.sha256(data).hexdigest()
-    }
 
 
 def test_hash_image_of_a_qcow2(tmp_path: Path) -> None:
