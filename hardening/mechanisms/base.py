@@ -6,14 +6,25 @@ from __future__ import annotations
 import abc
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
+from hardening.compare import Expect
 from hardening.errors import ParamError
 from hardening.facts import Facts, Probe
 from hardening.results import Status
 
 SpecT = TypeVar("SpecT")
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One keyed value a check expects, and the value the apply side writes
+    for it (None when it writes nothing)."""
+
+    key: str
+    expect: Expect
+    write: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +125,40 @@ def get_mapping_list(params: Mapping[str, Any], key: str) -> list[Mapping[str, A
         if not isinstance(item, Mapping):
             raise ParamError(f"{key}[{index}]", "a mapping")
     return list(value)
+
+
+def get_settings(
+    params: Mapping[str, Any],
+    key: str,
+    key_pattern: str,
+    key_hint: str,
+    *,
+    join_list_write: bool = False,
+) -> Iterator[tuple[str, Setting]]:
+    """(field, setting) for each mapping of ``params[key]``: a key matching
+    ``key_pattern``, an expectation (value or match) and an optional write.
+
+    Without a write, the apply side writes the value the expectation implies.
+    Items are yielded one at a time so that the caller's own check of the
+    written value fails on the first bad item, before later items are read.
+    """
+    for index, item in enumerate(get_mapping_list(params, key)):
+        field = f"{key}[{index}]"
+        name = item.get("key")
+        if not isinstance(name, str) or not re.fullmatch(key_pattern, name):
+            raise ParamError(f"{field}.key", key_hint)
+        unknown = set(item) - {"key", "value", "match", "write"}
+        if unknown:
+            raise ParamError(f"{field}.{sorted(unknown)[0]}", "unknown (key, value, match, write)")
+        expect = Expect.parse(item, field)
+        write = item.get("write")
+        if join_list_write and isinstance(write, list):
+            write_text: str | None = " ".join(str(w) for w in write)
+        elif write is not None:
+            write_text = str(write)
+        else:
+            write_text = expect.apply_value()
+        yield field, Setting(name, expect, write_text)
 
 
 def failed_or_passed(ok: bool, expected: str, observed: str) -> Outcome:

@@ -12,15 +12,16 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from hardening.compare import Expect, Op
+from hardening.compare import Op
 from hardening.errors import FactsError, ParamError
 from hardening.facts import SAFE_GLOB, SAFE_PATH, Facts, Probe, probe_files, split_files
 from hardening.mechanisms.base import (
     Mechanism,
     Outcome,
+    Setting,
     error,
-    get_mapping_list,
     get_opt_str,
+    get_settings,
     get_str,
 )
 from hardening.results import Status
@@ -38,13 +39,6 @@ class Reload(enum.StrEnum):
     none = "none"
     journald = "journald"
     auditd = "auditd"
-
-
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    key: str
-    expect: Expect
-    write: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,20 +68,10 @@ def parse_kv(text: str, separator: Separator) -> dict[str, str]:
 
 def _settings(params: Mapping[str, Any]) -> tuple[Setting, ...]:
     out = []
-    for index, item in enumerate(get_mapping_list(params, "settings")):
-        field = f"settings[{index}]"
-        key = item.get("key")
-        if not isinstance(key, str) or not re.fullmatch(KEY, key):
-            raise ParamError(f"{field}.key", "a configuration key")
-        unknown = set(item) - {"key", "value", "match", "write"}
-        if unknown:
-            raise ParamError(f"{field}.{sorted(unknown)[0]}", "unknown (key, value, match, write)")
-        expect = Expect.parse(item, field)
-        write = item.get("write")
-        write_text = str(write) if write is not None else expect.apply_value()
-        if write_text is not None and "\n" in write_text:
+    for field, setting in get_settings(params, "settings", KEY, "a configuration key"):
+        if setting.write is not None and "\n" in setting.write:
             raise ParamError(f"{field}.write", "a one-line value")
-        out.append(Setting(key, expect, write_text))
+        out.append(setting)
     return tuple(out)
 
 

@@ -8,10 +8,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from hardening.compare import Expect
 from hardening.errors import FactsError, ParamError
 from hardening.facts import Facts, Probe
-from hardening.mechanisms.base import Mechanism, Outcome, error, get_mapping_list
+from hardening.mechanisms.base import Mechanism, Outcome, Setting, error, get_settings
 from hardening.results import Status
 from hardening.shell import ere_nocase, q
 
@@ -19,15 +18,8 @@ PROBE = Probe("sshd", "sshd -T 2>&1")
 
 
 @dataclasses.dataclass(frozen=True)
-class Option:
-    key: str
-    expect: Expect
-    write: str | None
-
-
-@dataclasses.dataclass(frozen=True)
 class SshdSpec:
-    options: tuple[Option, ...]
+    options: tuple[Setting, ...]
 
 
 def parse_sshd_t(text: str) -> dict[str, str]:
@@ -50,27 +42,16 @@ class Sshd(Mechanism[SshdSpec]):
 
     def build(self, params: Mapping[str, Any]) -> SshdSpec:
         options = []
-        for index, item in enumerate(get_mapping_list(params, "options")):
-            field = f"options[{index}]"
-            key = item.get("key")
-            if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z0-9]+", key):
-                raise ParamError(f"{field}.key", "an sshd_config keyword like PermitRootLogin")
-            unknown = set(item) - {"key", "value", "match", "write"}
-            if unknown:
-                raise ParamError(
-                    f"{field}.{sorted(unknown)[0]}", "unknown (key, value, match, write)"
-                )
-            expect = Expect.parse(item, field)
-            write = item.get("write")
-            if isinstance(write, list):
-                write_text: str | None = " ".join(str(w) for w in write)
-            elif write is not None:
-                write_text = str(write)
-            else:
-                write_text = expect.apply_value()
-            if write_text is not None and ("\n" in write_text or not write_text.strip()):
+        for field, option in get_settings(
+            params,
+            "options",
+            r"[A-Za-z0-9]+",
+            "an sshd_config keyword like PermitRootLogin",
+            join_list_write=True,
+        ):
+            if option.write is not None and ("\n" in option.write or not option.write.strip()):
                 raise ParamError(f"{field}.write", "a one-line value")
-            options.append(Option(key, expect, write_text))
+            options.append(option)
         return SshdSpec(tuple(options))
 
     def render(self, spec: SshdSpec) -> str:

@@ -10,10 +10,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from hardening.compare import Expect
 from hardening.errors import FactsError, ParamError
 from hardening.facts import Facts, Probe, split_files
-from hardening.mechanisms.base import Mechanism, Outcome, error, get_mapping_list
+from hardening.mechanisms.base import Mechanism, Outcome, Setting, error, get_settings
 from hardening.results import Status
 from hardening.shell import ere_escape, q
 
@@ -26,13 +25,6 @@ PERSISTED = Probe(
     "for f in " + " ".join(f"{d}/*.conf" for d in CONFIG_DIRS) + " /etc/sysctl.conf; do "
     '[ -f "$f" ] || continue; printf "==> %s <==\\n" "$f"; cat -- "$f"; printf "\\n"; done',
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    key: str
-    expect: Expect
-    write: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,22 +83,13 @@ class Sysctl(Mechanism[SysctlSpec]):
 
     def build(self, params: Mapping[str, Any]) -> SysctlSpec:
         settings = []
-        for index, item in enumerate(get_mapping_list(params, "settings")):
-            field = f"settings[{index}]"
-            key = item.get("key")
-            if not isinstance(key, str) or not re.fullmatch(KEY, key):
-                raise ParamError(f"{field}.key", "a sysctl name like net.ipv4.ip_forward")
-            unknown = set(item) - {"key", "value", "match", "write"}
-            if unknown:
-                raise ParamError(
-                    f"{field}.{sorted(unknown)[0]}", "unknown (key, value, match, write)"
-                )
-            expect = Expect.parse(item, field)
-            write = item.get("write")
-            write_text = str(write) if write is not None else expect.apply_value()
-            if write_text is not None and not re.fullmatch(r"[A-Za-z0-9 ._:/-]+", write_text):
+        for field, setting in get_settings(
+            params, "settings", KEY, "a sysctl name like net.ipv4.ip_forward"
+        ):
+            write = setting.write
+            if write is not None and not re.fullmatch(r"[A-Za-z0-9 ._:/-]+", write):
                 raise ParamError(f"{field}.value", "a plain value")
-            settings.append(Setting(key, expect, write_text))
+            settings.append(setting)
         return SysctlSpec(tuple(settings))
 
     def render(self, spec: SysctlSpec) -> str:
