@@ -44,13 +44,10 @@ from builder.log import log
 from builder.spec import DebootstrapBase, TemplateSpec, load_spec
 from hardening.errors import ProfileError
 from hardening.profile import Profile, load_profile
-from validate.dsse import PAYLOAD_TYPE_IN_TOTO, parse_envelope
+from validate.dsse import read_envelope
+from validate.manifest import decode_statement
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://goldsmith.dev/template/v1"
 ARCHITECTURE = "amd64"
-# A manifest with a full SBOM is well under a megabyte.
-MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 # bookworm's main Packages index is about 45 MB uncompressed; a mirror that sends
 # far more is broken or hostile, and is not decompressed further.
 MAX_INDEX_BYTES = 512 * 1024 * 1024
@@ -223,27 +220,8 @@ class JsonObject:
 
 def read_manifest(path: Path) -> ManifestFacts:
     """Decode a manifest envelope WITHOUT verifying it; InputError if malformed."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_MANIFEST_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(path, None, "not found; expected a manifest (DSSE envelope)") from None
-    except OSError as exc:
-        raise InputError(path, None, f"cannot be read ({exc.strerror})") from None
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise InputError(path, None, f"is larger than {MAX_MANIFEST_BYTES} bytes; not a manifest")
-    envelope = parse_envelope(data, path)
-    if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
-        raise InputError(path, "payloadType", f"expected {PAYLOAD_TYPE_IN_TOTO!r}")
-    try:
-        statement = json.loads(envelope.payload)
-    except ValueError:
-        raise InputError(path, "payload", "expected base64 of a JSON in-toto statement") from None
-    top = JsonObject(path, "payload", statement)
-    if top.data.get("_type") != STATEMENT_TYPE:
-        raise InputError(path, "payload._type", f"expected {STATEMENT_TYPE!r}")
-    if top.data.get("predicateType") != PREDICATE_TYPE:
-        raise InputError(path, "payload.predicateType", f"expected {PREDICATE_TYPE!r}")
+    envelope, file_sha256 = read_envelope(path, expected="a manifest (DSSE envelope)")
+    top = JsonObject(path, "payload", decode_statement(path, envelope))
     predicate = top.obj("predicate")
     template = predicate.obj("template")
     subjects = top.objs("subject")
@@ -267,7 +245,7 @@ def read_manifest(path: Path) -> ManifestFacts:
     approval = predicate.obj("approval")
     return ManifestFacts(
         path=path,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=file_sha256,
         name=template.need("name"),
         version=template.need("version"),
         image_sha256=subjects[0].obj("digest").text("sha256") if subjects else None,

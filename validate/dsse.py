@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -151,18 +152,27 @@ def parse_envelope(data: bytes, source: Path | str) -> Envelope:
 
 
 def load_envelope(path: Path) -> Envelope:
+    return read_envelope(path)[0]
+
+
+def read_envelope(path: Path, *, expected: str = "a DSSE envelope file") -> tuple[Envelope, str]:
+    """The envelope in ``path`` (parsed, NOT verified) and the sha256 hex of the
+    file's bytes, which is how a later manifest's previousManifest names it.
+
+    ``expected`` names what the file should be in the message for a missing one.
+    """
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_ENVELOPE_BYTES + 1)
     except FileNotFoundError:
-        raise InputError(path, None, "not found; expected a DSSE envelope file") from None
+        raise InputError(path, None, f"not found; expected {expected}") from None
     except IsADirectoryError:
-        raise InputError(path, None, "is a directory; expected a DSSE envelope file") from None
+        raise InputError(path, None, f"is a directory; expected {expected}") from None
     except OSError as exc:
         raise InputError(path, None, f"cannot be read ({exc.strerror})") from None
     if len(data) > MAX_ENVELOPE_BYTES:
         raise InputError(path, None, f"is larger than {MAX_ENVELOPE_BYTES} bytes; not a manifest")
-    return parse_envelope(data, path)
+    return parse_envelope(data, path), hashlib.sha256(data).hexdigest()
 
 
 def _decode_base64(text: str, source: Path | str, field: str) -> bytes:

@@ -22,7 +22,7 @@ from builder.errors import GoldsmithError, InputError
 from builder.log import complete_step, log
 from builder.run import run
 from hardening.results import Status
-from validate.dsse import PAYLOAD_TYPE_IN_TOTO, load_envelope, sign_envelope
+from validate.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, read_envelope, sign_envelope
 from validate.keys import PassphraseSource, PrivateKey, load_private_key, passphrase_from_env_or_tty
 from validate.qcow2 import hash_image, require_self_contained
 from validate.results import ValidationRun
@@ -367,8 +367,30 @@ def sign_artifact(
 
 
 def _previous_manifest_digest(previous: Path) -> str:
-    load_envelope(previous)  # it must at least be a manifest envelope
-    return hashlib.sha256(previous.read_bytes()).hexdigest()
+    _, digest = read_envelope(previous)  # it must at least be a manifest envelope
+    return digest
+
+
+def decode_statement(path: Path, envelope: Envelope) -> dict[str, Any]:
+    """The goldsmith in-toto statement an envelope carries, decoded but NOT
+    verified; InputError if it is not one.
+
+    For readers that answer questions other than trust (``outdated``,
+    ``report``, ``history``); ``goldsmith verify`` checks signatures first.
+    """
+    if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
+        raise InputError(path, "payloadType", f"expected {PAYLOAD_TYPE_IN_TOTO!r}")
+    try:
+        statement = json.loads(envelope.payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InputError(path, "payload", "expected base64 of a JSON in-toto statement") from None
+    if not isinstance(statement, dict):
+        raise InputError(path, "payload", "expected a JSON object (an in-toto statement)")
+    if statement.get("_type") != STATEMENT_TYPE:
+        raise InputError(path, "payload._type", f"expected {STATEMENT_TYPE!r}")
+    if statement.get("predicateType") != PREDICATE_TYPE:
+        raise InputError(path, "payload.predicateType", f"expected {PREDICATE_TYPE!r}")
+    return statement
 
 
 def write_manifest(

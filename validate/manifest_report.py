@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,7 +20,8 @@ import click
 from builder.errors import GoldsmithError, InputError
 from builder.log import log
 from hardening.results import CheckResult, Status
-from validate.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, parse_envelope
+from validate.dsse import read_envelope
+from validate.manifest import decode_statement
 from validate.report import (
     count_statuses,
     render_page,
@@ -32,12 +31,6 @@ from validate.report import (
     write_text_atomically,
 )
 from validate.results import Package
-
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://goldsmith.dev/template/v1"
-
-# A manifest with a full SBOM is well under a megabyte; refuse to slurp anything absurd.
-MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
 
 Digests = tuple[tuple[str, str], ...]  # (algorithm, hex) in the order the manifest lists them
 
@@ -183,35 +176,6 @@ class _Fields:
         return tuple(pairs)
 
 
-def _read_envelope(path: Path) -> tuple[Envelope, str]:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_ENVELOPE_BYTES + 1)
-    except FileNotFoundError:
-        raise InputError(path, None, "not found; expected a DSSE envelope file") from None
-    except OSError as exc:
-        raise InputError(path, None, f"cannot be read ({exc.strerror})") from None
-    if len(data) > MAX_ENVELOPE_BYTES:
-        raise InputError(path, None, f"is larger than {MAX_ENVELOPE_BYTES} bytes; not a manifest")
-    return parse_envelope(data, path), hashlib.sha256(data).hexdigest()
-
-
-def _decode_statement(path: Path, envelope: Envelope) -> dict[str, Any]:
-    if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
-        raise InputError(path, "payloadType", f"expected {PAYLOAD_TYPE_IN_TOTO!r}")
-    try:
-        statement = json.loads(envelope.payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InputError(path, "payload", "expected base64 of a JSON in-toto statement") from None
-    if not isinstance(statement, dict):
-        raise InputError(path, "payload", "expected a JSON object (an in-toto statement)")
-    if statement.get("_type") != STATEMENT_TYPE:
-        raise InputError(path, "payload._type", f"expected {STATEMENT_TYPE!r}")
-    if statement.get("predicateType") != PREDICATE_TYPE:
-        raise InputError(path, "payload.predicateType", f"expected {PREDICATE_TYPE!r}")
-    return statement
-
-
 def _read_controls(results: _Fields) -> tuple[CheckResult, ...]:
     controls = []
     for i, raw in enumerate(results.raw_list("controls")):
@@ -247,8 +211,8 @@ def _read_packages(sbom: _Fields) -> tuple[Package, ...]:
 
 def read_claims(envelope_path: Path) -> ManifestClaims:
     """Decode a manifest envelope WITHOUT verifying it; InputError for anything malformed."""
-    envelope, file_sha256 = _read_envelope(envelope_path)
-    payload = _Fields(envelope_path, "payload", _decode_statement(envelope_path, envelope))
+    envelope, file_sha256 = read_envelope(envelope_path)
+    payload = _Fields(envelope_path, "payload", decode_statement(envelope_path, envelope))
     predicate = payload.obj("predicate")
     template = predicate.obj("template")
     profile = predicate.obj("profile")
