@@ -145,13 +145,21 @@ def _build_into(work: Path, spec: TemplateSpec, profile: Profile, script: str) -
     )
     with qemu.start_vm(config, stop_timeout=spec.timeouts.shutdown) as vm:
         with timer.step("boot", f"Booting the build VM ({accel})"):
-            client = wait_for_ssh(
-                access,
-                vm.ssh_port,
-                timeout=spec.timeouts.boot,
-                alive=lambda: vm.running,
-                describe=lambda: f"serial console ({config.serial_log}):\n{vm.serial_tail()}",
-            )
+            try:
+                client = wait_for_ssh(
+                    access,
+                    vm.ssh_port,
+                    timeout=spec.timeouts.boot,
+                    alive=lambda: vm.running,
+                    describe=lambda: (
+                        f"stage: boot; last serial console lines ({config.serial_log}):\n"
+                        f"{vm.serial_tail()}"
+                    ),
+                )
+            except BaseException:
+                # A guest that never answered will not honour a power button either.
+                vm.kill()
+                raise
         session = Session(client)
         try:
             identity = _provision(

@@ -262,6 +262,12 @@ class Machine:
                     if "return" in reply or "error" in reply or not reply:
                         break
 
+    def kill(self) -> None:
+        """No graceful shutdown: for a guest that never came up, or already failed."""
+        if self.running:
+            self.proc.kill()
+            self.proc.wait()
+
     def stop(self, timeout: float = 60.0) -> None:
         """ACPI power button first, then SIGTERM, then SIGKILL."""
         if not self.running:

@@ -68,15 +68,21 @@ def boot_artifact(
             ssh_port=qemu.free_port(),
         )
         with qemu.start_vm(config, stop_timeout=60) as vm:
-            client = wait_for_ssh(
-                access,
-                vm.ssh_port,
-                timeout=boot_timeout,
-                alive=lambda: vm.running,
-                describe=lambda: (
-                    f"last serial console lines ({config.serial_log}):\n{vm.serial_tail()}"
-                ),
-            )
+            try:
+                client = wait_for_ssh(
+                    access,
+                    vm.ssh_port,
+                    timeout=boot_timeout,
+                    alive=lambda: vm.running,
+                    describe=lambda: (
+                        f"stage: boot; last serial console lines ({config.serial_log}):\n"
+                        f"{vm.serial_tail()}"
+                    ),
+                )
+            except BaseException:
+                # A guest that never answered will not honour a power button either.
+                vm.kill()
+                raise
             try:
                 yield BootedGuest(vm, client, access, accel, work)
             finally:

@@ -53,6 +53,11 @@ def run_json(*args: str | Path, expect: int = 0, timeout: float = 3600) -> Any:
 
 
 @pytest.fixture(scope="session")
+def vm_tools() -> None:
+    require_vm_tools()
+
+
+@pytest.fixture(scope="session")
 def goldsmith_json() -> Callable[..., Any]:
     """Run the goldsmith CLI, assert its exit code, return its JSON output."""
     return run_json
