@@ -11,6 +11,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -18,7 +19,10 @@ import pytest
 
 from hardening.results import CheckResult, Status
 from validate.report import write_html
-from validate.results import Package, ValidationRun
+
+# The run's metadata is the one the report's unit tests render.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "validate"))
+from test_report import make_run
 
 WIDTH, HEIGHT = 1280, 2000
 
@@ -29,6 +33,44 @@ PASSED_GREEN = (0x1A, 0x7F, 0x37)
 WAIVED_PURPLE = (0x82, 0x50, 0xDF)
 
 
+RESULTS = (
+    CheckResult("SSH-01", "Root login disabled", "ssh", Status.passed, "no", "no", "high"),
+    CheckResult(
+        "SSH-02",
+        "Password authentication disabled",
+        "ssh",
+        Status.failed,
+        "PasswordAuthentication no",
+        "PasswordAuthentication yes",
+        "high",
+        references=("CIS Debian 12 v1.1.0 5.1.19",),
+    ),
+    CheckResult(
+        "SYSCTL-02",
+        "ptrace scope restricted",
+        "sysctl",
+        Status.error,
+        "1",
+        "<script>document.body.innerHTML=''</script>",
+        "low",
+    ),
+    CheckResult(
+        "SYSCTL-03",
+        "IPv4 forwarding off",
+        "sysctl",
+        Status.waived,
+        "0",
+        "1",
+        reason="router appliance needs forwarding (SEC-412)",
+    ),
+    CheckResult("HYG-01", "No host keys baked in", "hygiene", Status.passed, "none", "none"),
+    *(
+        CheckResult(f"SYSCTL-{i:02d}", f"sysctl setting {i}", "sysctl", Status.passed, "1", "1")
+        for i in range(10, 30)
+    ),
+)
+
+
 def find_chromium() -> str:
     for name in ("chromium", "chromium-browser"):
         found = shutil.which(name)
@@ -37,62 +79,6 @@ def find_chromium() -> str:
     if os.environ.get("CI"):
         pytest.fail("chromium is not installed (run `make deps`); CI must run this test")
     pytest.skip("chromium is not installed")
-
-
-def make_run() -> ValidationRun:
-    results = [
-        CheckResult("SSH-01", "Root login disabled", "ssh", Status.passed, "no", "no", "high"),
-        CheckResult(
-            "SSH-02",
-            "Password authentication disabled",
-            "ssh",
-            Status.failed,
-            "PasswordAuthentication no",
-            "PasswordAuthentication yes",
-            "high",
-            references=("CIS Debian 12 v1.1.0 5.1.19",),
-        ),
-        CheckResult(
-            "SYSCTL-02",
-            "ptrace scope restricted",
-            "sysctl",
-            Status.error,
-            "1",
-            "<script>document.body.innerHTML=''</script>",
-            "low",
-        ),
-        CheckResult(
-            "SYSCTL-03",
-            "IPv4 forwarding off",
-            "sysctl",
-            Status.waived,
-            "0",
-            "1",
-            reason="router appliance needs forwarding (SEC-412)",
-        ),
-        CheckResult("HYG-01", "No host keys baked in", "hygiene", Status.passed, "none", "none"),
-    ]
-    results += [
-        CheckResult(f"SYSCTL-{i:02d}", f"sysctl setting {i}", "sysctl", Status.passed, "1", "1")
-        for i in range(10, 30)
-    ]
-    return ValidationRun(
-        template_name="debian-12-baseline",
-        template_version="1.0.0",
-        image_path="disk.qcow2",
-        image_sha256="ab" * 32,
-        image_sha512="cd" * 64,
-        profile_id="baseline",
-        profile_version="1",
-        profile_digest="sha256:" + "ef" * 32,
-        started="2026-11-27T08:00:00Z",
-        finished="2026-11-27T08:03:12Z",
-        accelerator="kvm",
-        goldsmith_version="0.1.0",
-        timings={"boot": 31.2, "facts": 4.0, "checks": 2.5, "user_tests": 8.0, "total": 45.7},
-        results=tuple(results),
-        packages=tuple(Package(f"pkg{i}", "1.0", "amd64") for i in range(300)),
-    )
 
 
 def decode_png(data: bytes) -> tuple[int, int, list[bytes], int]:
@@ -140,7 +126,7 @@ def decode_png(data: bytes) -> tuple[int, int, list[bytes], int]:
 def test_report_renders_in_chromium(tmp_path: Path) -> None:
     chromium = find_chromium()
     report = tmp_path / "report.html"
-    write_html(make_run(), report)
+    write_html(make_run(RESULTS, packages=300), report)
     shot = tmp_path / "report.png"
 
     completed = subprocess.run(
