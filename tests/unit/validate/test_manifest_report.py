@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import html.parser
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
+from test_report import Page, parse_page, visible_text
 
 from builder.cli import GoldsmithGroup
 from builder.errors import InputError
@@ -141,26 +141,9 @@ def write_envelope(
     return path
 
 
-class _Page(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[str] = []
-        self.urls: list[str] = []
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-        self.urls += [v for k, v in attrs if k in ("src", "href", "action", "srcset") and v]
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-
-def parse(text: str) -> tuple[_Page, str]:
-    page = _Page()
-    page.feed(text)
-    page.close()
-    return page, " ".join(" ".join(page.text).split())
+def parse(text: str) -> tuple[Page, str]:
+    page = parse_page(text)
+    return page, visible_text(page)
 
 
 def section(page_text: str, start_id: str, end_id: str) -> str:

@@ -94,7 +94,7 @@ PASSING = (
 )
 
 
-class _Page(html.parser.HTMLParser):
+class Page(html.parser.HTMLParser):
     """Collects what a browser would act on: tags, URL attributes and visible text."""
 
     def __init__(self) -> None:
@@ -113,14 +113,14 @@ class _Page(html.parser.HTMLParser):
         self.text.append(data)
 
 
-def parse_page(text: str) -> _Page:
-    page = _Page()
+def parse_page(text: str) -> Page:
+    page = Page()
     page.feed(text)
     page.close()
     return page
 
 
-def visible_text(page: _Page) -> str:
+def visible_text(page: Page) -> str:
     return " ".join(" ".join(page.text).split())
 
 
