@@ -42,7 +42,8 @@ from typing import Any
 
 from builder.errors import InputError
 from builder.log import log
-from builder.outdated import JsonObject, ManifestFacts, Package, compare_versions, read_manifest
+from builder.outdated import JsonObject, ManifestFacts, compare_versions, read_manifest
+from validate.results import Package
 
 BUILD_RECORD = "build.json"
 MANIFEST = "manifest.dsse.json"

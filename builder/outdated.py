@@ -46,6 +46,7 @@ from hardening.errors import ProfileError
 from hardening.profile import Profile, load_profile
 from validate.dsse import read_envelope
 from validate.manifest import decode_statement
+from validate.results import Package
 
 ARCHITECTURE = "amd64"
 # bookworm's main Packages index is about 45 MB uncompressed; a mirror that sends
@@ -141,13 +142,6 @@ def compare_versions(a: str, b: str) -> int:
 
 
 # -- the manifest, decoded ----------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Package:
-    name: str
-    version: str
-    architecture: str
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,7 +35,6 @@ from builder.cli import GoldsmithGroup, cli, pipeline
 from builder.errors import InputError
 from builder.outdated import (
     MirrorError,
-    Package,
     PackageSource,
     ReasonKind,
     check_outdated,
@@ -46,6 +45,7 @@ from builder.outdated import (
 )
 from builder.spec import DebootstrapBase, load_spec
 from hardening.profile import load_profile
+from validate.results import Package
 
 NOW = datetime.datetime(2026, 11, 27, 8, 0, 0, tzinfo=datetime.UTC)
 
