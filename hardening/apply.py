@@ -26,6 +26,35 @@ def _guard(selected: SelectedControl, body: str) -> str:
     return f"if gs_pkg_installed {q(condition.installed)}; then\n{body}\nfi"
 
 
+def _applies(profile: Profile, selected: SelectedControl, today: date | None) -> bool:
+    waived = selected.waiver is not None and selected.waiver.active(today)
+    return not waived and condition_met_by_parameters(profile, selected)
+
+
+def needed_packages(profile: Profile, today: date | None = None) -> list[str]:
+    """Every package an applied control needs (``needs``) or installs
+    (package_present), in first-use order: installed in one apt-get run before
+    the controls that configure, enable or check them."""
+    packages: dict[str, None] = {}
+    for selected in profile.controls:
+        if not _applies(profile, selected, today):
+            continue
+        control = selected.control
+        if control.only_if is not None and control.only_if.installed:
+            continue  # applies only when the package is already there
+        packages.update(dict.fromkeys(control.needs))
+        if control.mechanism == "package_present":
+            packages.update(dict.fromkeys(selected.params["packages"]))
+    return list(packages)
+
+
+PACKAGES_STEP = "packages"
+# Packages are installed after removals (phase 10) so a purge can never take
+# away what the profile needs without the check noticing, and before every
+# control that edits their files.
+PACKAGES_PHASE = 15
+
+
 def render_apply_script(profile: Profile, today: date | None = None) -> str:
     """One bash script applying every control that is not under an active waiver.
 
@@ -38,7 +67,12 @@ def render_apply_script(profile: Profile, today: date | None = None) -> str:
         enumerate(profile.controls),
         key=lambda pair: (MECHANISMS[pair[1].control.mechanism].phase, pair[0]),
     )
+    packages = needed_packages(profile, today)
+    pending = bool(packages)
     for _, selected in ordered:
+        if pending and MECHANISMS[selected.control.mechanism].phase > PACKAGES_PHASE:
+            parts.append(_packages_step(packages))
+            pending = False
         if selected.waiver is not None and selected.waiver.active(today):
             parts.append(f"# {selected.id}: waived ({selected.waiver.reason})")
             continue
@@ -46,7 +80,18 @@ def render_apply_script(profile: Profile, today: date | None = None) -> str:
             parts.append(f"# {selected.id}: not applicable ({selected.control.only_if})")
             continue
         mechanism = MECHANISMS[selected.control.mechanism]
-        body = _guard(selected, mechanism.render(mechanism.parse(selected.params)))
+        body = mechanism.render(mechanism.parse(selected.params))
+        if selected.control.needs:
+            needs = " ".join(q(p) for p in selected.control.needs)
+            body = f"gs_pkg_present {needs}\n{body}"
+        body = _guard(selected, body)
         parts.append(f"gs_begin {q(selected.id)}\n{body.rstrip()}\ngs_end")
+    if pending:
+        parts.append(_packages_step(packages))
     parts.append(EPILOGUE)
     return "\n".join(parts) + "\n"
+
+
+def _packages_step(packages: list[str]) -> str:
+    names = " ".join(q(p) for p in packages)
+    return f"gs_begin {PACKAGES_STEP}\ngs_pkg_present {names}\ngs_end"

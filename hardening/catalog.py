@@ -73,6 +73,9 @@ class Control:
     parameters: Mapping[str, Any]  # tunables this control reads, with their defaults
     only_if: Condition | None = None
     source: str = ""  # the catalog file it came from
+    # Packages the control's apply and check rely on (cron for cron.service);
+    # the apply script installs them before any control runs.
+    needs: tuple[str, ...] = ()
 
     def resolve_params(self, values: Mapping[str, Any]) -> Mapping[str, Any]:
         """The mechanism parameters with every ${name} replaced from ``values``."""
@@ -149,8 +152,10 @@ CONTROL_KEYS = frozenset(
         "params",
         "parameters",
         "only_if",
+        "needs",
     }
 )
+PACKAGE = r"[a-z0-9][a-z0-9+.-]+"
 
 
 def _text(data: Mapping[str, Any], key: str, path: str, field: str) -> str:
@@ -232,6 +237,10 @@ def parse_control(data: Any, path: str, field: str) -> Control:
         only_if = Condition(**{str(k): str(v) for k, v in cond.items()})
         if only_if.param_set and only_if.param_set not in parameters:
             raise ProfileError(path, f"{field}.only_if", f"{only_if.param_set} is not a parameter")
+    needs = _str_list(data, "needs", path, field)
+    for package in needs:
+        if not re.fullmatch(PACKAGE, package):
+            raise ProfileError(path, f"{field}.needs", "Debian package names like cron")
     control = Control(
         id=ident,
         title=_text(data, "title", path, field),
@@ -244,6 +253,7 @@ def parse_control(data: Any, path: str, field: str) -> Control:
         parameters=dict(parameters),
         only_if=only_if,
         source=path,
+        needs=needs,
     )
     validate_params(control, control.parameters, path, field)
     return control

@@ -96,6 +96,7 @@ def canonical(
                 "references": list(sc.control.references.strings()),
                 "mechanism": sc.control.mechanism,
                 "params": sc.params,
+                **({"needs": list(sc.control.needs)} if sc.control.needs else {}),
                 "waiver": None
                 if sc.waiver is None
                 else {

@@ -43,6 +43,16 @@ def heredoc(text: str) -> str:
 
 PRELUDE = r"""# Rendered by goldsmith. Run as root: bash -euo pipefail <this file>
 set -euo pipefail
+set -o errtrace
+# errtrace hands the ERR trap to functions: a failure anywhere names the
+# control and the command instead of ending the script without a word. Only the
+# shell that is about to exit speaks; command substitutions run without errexit
+# and their failures surface, if they matter, in the command that used them.
+gs_failed() {
+  [ "$BASH_SUBSHELL" = 0 ] || return 0
+  echo "goldsmith: failed ${GS_ID:-prelude} at line $1 (exit $2): $3" >&2
+}
+trap 'gs_failed "$LINENO" "$?" "$BASH_COMMAND"' ERR
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C LANG=C
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 umask 022
@@ -166,44 +176,104 @@ gs_fix_mode() {
   fi
 }
 
-# gs_sysctl KEY VALUE KEY_ERE: persist in our sysctl.d file, silence other /etc
-# settings of the key (a later file would win), and set the live value.
+# gs_settings OWN MODE FLAG SPEC OTHER...: SPEC holds one "KEY_ERE<TAB>LINE"
+# per line. In OWN the first line matching each KEY_ERE becomes its LINE (later
+# matches are commented out, missing lines appended; MODE applies when OWN is
+# created); in every OTHER file (OWN itself and symlinks skipped) lines matching
+# any KEY_ERE before a Match block are commented out, so they cannot override
+# ours. One awk pass reads every file; only files whose content changes are
+# rewritten, each through gs_install_content.
+gs_settings() {
+  local own=$1 mode=$2 flag=$3 spec=$4 f k path others=() own_in=/dev/null
+  shift 4
+  for f in "$@"; do
+    [ "$f" = "$own" ] || [ -L "$f" ] || [ ! -f "$f" ] || others+=("$f")
+  done
+  [ -e "$own" ] && own_in=$own
+  GS_SPEC=$spec GS_OWN=$own GS_OUT="$GS_TMP/set" awk '
+    function flush() {
+      if (file == "") return
+      if (isown) for (i = 1; i <= n; i++) if (!done[i]) { body = body line[i] "\n"; changed = 1 }
+      if (changed) {
+        k++; printf "%s", body > (out "." k); close(out "." k)
+        print k "\t" (isown ? ENVIRON["GS_OWN"] : file)
+      }
+    }
+    function start(name, own_flag) {
+      flush(); file = name; isown = own_flag; body = ""; changed = 0; inmatch = 0
+      for (i = 1; i <= n; i++) done[i] = 0
+    }
+    BEGIN {
+      out = ENVIRON["GS_OUT"]; k = 0; file = ""
+      n = split(ENVIRON["GS_SPEC"], rows, "\n")
+      for (i = 1; i <= n; i++) {
+        t = index(rows[i], "\t")
+        re[i] = substr(rows[i], 1, t - 1); line[i] = substr(rows[i], t + 1)
+      }
+      start("(own)", 1)
+    }
+    FNR == 1 && FILENAME != ARGV[1] { start(FILENAME, 0) }
+    {
+      text = $0
+      if (isown) {
+        for (i = 1; i <= n; i++) if ($0 ~ re[i]) {
+          if (!done[i]) { text = line[i]; done[i] = 1 } else text = "# goldsmith: " $0
+          break
+        }
+      } else {
+        if ($0 ~ /^[[:space:]]*[Mm][Aa][Tt][Cc][Hh][[:space:]]/) inmatch = 1
+        if (!inmatch) for (i = 1; i <= n; i++) if ($0 ~ re[i]) { text = "# goldsmith: " $0; break }
+      }
+      if (text != $0) changed = 1
+      body = body text "\n"
+    }
+    END { flush() }
+  ' "$own_in" "${others[@]}" >"$GS_TMP/set.list"
+  while IFS=$'\t' read -r k path; do
+    gs_install_content "$path" "$mode" $flag <"$GS_TMP/set.$k"
+  done <"$GS_TMP/set.list"
+}
+
+# gs_sysctl KEY VALUE KEY_ERE [KEY VALUE KEY_ERE ...]: persist in our sysctl.d
+# file, silence other /etc settings of the keys (a later file would win), and
+# set the live values (read and written through /proc/sys, no process each).
 GS_SYSCTL_FILE=/etc/sysctl.d/60-goldsmith.conf
 gs_sysctl() {
-  local key=$1 value=$2 re=$3 f cur
-  gs_set_line "$GS_SYSCTL_FILE" "$re" "$key = $value" sysctl
-  for f in /etc/sysctl.conf /etc/sysctl.d/*.conf; do
-    [ "$(readlink -f -- "$f")" = "$GS_SYSCTL_FILE" ] && continue
-    gs_comment_out "$f" "$re" "" sysctl
-  done
-  cur=$(sysctl -n "$key" 2>/dev/null | tr -s '[:space:]' ' ' | sed 's/ $//') || cur=""
-  if [ "$cur" != "$value" ]; then
-    if sysctl -q -w "$key=$value" >/dev/null 2>&1; then
+  local spec="" key value proc cur parts=() args=("$@")
+  while [ $# -ge 3 ]; do spec+="$3"$'\t'"$1 = $2"$'\n'; shift 3; done
+  gs_settings "$GS_SYSCTL_FILE" 0644 sysctl "${spec%$'\n'}" /etc/sysctl.conf /etc/sysctl.d/*.conf
+  set -- "${args[@]}"
+  while [ $# -ge 3 ]; do
+    key=$1 value=$2; shift 3
+    proc=/proc/sys/${key//.//}
+    if [ ! -e "$proc" ]; then gs_note "cannot set $key on this kernel"; continue; fi
+    read -r -a parts <"$proc" || true
+    cur="${parts[*]}"
+    [ "$cur" = "$value" ] && continue
+    if { printf '%s\n' "$value" >"$proc"; } 2>/dev/null; then
       gs_changed sysctl
     else
       gs_note "cannot set $key on this kernel"
     fi
-  fi
+  done
 }
 
-# gs_sshd KEY VALUE KEY_ERE: our drop-in sets it; Debian's sshd_config reads
-# sshd_config.d first and the first value wins, so the same key elsewhere (for
-# instance cloud-init's 50-cloud-init.conf, which sorts before ours) is commented
-# out rather than left to race ours.
+# gs_sshd KEY VALUE KEY_ERE [KEY VALUE KEY_ERE ...]: our drop-in sets them;
+# Debian's sshd_config reads sshd_config.d first and the first value wins, so
+# the same keys elsewhere (for instance cloud-init's 50-cloud-init.conf, which
+# sorts before ours) are commented out rather than left to race ours.
 GS_SSHD_FILE=/etc/ssh/sshd_config.d/50-goldsmith.conf
 gs_sshd() {
-  local key=$1 value=$2 re=$3 f
+  local spec=""
   local include='^[[:space:]]*Include[[:space:]]+/etc/ssh/sshd_config\.d/\*\.conf'
   if ! grep -Eqi "$include" /etc/ssh/sshd_config; then
     { echo 'Include /etc/ssh/sshd_config.d/*.conf'; cat /etc/ssh/sshd_config; } \
       >"$GS_TMP/sshd_config"
     gs_install_content /etc/ssh/sshd_config 0600 ssh <"$GS_TMP/sshd_config"
   fi
-  gs_set_line "$GS_SSHD_FILE" "$re" "$key $value" ssh 0600
-  for f in /etc/ssh/sshd_config /etc/ssh/sshd_config.d/*.conf; do
-    [ "$f" = "$GS_SSHD_FILE" ] && continue
-    gs_comment_out "$f" "$re" "" ssh
-  done
+  while [ $# -ge 3 ]; do spec+="$3"$'\t'"$1 $2"$'\n'; shift 3; done
+  gs_settings "$GS_SSHD_FILE" 0600 ssh "${spec%$'\n'}" \
+    /etc/ssh/sshd_config /etc/ssh/sshd_config.d/*.conf
 }
 
 # gs_fstab TARGET OPTIONS [SOURCE FSTYPE BASE_OPTIONS]: make the fstab entry for

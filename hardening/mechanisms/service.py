@@ -54,20 +54,19 @@ class Service(Mechanism[ServiceSpec]):
         lines = [f'state="$(systemctl is-enabled {unit} 2>/dev/null || true)"']
         if spec.state is UnitState.masked:
             lines.append(
-                'if [ "$state" != masked ]; then\n'
-                f"  systemctl mask {unit} >/dev/null 2>&1; gs_changed\nfi"
+                f'if [ "$state" != masked ]; then\n  systemctl mask {unit} >&2; gs_changed\nfi'
             )
         elif spec.state is UnitState.disabled:
             lines.append(
                 'case "$state" in enabled|enabled-runtime)\n'
-                f"  systemctl disable {unit} >/dev/null 2>&1; gs_changed ;;\nesac"
+                f"  systemctl disable {unit} >&2; gs_changed ;;\nesac"
             )
         else:
             lines.append(
                 'case "$state" in masked|masked-runtime)\n'
-                f"  systemctl unmask {unit} >/dev/null 2>&1; gs_changed ;;\nesac\n"
+                f"  systemctl unmask {unit} >&2; gs_changed ;;\nesac\n"
                 'case "$state" in enabled|static|alias|generated|indirect) ;;\n'
-                f"  *) systemctl enable {unit} >/dev/null 2>&1; gs_changed ;;\nesac"
+                f"  *) systemctl enable {unit} >&2; gs_changed ;;\nesac"
             )
             lines.append(
                 f"if ! systemctl is-active --quiet {unit}; then\n"

@@ -55,13 +55,14 @@ class Sshd(Mechanism[SshdSpec]):
         return SshdSpec(tuple(options))
 
     def render(self, spec: SshdSpec) -> str:
-        lines = []
+        # One call per control: every file is read once for all its options.
+        args = []
         for option in spec.options:
             if option.write is None:
                 continue
             pattern = rf"^[[:space:]]*{ere_nocase(option.key)}([[:space:]]|=|$)"
-            lines.append(f"gs_sshd {q(option.key)} {q(option.write)} {q(pattern)}")
-        return "\n".join(lines)
+            args.append(f"{q(option.key)} {q(option.write)} {q(pattern)}")
+        return "gs_sshd " + " \\\n  ".join(args) if args else ""
 
     def probes(self, spec: SshdSpec) -> list[Probe]:
         return [PROBE]

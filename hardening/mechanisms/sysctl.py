@@ -93,13 +93,14 @@ class Sysctl(Mechanism[SysctlSpec]):
         return SysctlSpec(tuple(settings))
 
     def render(self, spec: SysctlSpec) -> str:
-        lines = []
+        # One call per control: every file is read once for all its keys.
+        args = []
         for s in spec.settings:
             if s.write is None:
                 continue
             pattern = rf"^[[:space:]]*-?{ere_escape(s.key)}[[:space:]]*="
-            lines.append(f"gs_sysctl {q(s.key)} {q(s.write)} {q(pattern)}")
-        return "\n".join(lines)
+            args.append(f"{q(s.key)} {q(s.write)} {q(pattern)}")
+        return "gs_sysctl " + " \\\n  ".join(args) if args else ""
 
     def probes(self, spec: SysctlSpec) -> list[Probe]:
         return [LIVE, PERSISTED]

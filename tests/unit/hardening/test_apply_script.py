@@ -125,3 +125,70 @@ def test_install_content_writes_through_symlinks(tmp_path: Path) -> None:
     assert run_helpers(body, tmp_path) == "goldsmith: changed s\n"
     assert link.is_symlink()
     assert real.read_text() == "a = 0\n"
+
+
+def test_settings_edit_own_and_other_files_in_one_pass(tmp_path: Path) -> None:
+    own = tmp_path / "d" / "60-own.conf"
+    other = tmp_path / "sshd_config"
+    other.write_text("PermitRootLogin yes\nPort 22\nMatch User b\n  PermitRootLogin yes\n")
+    untouched = tmp_path / "50-cloud.conf"
+    untouched.write_text("PasswordAuthentication no\n")
+    link = tmp_path / "99-link.conf"
+    link.symlink_to(other)
+    spec = (
+        "^[[:space:]]*PermitRootLogin([[:space:]]|$)\tPermitRootLogin no\n"
+        "^[[:space:]]*MaxAuthTries([[:space:]]|$)\tMaxAuthTries 4"
+    )
+    body = (
+        f"gs_begin s\ngs_settings {own} 0600 ssh $'{spec}' {own} {other} {untouched} {link}\n"
+        'gs_end\necho "reload:$GS_RELOAD"\n'
+    )
+    assert run_helpers(body, tmp_path) == "goldsmith: changed s\nreload: ssh\n"
+    assert own.read_text() == "PermitRootLogin no\nMaxAuthTries 4\n"
+    assert oct(own.stat().st_mode & 0o777) == "0o600"
+    assert other.read_text().splitlines() == [
+        "# goldsmith: PermitRootLogin yes",
+        "Port 22",
+        "Match User b",
+        "  PermitRootLogin yes",
+    ]
+    assert untouched.read_text() == "PasswordAuthentication no\n"
+    assert link.is_symlink()
+    assert run_helpers(body, tmp_path) == "goldsmith: unchanged s\nreload:\n"
+    # A changed value in our own file is put back; a duplicate is commented out.
+    own.write_text("# mine\nMaxAuthTries 6\nPermitRootLogin no\nMaxAuthTries 7\n")
+    assert run_helpers(body, tmp_path) == "goldsmith: changed s\nreload: ssh\n"
+    assert own.read_text() == (
+        "# mine\nMaxAuthTries 4\nPermitRootLogin no\n# goldsmith: MaxAuthTries 7\n"
+    )
+
+
+def test_failure_names_the_control_and_command(tmp_path: Path) -> None:
+    body = "gs_begin cron-enabled\nx=$(false; echo ok)\nsystemctl-missing --now cron\n"
+    script = PRELUDE + "\n" + body
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode != 0
+    # One message, from the command that stopped the script, not from the
+    # failure swallowed inside the command substitution.
+    assert done.stderr.count("goldsmith: failed") == 1, done.stderr
+    assert "goldsmith: failed cron-enabled at line " in done.stderr
+    assert ": systemctl-missing --now cron" in done.stderr
+
+
+def test_failure_inside_a_helper_is_reported(tmp_path: Path) -> None:
+    script = PRELUDE + f"\ngs_begin perm-x\ngs_fix_mode {tmp_path}/missing 0600 '' ''\n"
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "goldsmith: failed perm-x at line " in done.stderr, done.stderr

@@ -122,9 +122,11 @@ SSHD_T_GOOD = "port 22\npermitrootlogin no\nmaxauthtries 3\nciphers aes256-ctr,a
 
 def test_sshd_renders_drop_in_lines() -> None:
     text = render("sshd", SSHD)
-    assert "gs_sshd PermitRootLogin no" in text
-    assert "gs_sshd MaxAuthTries 4" in text
-    assert "gs_sshd Ciphers aes256-ctr" in text
+    # One call for the control's options: the files are read once for all.
+    assert text.count("gs_sshd ") == 1
+    assert text.startswith("gs_sshd PermitRootLogin no")
+    assert "\n  MaxAuthTries 4 " in text
+    assert "\n  Ciphers aes256-ctr " in text
     # Case-insensitive key match: sshd keywords are case-insensitive.
     assert "[Pp][Ee][Rr][Mm][Ii][Tt]" in text
 
