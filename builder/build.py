@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder import __version__, qemu
 from builder.artifact import artifact_folder, utc_now
@@ -19,12 +19,13 @@ from builder.errors import BuildError, GuestError, InputError
 from builder.log import complete_step, log, log_to_file
 from builder.run import run
 from builder.seal import render_seal_script, sealed_items, sealing_plan
-from builder.seed import new_access, render_seed_files, write_seed_iso
 from builder.spec import TemplateSpec, load_spec
-from builder.ssh import Session, wait_for_ssh
 from hardening.apply import render_apply_script
 from hardening.errors import ProfileError
 from hardening.profile import Profile, load_profile
+
+if TYPE_CHECKING:
+    from builder.ssh import Session
 
 BUILDER_USER = "gsbuild"
 BUILD_SCHEMA = "https://goldsmith.dev/build/v1"
@@ -117,6 +118,10 @@ def build_template(
 
 
 def _build_into(work: Path, spec: TemplateSpec, profile: Profile, script: str) -> dict[str, Any]:
+    # Imported here, not at the top: a no-op build never needs SSH or ISO code.
+    from builder.seed import new_access, render_seed_files, write_seed_iso
+    from builder.ssh import Session, wait_for_ssh
+
     timer = StepTimer()
     started = utc_now()
     log.info("Building %s %s with profile %s", spec.name, spec.version, profile.id)

@@ -3,6 +3,7 @@ the work lives in the packages below it."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from typing import Any
@@ -13,9 +14,37 @@ from builder import __version__
 from builder.errors import GoldsmithError
 from builder.log import setup_logging
 
+# Each command's module, imported only when that command runs: a no-op
+# `goldsmith build` must not pay for paramiko, pytest and jinja2 at start-up.
+COMMAND_MODULES = {
+    "build": "builder.cli.build",
+    "release": "builder.cli.build",
+    "doctor": "builder.cli.build",
+    "validate": "builder.cli.validate",
+    "keygen": "builder.cli.stamp",
+    "sign": "builder.cli.stamp",
+    "verify": "builder.cli.stamp",
+    "controls": "builder.cli.controls",
+    "profile": "builder.cli.controls",
+    "outdated": "builder.cli.pipeline",
+    "history": "builder.cli.pipeline",
+    "report": "validate.manifest_report",
+}
+
 
 class GoldsmithGroup(click.Group):
-    """Turns GoldsmithError into one line on stderr and its exit code."""
+    """Loads commands lazily and turns GoldsmithError into one line and its exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = COMMAND_MODULES.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(module_name)
+        commands: list[click.Command] = module.COMMANDS
+        return next((c for c in commands if c.name == cmd_name), None)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -36,19 +65,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     setup_logging(logging.DEBUG if debug else logging.INFO)
-
-
-def _register() -> None:
-    # Each module owns a family of commands and lists them in COMMANDS.
-    from builder.cli import build, controls, pipeline, stamp, validate
-    from validate import manifest_report
-
-    for module in (build, validate, stamp, controls, pipeline, manifest_report):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
 
 
 def main() -> None:

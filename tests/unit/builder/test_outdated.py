@@ -26,12 +26,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from builder.base import bootstrap_inputs
-from builder.cli import GoldsmithGroup, cli, pipeline
+from builder.cli import cli
 from builder.errors import InputError
 from builder.outdated import (
     MirrorError,
@@ -642,11 +641,8 @@ def test_read_manifest_digest_is_of_the_file_bytes(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str) -> Any:
-    """Run through the goldsmith CLI, or a group like it until it registers these commands."""
-    group: click.Group = cli
-    if "outdated" not in cli.commands:
-        group = GoldsmithGroup(commands={c.name: c for c in pipeline.COMMANDS if c.name})
-    return CliRunner().invoke(group, list(args))
+    """Run through the goldsmith CLI."""
+    return CliRunner().invoke(cli, list(args))
 
 
 def test_cli_current_exits_0(scene: Scene) -> None:
