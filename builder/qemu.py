@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -300,7 +301,10 @@ def start_vm(config: MachineConfig, *, stop_timeout: float = 60.0) -> Iterator[M
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    # Signal handlers can only be set from the main thread.
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         time.sleep(0.3)
         if proc.poll() is not None:
@@ -316,4 +320,5 @@ def start_vm(config: MachineConfig, *, stop_timeout: float = 60.0) -> Iterator[M
             if machine.running:
                 proc.kill()
                 proc.wait()
-            signal.signal(signal.SIGTERM, previous)
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
