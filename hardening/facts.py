@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import fnmatch
 import gzip
 import re
 import secrets
@@ -26,10 +27,22 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@:+-]+$")
 
 @dataclasses.dataclass(frozen=True)
 class Probe:
-    """One section of evidence: ``name`` identifies it, ``command`` produces it."""
+    """One section of evidence: ``name`` identifies it, ``command`` produces it.
+
+    A batched probe lists the ``items`` one use of it needs: probes of the same
+    name are merged, their items joined in first-use order and spliced,
+    shell-quoted, where the command says ``{items}``, so one command answers
+    for every control (one systemctl call for all units, say).
+
+    An ``isolated`` probe runs in a subshell, which the catalog's check scripts
+    need (they may exit or set variables); goldsmith's own probes run in a
+    brace group and cost no fork.
+    """
 
     name: str
     command: str
+    items: tuple[str, ...] = ()
+    isolated: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,15 +77,39 @@ def render_gather_script(probes: Iterable[Probe], marker: str | None = None) -> 
         "shopt -s nullglob",
         f"GS_MARK={shlex.quote(mark)}",
     ]
-    seen: set[str] = set()
-    for probe in probes:
-        if probe.name in seen:
-            continue
-        seen.add(probe.name)
+    for probe in merge_probes(probes):
+        command = probe.command
+        if probe.items:
+            command = command.replace("{items}", " ".join(shlex.quote(i) for i in probe.items))
+            # Globs are spliced unquoted so the shell expands them; probe_files
+            # and probe_stat admit only SAFE_GLOB's plain alphabet.
+            if "{globs}" in command:
+                unsafe = [i for i in probe.items if not SAFE_GLOB.match(i)]
+                if unsafe:
+                    raise ValueError(f"unsafe glob {unsafe[0]!r}")
+                command = command.replace("{globs}", " ".join(probe.items))
         lines.append(f'printf "%s begin %s\\n" "$GS_MARK" {shlex.quote(probe.name)}')
-        lines.append(f"( {probe.command}\n) </dev/null")
+        if probe.isolated:
+            lines.append(f"( {command}\n) </dev/null")
+        else:
+            lines.append(f"{{ {command}\n}} </dev/null")
         lines.append('printf "\\n%s end %d\\n" "$GS_MARK" "$?"')
     return "\n".join(lines) + "\n", mark
+
+
+def merge_probes(probes: Iterable[Probe]) -> list[Probe]:
+    """One probe per name, in first-use order; a batched probe carries the
+    union of the items every use asked for."""
+    merged: dict[str, Probe] = {}
+    for probe in probes:
+        known = merged.get(probe.name)
+        if known is None:
+            merged[probe.name] = probe
+        elif probe.items:
+            extra = tuple(i for i in probe.items if i not in known.items)
+            if extra:
+                merged[probe.name] = dataclasses.replace(known, items=known.items + extra)
+    return list(merged.values())
 
 
 def wrap_for_run(script: str) -> tuple[str, str]:
@@ -109,18 +146,46 @@ def probe_file(path: str) -> Probe:
     if not SAFE_PATH.match(path):
         raise ValueError(f"unsafe path {path!r}")
     quoted = shlex.quote(path)
-    return Probe(f"file:{path}", f"if [ -e {quoted} ]; then cat -- {quoted}; else exit 1; fi")
+    return Probe(
+        f"file:{path}", f"if [ -e {quoted} ]; then cat -- {quoted}; else false; fi", isolated=False
+    )
+
+
+FILES = "files"
+# Builtins only (mapfile, printf): no process per file.
+_FILES_COMMAND = (
+    'for f in {globs}; do [ -f "$f" ] || continue; printf "==> %s <==\\n" "$f"; '
+    'mapfile -t GS_LINES <"$f"; [ ${#GS_LINES[@]} = 0 ] || printf "%s\\n" "${GS_LINES[@]}"; '
+    'printf "\\n"; done'
+)
 
 
 def probe_files(pattern: str) -> Probe:
-    """Every file a glob matches, each preceded by a '==> path <==' line."""
+    """Every file a glob matches, each preceded by a '==> path <==' line; one
+    section for every glob of every control (read it with file_contents)."""
     if not SAFE_GLOB.match(pattern):
         raise ValueError(f"unsafe glob {pattern!r}")
-    return Probe(
-        f"files:{pattern}",
-        f'for f in {pattern}; do [ -f "$f" ] || continue; printf "==> %s <==\\n" "$f"; '
-        'cat -- "$f"; printf "\\n"; done',
-    )
+    return Probe(FILES, _FILES_COMMAND, items=(pattern,), isolated=False)
+
+
+def glob_match(pattern: str, path: str) -> bool:
+    """Whether the shell would have expanded ``pattern`` to ``path``: wildcards
+    stay within one path component and do not match a leading dot."""
+    parts, names = pattern.split("/"), path.split("/")
+    if len(parts) != len(names):
+        return False
+    for part, name in zip(parts, names, strict=True):
+        if name.startswith(".") and not part.startswith("."):
+            return False
+        if not fnmatch.fnmatchcase(name, part):
+            return False
+    return True
+
+
+def file_contents(facts: Facts, pattern: str) -> dict[str, str]:
+    """path -> content of the files ``pattern`` matched, in the shell's order."""
+    files = split_files(facts.text(FILES))
+    return {path: text for path, text in files.items() if glob_match(pattern, path)}
 
 
 def split_files(text: str) -> dict[str, str]:
@@ -141,20 +206,33 @@ def split_files(text: str) -> dict[str, str]:
     return files
 
 
+STAT = "stat"
+
+
 def probe_stat(pattern: str) -> Probe:
-    """mode|owner|group|type|path for every path a glob matches."""
+    """mode|owner|group|type|path for every path a glob matches: one stat call
+    for the globs of every control (read it with stat_lines)."""
     if not SAFE_GLOB.match(pattern):
         raise ValueError(f"unsafe glob {pattern!r}")
     return Probe(
-        f"stat:{pattern}",
-        f"for f in {pattern}; do "
-        '[ -e "$f" ] || [ -L "$f" ] || continue; stat -c \'%a|%U|%G|%F|%n\' -- "$f"; done',
+        STAT, "stat -c '%a|%U|%G|%F|%n' -- {globs} 2>/dev/null", items=(pattern,), isolated=False
     )
+
+
+def stat_lines(facts: Facts, pattern: str) -> list[str]:
+    """The stat lines of the paths ``pattern`` matched."""
+    out = []
+    for line in facts.text(STAT).splitlines():
+        path = line.split("|", 4)[-1]
+        if glob_match(pattern, path):
+            out.append(line)
+    return out
 
 
 PACKAGES = Probe(
     "packages",
     "dpkg-query -W -f='${Package}\\t${db:Status-Abbrev}\\t${Version}\\n' 2>/dev/null",
+    isolated=False,
 )
 
 
@@ -171,24 +249,35 @@ def installed_packages(facts: Facts) -> dict[str, str]:
     return installed
 
 
+UNITS = "units"
+_UNITS_COMMAND = (
+    "systemctl list-unit-files --no-legend --no-pager {items} 2>&1; echo '--'; "
+    "systemctl list-units --all --plain --no-legend --no-pager {items} 2>&1"
+)
+
+
 def probe_unit(unit: str) -> Probe:
-    """'<is-enabled> <is-active>' of one unit ('not-found' when unknown)."""
+    """Every unit's file state (is-enabled's words: enabled, static, masked ...)
+    and activity, two systemctl calls for all units together."""
     if not SAFE_NAME.match(unit):
         raise ValueError(f"unsafe unit name {unit!r}")
-    quoted = shlex.quote(unit)
-    return Probe(
-        f"unit:{unit}",
-        f"e=$(systemctl is-enabled {quoted} 2>/dev/null); "
-        f"a=$(systemctl is-active {quoted} 2>/dev/null); "
-        'echo "${e:-not-found} ${a:-unknown}"',
-    )
+    return Probe(UNITS, _UNITS_COMMAND, items=(unit,), isolated=False)
 
 
 def unit_state(facts: Facts, unit: str) -> tuple[str, str]:
-    fields = facts.text(f"unit:{unit}").split()
-    if len(fields) != 2:
-        raise FactsError(f"systemctl state of {unit} is unreadable")
-    enabled = fields[0]
-    if enabled in ("", "not-found"):
-        enabled = "not-found"
-    return enabled, fields[1]
+    """(file state, active state) of ``unit``: ('not-found', 'inactive') when
+    systemd knows no such unit."""
+    section = facts.get(UNITS)
+    files, sep, loaded = section.text.partition("\n--\n")
+    if not sep:
+        raise FactsError(f"systemctl state of {unit} is unreadable: {section.text.strip()[:120]}")
+    enabled, active = "not-found", "inactive"
+    for line in files.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == unit:
+            enabled = fields[1]
+    for line in loaded.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[0] == unit:
+            active = fields[2]
+    return enabled, active

@@ -9,6 +9,7 @@ from hardening.mechanisms.base import Mechanism, Outcome
 from hardening.mechanisms.cmdline import Cmdline
 from hardening.mechanisms.config_kv import ConfigKv, Faillock, LoginDefs, Pwhistory, Pwquality
 from hardening.mechanisms.file_perm import FilePerm
+from hardening.mechanisms.file_scan import FileScan
 from hardening.mechanisms.kmod import KernelModule
 from hardening.mechanisms.mount import Mount
 from hardening.mechanisms.packages import PackageAbsent, PackagePresent
@@ -27,6 +28,7 @@ MECHANISMS: dict[str, Mechanism[Any]] = {
         PackagePresent(),
         Service(),
         FilePerm(),
+        FileScan(),
         ConfigKv(),
         LoginDefs(),
         Pwquality(),

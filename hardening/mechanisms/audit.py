@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from hardening.errors import FactsError, ParamError
-from hardening.facts import Facts, Probe, probe_files, split_files
+from hardening.facts import Facts, Probe, file_contents, probe_files
 from hardening.mechanisms.base import Mechanism, Outcome, error, get_bool, get_str
 from hardening.results import Status
 from hardening.shell import heredoc, q
 
-LIVE_RULES = Probe("auditctl-rules", "auditctl -l 2>&1")
-LIVE_STATUS = Probe("auditctl-status", "auditctl -s 2>&1")
+LIVE_RULES = Probe("auditctl-rules", "auditctl -l 2>&1", isolated=False)
+LIVE_STATUS = Probe("auditctl-status", "auditctl -s 2>&1", isolated=False)
 RULES_GLOB = "/etc/audit/rules.d/*.rules"
 RULES_DIR = "/etc/audit/rules.d"
 _UNSET = {"unset", "-1", "4294967295"}
@@ -138,7 +138,7 @@ class AuditRules(Mechanism[AuditSpec]):
             parts.append("rules immutable (-e 2) in the running kernel and last on disk")
         expected = "; ".join(parts)
         try:
-            files = split_files(facts.text(f"files:{RULES_GLOB}"))
+            files = file_contents(facts, RULES_GLOB)
         except FactsError as exc:
             return error(expected, str(exc))
         disk: list[Rule] = []

@@ -20,6 +20,7 @@ CMDLINE = probe_file("/proc/cmdline")
 GRUB_LINUX = Probe(
     "grub-linux-lines",
     "grep -hE '^[[:space:]]*linux[[:space:]]' /boot/grub/grub.cfg 2>/dev/null",
+    isolated=False,
 )
 GRUB_FILE = "/etc/default/grub.d/60-goldsmith.cfg"
 

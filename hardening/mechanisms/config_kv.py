@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from hardening.compare import Op
 from hardening.errors import FactsError, ParamError
-from hardening.facts import SAFE_GLOB, SAFE_PATH, Facts, Probe, probe_files, split_files
+from hardening.facts import SAFE_GLOB, SAFE_PATH, Facts, Probe, file_contents, probe_files
 from hardening.mechanisms.base import (
     Mechanism,
     Outcome,
@@ -147,7 +147,7 @@ class ConfigKv(Mechanism[KvSpec]):
         values: dict[str, tuple[str, str]] = {}
         try:
             for pattern in spec.read:
-                for path, content in split_files(facts.text(f"files:{pattern}")).items():
+                for path, content in file_contents(facts, pattern).items():
                     for key, value in parse_kv(content, spec.separator).items():
                         if not (spec.first_wins and key in values):
                             values[key] = (value, path)

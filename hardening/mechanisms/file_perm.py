@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hardening.errors import FactsError, ParamError
-from hardening.facts import SAFE_GLOB, Facts, Probe, probe_stat
+from hardening.facts import SAFE_GLOB, Facts, Probe, probe_stat, stat_lines
 from hardening.mechanisms.base import Mechanism, Outcome, error, get_bool, get_str, get_str_list
 from hardening.results import Status
 from hardening.shell import q
@@ -109,7 +109,7 @@ class FilePerm(Mechanism[FilePermSpec]):
             f"group {'|'.join(spec.groups)}"
         )
         try:
-            stats = parse_stat(facts.text(f"stat:{spec.path}"))
+            stats = parse_stat("\n".join(stat_lines(facts, spec.path)))
         except FactsError as exc:
             return error(expected, str(exc))
         if not stats:

@@ -18,7 +18,7 @@ from hardening.mechanisms.base import Mechanism, Outcome, error, get_str
 from hardening.results import Status
 from hardening.shell import q
 
-FINDMNT = Probe("findmnt", "findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS")
+FINDMNT = Probe("findmnt", "findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS", isolated=False)
 FSTAB = probe_file("/etc/fstab")
 OPTION = r"[a-z0-9_=.%-]+"
 

@@ -14,7 +14,7 @@ from hardening.mechanisms.base import Mechanism, Outcome, Setting, error, get_se
 from hardening.results import Status
 from hardening.shell import ere_nocase, q
 
-PROBE = Probe("sshd", "sshd -T 2>&1")
+PROBE = Probe("sshd", "sshd -T 2>&1", isolated=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hardening.errors import FactsError, ParamError
-from hardening.facts import Facts, Probe, split_files
+from hardening.facts import Facts, Probe, file_contents, probe_files, split_files
 from hardening.mechanisms.base import Mechanism, Outcome, Setting, error, get_settings
 from hardening.results import Status
 from hardening.shell import ere_escape, q
@@ -19,12 +19,8 @@ from hardening.shell import ere_escape, q
 KEY = r"[a-z0-9_]+(\.[A-Za-z0-9_*-]+)+"
 CONFIG_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d")
 
-LIVE = Probe("sysctl", "sysctl -a 2>/dev/null")
-PERSISTED = Probe(
-    "sysctl.d",
-    "for f in " + " ".join(f"{d}/*.conf" for d in CONFIG_DIRS) + " /etc/sysctl.conf; do "
-    '[ -f "$f" ] || continue; printf "==> %s <==\\n" "$f"; cat -- "$f"; printf "\\n"; done',
-)
+LIVE = Probe("sysctl", "sysctl -a 2>/dev/null", isolated=False)
+PERSISTED_GLOBS = (*(f"{d}/*.conf" for d in CONFIG_DIRS), "/etc/sysctl.conf")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +54,12 @@ def _order(files: dict[str, str]) -> list[str]:
 
 def parse_persisted(text: str) -> dict[str, tuple[str, str]]:
     """key -> (value, file) for the last assignment of each key."""
-    files = split_files(text)
+    return persisted_values(split_files(text))
+
+
+def persisted_values(files: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """key -> (value, file) for the last assignment of each key, over the
+    configuration files by path."""
     values: dict[str, tuple[str, str]] = {}
     for path in _order(files):
         for raw in files[path].splitlines():
@@ -103,7 +104,7 @@ class Sysctl(Mechanism[SysctlSpec]):
         return "gs_sysctl " + " \\\n  ".join(args) if args else ""
 
     def probes(self, spec: SysctlSpec) -> list[Probe]:
-        return [LIVE, PERSISTED]
+        return [LIVE, *(probe_files(g) for g in PERSISTED_GLOBS)]
 
     def evaluate(self, spec: SysctlSpec, facts: Facts) -> Outcome:
         expected = "; ".join(f"{s.key} {s.expect.describe()}" for s in spec.settings)
@@ -111,7 +112,10 @@ class Sysctl(Mechanism[SysctlSpec]):
         try:
             live_section = facts.get(LIVE.name)
             live = parse_live(live_section.text)
-            persisted = parse_persisted(facts.text(PERSISTED.name))
+            files: dict[str, str] = {}
+            for pattern in PERSISTED_GLOBS:
+                files.update(file_contents(facts, pattern))
+            persisted = persisted_values(files)
         except FactsError as exc:
             return error(expected, str(exc))
         if not live:

@@ -59,6 +59,9 @@ def synthetic_sections(profile: Profile, good: bool) -> dict[str, tuple[int, str
     sshd: dict[str, str | None] = {}
     kv: dict[str, dict[str, str | None]] = {}
     sections: dict[str, tuple[int, str]] = {}
+    files: dict[str, str] = {}  # path -> content, the batched "files" section
+    stats: list[str] = []
+    units: dict[str, str] = {}
     packages = {"openssh-server", "at"}
     for sc in profile.controls:
         mech = MECHANISMS[sc.control.mechanism]
@@ -80,14 +83,13 @@ def synthetic_sections(profile: Profile, good: bool) -> dict[str, tuple[int, str
                         for k, v in kv.get(pattern, {}).items()
                         if v is not None
                     )
-                    body = f"==> {pattern} <==\n{text}" if pattern in kv else ""
-                    sections[f"files:{pattern}"] = (0, body)
+                    if pattern in kv:
+                        files[pattern] = text
         elif name == "kmod":
-            dry = "install /bin/false\n" if good else f"insmod /lib/{spec.module}.ko\n"
-            sections[f"modprobe:{spec.module}"] = (0, dry)
             if good:
                 prior = sections.get("modprobe-config", (0, ""))[1]
-                sections["modprobe-config"] = (0, prior + f"blacklist {spec.kernel_name}\n")
+                rules = f"blacklist {spec.kernel_name}\ninstall {spec.kernel_name} /bin/false\n"
+                sections["modprobe-config"] = (0, prior + rules)
         elif name == "package_absent":
             if not good:
                 packages.update(spec.packages)
@@ -99,11 +101,11 @@ def synthetic_sections(profile: Profile, good: bool) -> dict[str, tuple[int, str
                 spec.state, "enabled active"
             )
             wrong = "enabled active" if spec.state != "enabled" else "disabled inactive"
-            sections[f"unit:{spec.unit}"] = (0, state if good else wrong)
+            units[spec.unit] = state if good else wrong
         elif name == "file_perm":
             mode = f"{spec.max_mode:o}" if good else "777"
             line = f"{mode}|{spec.owners[0]}|{spec.groups[0]}|regular file|{spec.path}\n"
-            sections[f"stat:{spec.path}"] = (0, line)
+            stats.append(line)
         elif name == "mount":
             opts = ",".join(("rw", *spec.options)) if good else "rw,relatime"
             prior = sections.get("findmnt", (0, "/ /dev/vda1 ext4 rw\n"))[1]
@@ -120,11 +122,14 @@ def synthetic_sections(profile: Profile, good: bool) -> dict[str, tuple[int, str
             rules = "\n".join(spec.rules) if good else ""
             prior = sections.get("auditctl-rules", (0, ""))[1]
             sections["auditctl-rules"] = (0, prior + rules + "\n")
-            prior = sections.get("files:/etc/audit/rules.d/*.rules", (0, ""))[1]
             tail = "\n-e 2" if good and spec.immutable else ""
-            body = f"==> /etc/audit/rules.d/{spec.file}.rules <==\n{rules}{tail}\n"
-            sections["files:/etc/audit/rules.d/*.rules"] = (0, prior + body)
+            files[f"/etc/audit/rules.d/{spec.file}.rules"] = f"{rules}{tail}\n"
             sections["auditctl-status"] = (0, "enabled 2\n" if good else "enabled 1\n")
+        elif name == "file_scan":
+            if not good:
+                tag = {"world_writable": "ww", "unowned": "uo", "suid_sgid": "sx"}[spec.find]
+                prior = sections.get("file-scan", (0, ""))[1]
+                sections["file-scan"] = (0, prior + f"{tag} /srv/offender\n")
         elif name == "script":
             text = ""
             if spec.pass_if == "matches":
@@ -140,12 +145,19 @@ def synthetic_sections(profile: Profile, good: bool) -> dict[str, tuple[int, str
             raise AssertionError(f"no synthetic evidence for {name}")
     sections["sysctl"] = (0, "".join(f"{k} = {v}\n" for k, v in sysctl.items() if v is not None))
     persisted = "".join(f"{k} = {v}\n" for k, v in sysctl.items() if v is not None)
-    sections["sysctl.d"] = (0, f"==> /etc/sysctl.d/60-goldsmith.conf <==\n{persisted}")
+    files["/etc/sysctl.d/60-goldsmith.conf"] = persisted
+    sections["files"] = (0, "".join(f"==> {p} <==\n{t}\n" for p, t in files.items()))
+    sections["stat"] = (0, "".join(stats))
+    listed = "".join(f"{u} {s.split()[0]} enabled\n" for u, s in units.items())
+    active = "".join(f"{u} loaded {s.split()[1]} x\n" for u, s in units.items())
+    sections["units"] = (0, f"{listed}--\n{active}")
     sections["sshd"] = (0, "".join(f"{k} {v}\n" for k, v in sshd.items() if v is not None))
     sections["proc-modules"] = (0, "ext4 1 0 - Live 0x0\n")
     sections.setdefault("findmnt", (0, "/ /dev/vda1 ext4 rw\n"))
     sections.setdefault("file:/etc/fstab", (0, ""))
     sections.setdefault("modprobe-config", (0, ""))
+    allowed = "".join(f"sx {p}\n" for p in ("/usr/bin/su", "/usr/bin/sudo"))
+    sections.setdefault("file-scan", (0, allowed))
     sections["packages"] = (0, "".join(f"{p}\tii \t1.0\n" for p in sorted(packages)))
     return sections
 
@@ -299,5 +311,54 @@ def test_gather_script_framing_under_real_bash(tmp_path: Path) -> None:
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
     found = parse_sections(done.stdout, mark)
     assert found.text(f"file:{tricky}") == tricky.read_text()
-    assert found.text(f"stat:{tmp_path / 't*'}").startswith("640|")
+    assert found.text("stat").startswith("640|")
     assert found.get("fails").rc == 3
+
+
+def test_batched_probes_merge_into_one_command(tmp_path: Path) -> None:
+    """Units, stat and files probes of many controls become one command each,
+    and each control still reads only its own paths from the shared answer."""
+    import subprocess
+
+    from hardening.facts import (
+        file_contents,
+        glob_match,
+        parse_sections,
+        probe_files,
+        probe_stat,
+        probe_unit,
+        render_gather_script,
+        stat_lines,
+    )
+
+    (tmp_path / "a.conf").write_text("a = 1\n")
+    (tmp_path / "b.conf").write_text("b = 2")
+    (tmp_path / ".hidden.conf").write_text("h = 3\n")
+    (tmp_path / "x").write_text("")
+    probes = [
+        probe_files(f"{tmp_path}/*.conf"),
+        probe_files(f"{tmp_path}/x"),
+        probe_files(f"{tmp_path}/*.conf"),
+        probe_stat(f"{tmp_path}/x"),
+        probe_stat(f"{tmp_path}/missing"),
+        probe_unit("cron.service"),
+        probe_unit("ssh.service"),
+    ]
+    script, mark = render_gather_script(probes)
+    assert script.count("mapfile") == 1
+    assert script.count("stat -c") == 1
+    assert "list-unit-files --no-legend --no-pager cron.service ssh.service " in script
+    # Goldsmith's own probes cost no subshell.
+    assert "\n( " not in script
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    facts = parse_sections(done.stdout, mark)
+    assert file_contents(facts, f"{tmp_path}/*.conf") == {
+        f"{tmp_path}/a.conf": "a = 1\n",
+        f"{tmp_path}/b.conf": "b = 2\n",
+    }
+    assert list(file_contents(facts, f"{tmp_path}/x")) == [f"{tmp_path}/x"]
+    assert [line.split("|")[-1] for line in stat_lines(facts, f"{tmp_path}/x")] == [f"{tmp_path}/x"]
+    assert stat_lines(facts, f"{tmp_path}/missing") == []
+    assert glob_match("/etc/ssh/ssh_host_*_key", "/etc/ssh/ssh_host_rsa_key")
+    assert not glob_match("/etc/*.conf", "/etc/sub/x.conf")
+    assert not glob_match("/etc/*.conf", "/etc/.x.conf")
