@@ -332,6 +332,7 @@ if gs_reload_wanted audit; then
   fi
 fi
 if gs_reload_wanted journald; then systemctl restart systemd-journald; fi
+if gs_reload_wanted resolved; then systemctl try-restart systemd-resolved; fi
 if gs_reload_wanted ssh; then
   # Validate before reloading: a bad config must never replace the running one.
   mkdir -p /run/sshd
