@@ -21,7 +21,7 @@ from builder.errors import GoldsmithError
 from builder.lineage import history, latest, release_version
 from builder.log import log
 from builder.spec import load_spec
-from validate.manifest import sign_artifact
+from validate.manifest import MANIFEST_NAME, sign_artifact
 from validate.results import ValidationRun
 from validate.run import validate_artifact
 
@@ -88,8 +88,9 @@ def release_template(
             hint=f"see {artifact / 'report.html'}",
         )
     previous_manifest = None
-    if previous is not None and previous.path != artifact and previous.manifest is not None:
-        previous_manifest = previous.manifest
+    if previous is not None and previous.path != artifact:
+        candidate = previous.path / MANIFEST_NAME
+        previous_manifest = candidate if candidate.is_file() else None
     manifest = sign_artifact(
         artifact, key, valid_for_days=valid_for_days, previous=previous_manifest
     )
