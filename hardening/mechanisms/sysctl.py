@@ -1,4 +1,4 @@
-"""Kernel parameters: the live value (sysctl -a) and the value the boot will set
+"""Kernel parameters: the live value (/proc/sys) and the value the boot will set
 (the last assignment across sysctl.d in systemd's precedence order) must both
 be right; a value set only live is lost at reboot, one only persisted is not in
 force yet."""
@@ -19,7 +19,20 @@ from hardening.shell import ere_escape, q
 KEY = r"[a-z0-9_]+(\.[A-Za-z0-9_*-]+)+"
 CONFIG_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d")
 
-LIVE = Probe("sysctl", "sysctl -a 2>/dev/null", isolated=False)
+LIVE_NAME = "sysctl"
+# The live values of just the keys the profile names, read from /proc/sys by
+# shell builtins ("key = value" like sysctl -a, which would read every key).
+_LIVE_COMMAND = (
+    "for k in {items}; do p=/proc/sys/${k//.//}; "
+    '[ -r "$p" ] || { printf "# %s absent\\n" "$k"; continue; }; '
+    'read -r -a v <"$p" || true; printf "%s = %s\\n" "$k" "${v[*]}"; done'
+)
+
+
+def probe_live(keys: tuple[str, ...]) -> Probe:
+    return Probe(LIVE_NAME, _LIVE_COMMAND, items=keys, isolated=False)
+
+
 PERSISTED_GLOBS = (*(f"{d}/*.conf" for d in CONFIG_DIRS), "/etc/sysctl.conf")
 
 
@@ -104,13 +117,14 @@ class Sysctl(Mechanism[SysctlSpec]):
         return "gs_sysctl " + " \\\n  ".join(args) if args else ""
 
     def probes(self, spec: SysctlSpec) -> list[Probe]:
-        return [LIVE, *(probe_files(g) for g in PERSISTED_GLOBS)]
+        keys = tuple(s.key for s in spec.settings)
+        return [probe_live(keys), *(probe_files(g) for g in PERSISTED_GLOBS)]
 
     def evaluate(self, spec: SysctlSpec, facts: Facts) -> Outcome:
         expected = "; ".join(f"{s.key} {s.expect.describe()}" for s in spec.settings)
         expected += " (live and persisted)"
         try:
-            live_section = facts.get(LIVE.name)
+            live_section = facts.get(LIVE_NAME)
             live = parse_live(live_section.text)
             files: dict[str, str] = {}
             for pattern in PERSISTED_GLOBS:
@@ -118,8 +132,8 @@ class Sysctl(Mechanism[SysctlSpec]):
             persisted = persisted_values(files)
         except FactsError as exc:
             return error(expected, str(exc))
-        if not live:
-            return error(expected, "sysctl -a printed nothing")
+        if not live_section.text.strip():
+            return error(expected, "no kernel parameter was read from /proc/sys")
         observed, ok, present = [], True, 0
         for s in spec.settings:
             now = live.get(s.key)

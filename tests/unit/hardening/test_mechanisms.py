@@ -439,3 +439,19 @@ def test_file_scan_walks_once_and_fixes_only_world_writable(tmp_path: Path) -> N
     command = SCAN.command.replace("find / ", f"find {tmp_path} ", 1)
     out = subprocess.run(["bash", "-c", command], capture_output=True, text=True).stdout
     assert sorted(out.splitlines()) == [f"wd {tmp_path}/shared", f"ww {tmp_path}/open"]
+
+
+def test_sysctl_live_probe_reads_only_named_keys_under_real_bash() -> None:
+    from hardening.facts import parse_sections, render_gather_script
+    from hardening.mechanisms.sysctl import probe_live
+
+    probes = [probe_live(("kernel.ostype",)), probe_live(("kernel.ostype", "net.no.such_key"))]
+    script, mark = render_gather_script(probes)
+    assert "sysctl " not in script  # builtins only, no process
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    text = parse_sections(done.stdout, mark).text("sysctl")
+    assert text.splitlines() == ["kernel.ostype = Linux", "# net.no.such_key absent"]
+    params = {"settings": [{"key": "net.no.such_key", "value": 0}]}
+    assert judge("sysctl", params, raw({"sysctl": (0, text), "files": (0, "")}))[0] is (
+        Status.skipped
+    )
