@@ -53,6 +53,8 @@ gs_failed() {
   echo "goldsmith: failed ${GS_ID:-prelude} at line $1 (exit $2): $3" >&2
 }
 trap 'gs_failed "$LINENO" "$?" "$BASH_COMMAND"' ERR
+# Nothing may wait for input: over SSH stdin is an open channel that never ends.
+exec </dev/null
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C LANG=C
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 umask 022
