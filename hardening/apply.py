@@ -6,7 +6,7 @@ from datetime import date
 
 from hardening.mechanisms import MECHANISMS
 from hardening.profile import Profile, SelectedControl
-from hardening.shell import EPILOGUE, PRELUDE, q
+from hardening.shell import DONE, PRELUDE, RELOADS, q
 
 
 def condition_met_by_parameters(profile: Profile, selected: SelectedControl) -> bool:
@@ -53,6 +53,15 @@ PACKAGES_STEP = "packages"
 # away what the profile needs without the check noticing, and before every
 # control that edits their files.
 PACKAGES_PHASE = 15
+# Controls from this phase on run after the reloads, on the finished system
+# (an integrity baseline, say, must see grub.cfg as update-grub left it).
+AFTER_RELOADS = 90
+
+
+def phase(selected: SelectedControl) -> int:
+    """When a control is applied: its own phase, else its mechanism's."""
+    control = selected.control
+    return control.phase if control.phase is not None else MECHANISMS[control.mechanism].phase
 
 
 def render_apply_script(profile: Profile, today: date | None = None) -> str:
@@ -65,14 +74,18 @@ def render_apply_script(profile: Profile, today: date | None = None) -> str:
     parts = [f"# profile {profile.id} {profile.version} ({profile.digest})", PRELUDE]
     ordered = sorted(
         enumerate(profile.controls),
-        key=lambda pair: (MECHANISMS[pair[1].control.mechanism].phase, pair[0]),
+        key=lambda pair: (phase(pair[1]), pair[0]),
     )
     packages = needed_packages(profile, today)
     pending = bool(packages)
+    reloaded = False
     for _, selected in ordered:
-        if pending and MECHANISMS[selected.control.mechanism].phase > PACKAGES_PHASE:
+        if pending and phase(selected) > PACKAGES_PHASE:
             parts.append(_packages_step(packages))
             pending = False
+        if not reloaded and phase(selected) >= AFTER_RELOADS:
+            parts.append(RELOADS)
+            reloaded = True
         if selected.waiver is not None and selected.waiver.active(today):
             parts.append(f"# {selected.id}: waived ({selected.waiver.reason})")
             continue
@@ -88,7 +101,9 @@ def render_apply_script(profile: Profile, today: date | None = None) -> str:
         parts.append(f"gs_begin {q(selected.id)}\n{body.rstrip()}\ngs_end")
     if pending:
         parts.append(_packages_step(packages))
-    parts.append(EPILOGUE)
+    if not reloaded:
+        parts.append(RELOADS)
+    parts.append(DONE)
     return "\n".join(parts) + "\n"
 
 

@@ -76,6 +76,9 @@ class Control:
     # Packages the control's apply and check rely on (cron for cron.service);
     # the apply script installs them before any control runs.
     needs: tuple[str, ...] = ()
+    # When it is applied, overriding its mechanism's phase (0-99); from
+    # hardening.apply.AFTER_RELOADS on, after sysctl, grub, sshd ... reloads.
+    phase: int | None = None
 
     def resolve_params(self, values: Mapping[str, Any]) -> Mapping[str, Any]:
         """The mechanism parameters with every ${name} replaced from ``values``."""
@@ -153,6 +156,7 @@ CONTROL_KEYS = frozenset(
         "parameters",
         "only_if",
         "needs",
+        "phase",
     }
 )
 PACKAGE = r"[a-z0-9][a-z0-9+.-]+"
@@ -241,6 +245,11 @@ def parse_control(data: Any, path: str, field: str) -> Control:
     for package in needs:
         if not re.fullmatch(PACKAGE, package):
             raise ProfileError(path, f"{field}.needs", "Debian package names like cron")
+    phase = data.get("phase")
+    if phase is not None and (
+        not isinstance(phase, int) or isinstance(phase, bool) or not 0 <= phase <= 99
+    ):
+        raise ProfileError(path, f"{field}.phase", "a whole number from 0 to 99")
     control = Control(
         id=ident,
         title=_text(data, "title", path, field),
@@ -254,6 +263,7 @@ def parse_control(data: Any, path: str, field: str) -> Control:
         only_if=only_if,
         source=path,
         needs=needs,
+        phase=phase,
     )
     validate_params(control, control.parameters, path, field)
     return control

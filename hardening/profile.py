@@ -97,6 +97,7 @@ def canonical(
                 "mechanism": sc.control.mechanism,
                 "params": sc.params,
                 **({"needs": list(sc.control.needs)} if sc.control.needs else {}),
+                **({"phase": sc.control.phase} if sc.control.phase is not None else {}),
                 "waiver": None
                 if sc.waiver is None
                 else {

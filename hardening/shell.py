@@ -315,15 +315,15 @@ gs_fstab() {
 }
 """
 
-EPILOGUE = r"""
-# Reloads come last so every change of their kind is in place first.
+RELOADS = r"""
+# Reloads come after the controls so every change of their kind is in place first.
 if gs_reload_wanted sysctl; then
   sysctl --system >/dev/null
   echo "goldsmith: reloaded sysctl" >&2
 fi
 if gs_reload_wanted modules; then :; fi
 if gs_reload_wanted grub; then
-  update-grub >&2 2>/dev/null || update-grub >&2
+  update-grub >&2
 fi
 if gs_reload_wanted pam; then :; fi
 if gs_reload_wanted audit; then
@@ -332,6 +332,10 @@ if gs_reload_wanted audit; then
   elif command -v augenrules >/dev/null; then
     augenrules --load >&2 || echo "goldsmith: augenrules --load failed; rules load at next boot" >&2
   fi
+fi
+if gs_reload_wanted auditd && systemctl is-active --quiet auditd; then
+  # auditd refuses a manual restart; SIGHUP makes it re-read auditd.conf.
+  systemctl kill -s HUP auditd.service
 fi
 if gs_reload_wanted journald; then systemctl restart systemd-journald; fi
 if gs_reload_wanted resolved; then systemctl try-restart systemd-resolved; fi
@@ -342,5 +346,6 @@ if gs_reload_wanted ssh; then
   systemctl reload ssh 2>/dev/null || systemctl reload sshd
   echo "goldsmith: reloaded ssh" >&2
 fi
-echo "goldsmith: done"
 """
+
+DONE = 'echo "goldsmith: done"\n'

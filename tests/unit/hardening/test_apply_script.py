@@ -192,3 +192,45 @@ def test_failure_inside_a_helper_is_reported(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "goldsmith: failed perm-x at line " in done.stderr, done.stderr
+
+
+def test_needed_packages_install_in_one_step_before_their_controls() -> None:
+    from hardening.apply import needed_packages
+
+    profile = load_profile("cis-level1-server")
+    packages = needed_packages(profile)
+    assert "cron" in packages and "nftables" in packages and "aide" in packages
+    script = render_apply_script(profile)
+    step = script.index("gs_begin packages\n")
+    assert script.count("gs_begin packages\n") == 1
+    # After removals, before the controls that enable or configure them.
+    assert script.index("gs_begin pkg-no-telnet-server") < step
+    assert step < script.index("gs_begin cron-enabled") < script.index("gs_begin cron-allow")
+    # The control still names what it needs, so it stands alone too.
+    cron = script[script.index("gs_begin cron-enabled") :]
+    assert cron.split("\n")[1] == "gs_pkg_present cron"
+
+
+def test_late_controls_run_after_the_reloads() -> None:
+    script = render_apply_script(load_profile("cis-level1-server"))
+    reloads = script.index("update-grub")
+    assert script.rindex("gs_begin ssh-") < reloads < script.index("gs_begin logfile-access")
+    assert script.index("gs_begin logfile-access") < script.index("gs_begin aide-installed")
+    assert script.rstrip().endswith('echo "goldsmith: done"')
+    baseline = render_apply_script(load_profile("baseline"))
+    assert baseline.index("update-grub") > baseline.rindex("gs_end")
+
+
+def test_control_phase_must_be_a_small_number(tmp_path: Path) -> None:
+    from hardening.catalog import parse_catalog
+    from hardening.errors import ProfileError
+
+    text = (
+        "controls:\n  - id: x\n    title: t\n    area: a\n    rationale: r\n"
+        "    no_reference_reason: test\n    phase: {phase}\n    mechanism: script\n"
+        "    params: {{check: 'true', expected: e}}\n"
+    )
+    assert parse_catalog([("c.yaml", text.format(phase=95))])["x"].phase == 95
+    for bad in ("100", "late", "true"):
+        with pytest.raises(ProfileError, match="phase"):
+            parse_catalog([("c.yaml", text.format(phase=bad))])
