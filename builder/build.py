@@ -120,7 +120,7 @@ def build_template(
 def _build_into(work: Path, spec: TemplateSpec, profile: Profile, script: str) -> dict[str, Any]:
     # Imported here, not at the top: a no-op build never needs SSH or ISO code.
     from builder.seed import new_access, render_seed_files, write_seed_iso
-    from builder.ssh import Session, wait_for_ssh
+    from builder.ssh import Session, wait_for_machine
 
     timer = StepTimer()
     started = utc_now()
@@ -150,21 +150,7 @@ def _build_into(work: Path, spec: TemplateSpec, profile: Profile, script: str) -
     )
     with qemu.start_vm(config, stop_timeout=spec.timeouts.shutdown) as vm:
         with timer.step("boot", f"Booting the build VM ({accel})"):
-            try:
-                client = wait_for_ssh(
-                    access,
-                    vm.ssh_port,
-                    timeout=spec.timeouts.boot,
-                    alive=lambda: vm.running,
-                    describe=lambda: (
-                        f"stage: boot; last serial console lines ({config.serial_log}):\n"
-                        f"{vm.serial_tail()}"
-                    ),
-                )
-            except BaseException:
-                # A guest that never answered will not honour a power button either.
-                vm.kill()
-                raise
+            client = wait_for_machine(vm, access, timeout=spec.timeouts.boot)
         session = Session(client)
         try:
             identity = _provision(

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import paramiko
 
+from builder import qemu
 from builder.errors import BuildError, GuestError
 from builder.log import log
 from builder.seed import GuestAccess
@@ -101,6 +102,28 @@ def wait_for_ssh(
         f"the guest did not accept SSH on 127.0.0.1:{port} within {timeout:.0f}s "
         f"(last attempt: {last})\n{describe()}"
     )
+
+
+def wait_for_machine(
+    machine: qemu.Machine, access: GuestAccess, *, timeout: float
+) -> paramiko.SSHClient:
+    """wait_for_ssh on a QEMU machine; on failure the error names the stage and
+    shows the serial console, and the machine is killed: a guest that never
+    answered will not honour a power button either."""
+    log_path = machine.config.serial_log
+    try:
+        return wait_for_ssh(
+            access,
+            machine.ssh_port,
+            timeout=timeout,
+            alive=lambda: machine.running,
+            describe=lambda: (
+                f"stage: boot; last serial console lines ({log_path}):\n{machine.serial_tail()}"
+            ),
+        )
+    except BaseException:
+        machine.kill()
+        raise
 
 
 class Session:

@@ -15,7 +15,7 @@ from builder import qemu
 from builder.base import find_cached_kernel
 from builder.run import run
 from builder.seed import GuestAccess, new_access, render_seed_files, write_seed_iso
-from builder.ssh import wait_for_ssh
+from builder.ssh import wait_for_machine
 
 VALIDATOR_USER = "gsvalidate"
 
@@ -68,21 +68,7 @@ def boot_artifact(
             ssh_port=qemu.free_port(),
         )
         with qemu.start_vm(config, stop_timeout=60) as vm:
-            try:
-                client = wait_for_ssh(
-                    access,
-                    vm.ssh_port,
-                    timeout=boot_timeout,
-                    alive=lambda: vm.running,
-                    describe=lambda: (
-                        f"stage: boot; last serial console lines ({config.serial_log}):\n"
-                        f"{vm.serial_tail()}"
-                    ),
-                )
-            except BaseException:
-                # A guest that never answered will not honour a power button either.
-                vm.kill()
-                raise
+            client = wait_for_machine(vm, access, timeout=boot_timeout)
             try:
                 yield BootedGuest(vm, client, access, accel, work)
             finally:
