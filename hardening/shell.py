@@ -140,9 +140,20 @@ gs_pkg_installed() {
   dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null | grep -q '^.i'
 }
 
+# gs_pkg_states NAME...: "name status" for every named package dpkg knows (one
+# dpkg-query for all of them; status like "ii " or "rc ").
+gs_pkg_states() {
+  dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "$@" 2>/dev/null || true
+}
+
 gs_pkg_present() {
-  local missing=() p
-  for p in "$@"; do gs_pkg_installed "$p" || missing+=("$p"); done
+  local missing=() installed=" " name state
+  while read -r name state; do
+    case "$state" in ?i*) installed+="$name " ;; esac
+  done < <(gs_pkg_states "$@")
+  for name in "$@"; do
+    case "$installed" in *" $name "*) ;; *) missing+=("$name") ;; esac
+  done
   if [ ${#missing[@]} -gt 0 ]; then
     gs_apt_update
     apt-get install -y -qq --no-install-recommends \
@@ -152,12 +163,10 @@ gs_pkg_present() {
 }
 
 gs_pkg_absent() {
-  local present=() p
-  for p in "$@"; do
-    if dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^.[^n]'; then
-      present+=("$p")
-    fi
-  done
+  local present=() name state
+  while read -r name state; do
+    case "$state" in ?n*) ;; *) present+=("$name") ;; esac
+  done < <(gs_pkg_states "$@")
   if [ ${#present[@]} -gt 0 ]; then
     apt-get purge -y -qq "${present[@]}" >&2
     gs_changed

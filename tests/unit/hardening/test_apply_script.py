@@ -234,3 +234,18 @@ def test_control_phase_must_be_a_small_number(tmp_path: Path) -> None:
     for bad in ("100", "late", "true"):
         with pytest.raises(ProfileError, match="phase"):
             parse_catalog([("c.yaml", text.format(phase=bad))])
+
+
+def test_package_helpers_ask_dpkg_once_and_change_nothing_when_satisfied(
+    tmp_path: Path,
+) -> None:
+    # bash is installed wherever these tests run; the other name is not a package.
+    body = (
+        "gs_begin p\ngs_pkg_present bash coreutils\n"
+        "gs_pkg_absent goldsmith-no-such-package\ngs_end\n"
+        "gs_pkg_states bash goldsmith-no-such-package\n"
+    )
+    out = run_helpers(body, tmp_path).splitlines()
+    assert out[0] == "goldsmith: unchanged p"
+    assert out[1].startswith("bash ii")
+    assert len(out) == 2
