@@ -342,7 +342,6 @@ def _first_boot(work: Path, raw: Path, root_uuid: str) -> None:
         memory=1024,
         cpus=2,
         serial_log=serial,
-        qmp_socket=work / "qmp.sock",
         kernel_boot=qemu.KernelBoot(
             kernel=work / "vmlinuz",
             initrd=work / "initrd.img",

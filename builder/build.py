@@ -144,7 +144,6 @@ def _build_into(work: Path, spec: TemplateSpec, profile: Profile, script: str) -
         memory=spec.vm.memory,
         cpus=spec.vm.cpus,
         serial_log=work / "serial.log",
-        qmp_socket=work / "qmp.sock",
         seed=seed,
         ssh_port=qemu.free_port(),
     )

@@ -9,6 +9,7 @@ import enum
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,12 +51,14 @@ class MachineConfig:
     memory: int  # MiB
     cpus: int
     serial_log: Path
-    qmp_socket: Path
     seed: Path | None = None
     ssh_port: int | None = None
     kernel_boot: KernelBoot | None = None
     disk_format: str = "qcow2"
     snapshot: bool = False
+    # A unix socket path must fit in 108 bytes, which work folders deep in a
+    # cache or CI tree exceed; start_vm puts it in a short private folder.
+    qmp_socket: Path | None = None
 
 
 def build_command(config: MachineConfig) -> list[str]:
@@ -81,8 +84,6 @@ def build_command(config: MachineConfig) -> list[str]:
         "-no-user-config",
         "-serial",
         f"file:{config.serial_log}",
-        "-qmp",
-        f"unix:{config.qmp_socket},server=on,wait=off",
         "-drive",
         f"file={config.disk},if=virtio,format={config.disk_format},cache=unsafe,discard=unmap"
         + (",snapshot=on" if config.snapshot else ""),
@@ -91,6 +92,8 @@ def build_command(config: MachineConfig) -> list[str]:
         "-device",
         "virtio-rng-pci,rng=rng0",
     ]
+    if config.qmp_socket is not None:
+        cmd += ["-qmp", f"unix:{config.qmp_socket},server=on,wait=off"]
     netdev = "user,id=net0"
     if config.ssh_port is not None:
         # Bound to loopback: the build VM's SSH is never reachable from the network.
@@ -251,6 +254,8 @@ class Machine:
 
     def qmp(self, command: str) -> None:
         """Send one QMP command (best effort: the machine may be going away)."""
+        if self.config.qmp_socket is None:
+            raise OSError("this machine has no QMP socket")
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(5)
             s.connect(str(self.config.qmp_socket))
@@ -288,6 +293,18 @@ class Machine:
 def start_vm(config: MachineConfig, *, stop_timeout: float = 60.0) -> Iterator[Machine]:
     """Start QEMU and guarantee it is gone when the block ends, whatever happens
     (exceptions, Ctrl-C, SIGTERM from a CI runner)."""
+    sockets = Path(tempfile.mkdtemp(prefix="goldsmith-qmp-"))
+    try:
+        if config.qmp_socket is None:
+            config = dataclasses.replace(config, qmp_socket=sockets / "qmp.sock")
+        with _run_machine(config, stop_timeout) as machine:
+            yield machine
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _run_machine(config: MachineConfig, stop_timeout: float) -> Iterator[Machine]:
     cmd = build_command(config)
     cmd[0] = find_program(cmd[0])
     log.debug("+ %s", " ".join(cmd))

@@ -63,7 +63,6 @@ def boot_artifact(
             memory=memory,
             cpus=cpus,
             serial_log=serial_log or work / "serial.log",
-            qmp_socket=work / "qmp.sock",
             seed=seed,
             ssh_port=qemu.free_port(),
         )

@@ -404,3 +404,25 @@ def test_start_vm_stops_qemu_when_the_block_fails(
     assert not vm.running
     assert vm.proc.returncode is not None
     assert signal.getsignal(signal.SIGTERM) == handler_before
+
+
+@needs_qemu
+def test_start_vm_runs_from_a_folder_deeper_than_a_socket_path_allows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cache and CI work folders easily pass the 108-byte unix socket limit.
+    paused = build_command
+    monkeypatch.setattr(qemu, "build_command", lambda c: [*paused(c), "-S"])
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    disk = deep / "disk.raw"
+    disk.write_bytes(bytes(1 << 20))
+    machine = config(deep, disk=disk, disk_format="raw", memory=64, cpus=1, qmp_socket=None)
+    assert len(str(deep / "qmp.sock")) > 108
+    with start_vm(machine, stop_timeout=0.2) as vm:
+        assert vm.running
+        socket_path = vm.config.qmp_socket
+        assert socket_path is not None and len(str(socket_path)) < 108
+        assert socket_path.exists()
+    assert not vm.running
+    assert not socket_path.parent.exists()
