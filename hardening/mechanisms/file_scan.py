@@ -32,7 +32,10 @@ class Finding(enum.StrEnum):
 _BRANCHES = {
     "ww": r"\( -type f -perm -0002 -printf 'ww %p\n' \)",
     "wd": r"\( -type d -perm -0002 ! -perm -1000 -printf 'wd %p\n' \)",
-    "uo": r"\( \( -nouser -o -nogroup \) -printf 'uo %p\n' \)",
+    # Known IDs from /etc/passwd and /etc/group (read by the shell, below):
+    # find's -nouser/-nogroup ask NSS for every file, four times slower.
+    "uo": r'\( \( ! \( -false "${GS_UIDS[@]}" \) -o ! \( -false "${GS_GIDS[@]}" \) \) '
+    r"-printf 'uo %p\n' \)",
     "sx": r"\( -type f -perm /6000 -printf 'sx %p\n' \)",
 }
 _TAGS = {
@@ -40,9 +43,14 @@ _TAGS = {
     Finding.unowned: ("uo",),
     Finding.suid_sgid: ("sx",),
 }
+_KNOWN_IDS = (
+    'GS_UIDS=(); while IFS=: read -r _ _ id _; do GS_UIDS+=(-o -uid "$id"); done </etc/passwd; '
+    'GS_GIDS=(); while IFS=: read -r _ _ id _; do GS_GIDS+=(-o -gid "$id"); done </etc/group; '
+)
 SCAN = Probe(
     "file-scan",
-    f"find / -xdev {PRUNE} -o \\( {' , '.join(_BRANCHES.values())} \\) 2>/dev/null; true",
+    _KNOWN_IDS
+    + f"find / -xdev {PRUNE} -o \\( {' , '.join(_BRANCHES.values())} \\) 2>/dev/null; true",
     isolated=False,
 )
 
