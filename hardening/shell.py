@@ -65,7 +65,8 @@ GS_RELOAD=""
 GS_APT_UPDATED=0
 # Not under /tmp: a control may mount a fresh tmpfs there mid-run.
 GS_TMP=$(mktemp -d /run/goldsmith-apply.XXXXXX)
-trap 'rm -rf "$GS_TMP"' EXIT
+# Only ever remove our own scratch folder, whatever GS_TMP was set to.
+trap 'case "$GS_TMP" in /run/goldsmith-apply.?*) rm -rf -- "$GS_TMP" ;; esac' EXIT
 
 gs_begin() { GS_ID=$1; GS_CHANGED=0; }
 gs_end() {
