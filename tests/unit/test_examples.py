@@ -38,6 +38,7 @@ EXAMPLES = ROOT / "examples"
 YAML_FILES = sorted([*EXAMPLES.glob("*.yml"), *EXAMPLES.glob("*.yaml")])
 MARKDOWN_FILES = sorted(EXAMPLES.glob("*.md"))
 
+
 def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
