@@ -92,6 +92,13 @@ def sealing_plan(builder_user: str, builder_key_blob: str) -> tuple[SealItem, ..
                 "find /var/log -type f \\( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \\) "
                 "-delete",
                 "find /var/log -type f -exec truncate -s 0 {} +",
+                # The emptied files keep no group-write or world access, and
+                # cloud-init's logs (removed by `cloud-init clean --logs`) are
+                # recreated 0640: cloud-init keeps an existing log's mode but
+                # creates a missing one world-readable, and they can hold secrets.
+                "find /var/log -type f -perm /g+wx,o+rwx -exec chmod g-wx,o-rwx {} +",
+                "install -m 0640 -o root -g adm /dev/null /var/log/cloud-init.log",
+                "install -m 0640 -o root -g adm /dev/null /var/log/cloud-init-output.log",
             ),
         ),
         SealItem(
