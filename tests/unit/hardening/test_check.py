@@ -362,3 +362,28 @@ def test_batched_probes_merge_into_one_command(tmp_path: Path) -> None:
     assert glob_match("/etc/ssh/ssh_host_*_key", "/etc/ssh/ssh_host_rsa_key")
     assert not glob_match("/etc/*.conf", "/etc/sub/x.conf")
     assert not glob_match("/etc/*.conf", "/etc/.x.conf")
+
+
+@pytest.mark.parametrize("lanes", [2, 3])
+def test_probes_in_parallel_lanes_give_the_same_sections(tmp_path: Path, lanes: int) -> None:
+    """Lanes only change when probes run, never what each section holds."""
+    import subprocess
+
+    from hardening.facts import Probe, parse_sections, probe_file, render_gather_script
+
+    (tmp_path / "a").write_text("alpha\n")
+    probes = [
+        probe_file(str(tmp_path / "a")),
+        Probe("slow", "sleep 0.2; echo slow"),
+        Probe("fails", "echo partial; exit 4"),
+        Probe("inline", "echo inline", isolated=False),
+        Probe("fast", "echo fast"),
+    ]
+    found = {}
+    for n in (1, lanes):
+        script, mark = render_gather_script(probes, "@@m@@", lanes=n)
+        done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+        found[n] = parse_sections(done.stdout, mark).sections
+    assert found[1] == found[lanes]
+    assert set(found[lanes]) == {f"file:{tmp_path / 'a'}", "slow", "fails", "inline", "fast"}
+    assert found[lanes]["fails"].rc == 4
