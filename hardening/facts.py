@@ -69,7 +69,7 @@ class Facts:
 
 
 def render_gather_script(
-    probes: Iterable[Probe], marker: str | None = None, *, lanes: int = 2
+    probes: Iterable[Probe], marker: str | None = None, *, lanes: int = 4
 ) -> tuple[str, str]:
     """The script printing every probe's section, and the marker it uses.
 
