@@ -93,13 +93,12 @@ def render_gather_script(
         "GS_LANES=$(mktemp -d) || exit 1",
         """trap 'rm -rf -- "$GS_LANES"' EXIT""",
     ]
-    for lane in range(lanes):
-        body = sections[lane::lanes]
-        if body:
-            lines.append("(")
-            lines.extend(body)
-            lines.append(f') > "$GS_LANES/{lane}" &')
-    lines += ["wait", f'cat "$GS_LANES"/{{{",".join(str(n) for n in range(lanes))}}} 2>/dev/null']
+    used = min(lanes, len(sections))
+    for lane in range(used):
+        lines.append("(")
+        lines.extend(sections[lane::used])
+        lines.append(f') > "$GS_LANES/{lane}" &')
+    lines += ["wait", "cat " + " ".join(f'"$GS_LANES/{lane}"' for lane in range(used))]
     return "\n".join(lines) + "\n", mark
 
 

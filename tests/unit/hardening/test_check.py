@@ -364,7 +364,7 @@ def test_batched_probes_merge_into_one_command(tmp_path: Path) -> None:
     assert not glob_match("/etc/*.conf", "/etc/.x.conf")
 
 
-@pytest.mark.parametrize("lanes", [2, 3])
+@pytest.mark.parametrize("lanes", [2, 3, 8])
 def test_probes_in_parallel_lanes_give_the_same_sections(tmp_path: Path, lanes: int) -> None:
     """Lanes only change when probes run, never what each section holds."""
     import subprocess
