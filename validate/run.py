@@ -112,6 +112,13 @@ def validate_artifact(
         results=tuple(results),
         packages=tuple(packages),
     )
+    log.info(
+        "%d checks: %s (evidence %.1fs, evaluation %.3fs)",
+        len(run.results),
+        ", ".join(f"{n} {status}" for status, n in run.counts.items() if n),
+        timings.get("facts", 0),
+        timings.get("checks", 0),
+    )
     run.write(artifact / "validation.json")
     write_junit(run, artifact / "junit.xml")
     write_html(run, artifact / "report.html")
@@ -156,15 +163,4 @@ def _check(
             user_results, seconds = run_user_tests(host, tests)
             timings["user_tests"] = round(seconds, 3)
             results += user_results
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[str(r.status)] = counts.get(str(r.status), 0) + 1
-    check_count = len(results)
-    log.info(
-        "%d checks: %s (evidence %.1fs, evaluation %.3fs)",
-        check_count,
-        ", ".join(f"{n} {s}" for s, n in sorted(counts.items())),
-        timings.get("facts", 0),
-        timings.get("checks", 0),
-    )
     return results, packages
