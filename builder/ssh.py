@@ -13,7 +13,7 @@ import io
 import logging
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import paramiko
 
@@ -129,9 +129,23 @@ def wait_for_machine(
 class Session:
     """Commands in a guest over one SSH connection, output streamed to the log."""
 
-    def __init__(self, client: paramiko.SSHClient, *, output_log: logging.Logger = log) -> None:
+    def __init__(
+        self,
+        client: paramiko.SSHClient,
+        *,
+        output_log: logging.Logger = log,
+        secrets: Iterable[str] = (),
+    ) -> None:
         self.client = client
         self.output_log = output_log
+        # Host secrets a step was given: masked in every line this session logs
+        # or returns, so a script that echoes one does not put it in build.log.
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
     @property
     def transport(self) -> paramiko.Transport:
@@ -148,11 +162,14 @@ class Session:
         timeout: float = 3600,
         check: bool = True,
         sudo: bool = True,
+        stdin: bytes | None = None,
     ) -> tuple[int, str]:
         """Run a shell command (as root by default); returns (rc, output).
 
         Output lines go to the build log as they arrive. A failure names the
-        step, the exit code and the tail of the output.
+        step, the exit code and the tail of the output. ``stdin`` is sent to
+        the command and then closed (data travels on the channel, never in
+        the command line that sudo would log); without it stdin is empty.
         """
         if sudo:
             command = "sudo -n -- bash -c " + shlex.quote(command)
@@ -160,6 +177,11 @@ class Session:
         chan.set_combine_stderr(True)
         chan.settimeout(5)
         chan.exec_command(command)
+        if stdin:
+            chan.settimeout(timeout)
+            chan.sendall(stdin)
+            chan.settimeout(5)
+        chan.shutdown_write()
         tail: collections.deque[str] = collections.deque(maxlen=40)
         out = io.StringIO()
         pending = b""
@@ -173,7 +195,7 @@ class Session:
                 pending += data
                 *lines, pending = pending.split(b"\n")
                 for raw in lines:
-                    line = raw.decode(errors="replace").rstrip("\r")
+                    line = self.redact(raw.decode(errors="replace").rstrip("\r"))
                     self.output_log.debug("  | %s", line)
                     tail.append(line)
                     out.write(line + "\n")
@@ -186,7 +208,7 @@ class Session:
                 chan.close()
                 raise BuildError(f"step {step!r} did not finish within {timeout:.0f}s")
         if pending:
-            line = pending.decode(errors="replace")
+            line = self.redact(pending.decode(errors="replace"))
             self.output_log.debug("  | %s", line)
             tail.append(line)
             out.write(line)
