@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= out
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs fdisk openssh-client openssl \
-                chromium ca-certificates
+                chromium ca-certificates apt-utils gnupg dpkg-dev
 
 .PHONY: deps apt venv lint test unit e2e demo bench clean
 
@@ -22,7 +22,7 @@ venv: $(BIN)/goldsmith
 
 $(BIN)/goldsmith: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,ansible]'
 	@touch $@
 
 lint: venv

@@ -24,6 +24,7 @@ import shlex
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -619,7 +620,9 @@ class Provisioner:
         self._run(command, step)
 
     def _ansible(self, step: AnsibleStep) -> None:
-        playbook_cmd = shutil.which("ansible-playbook")
+        # The one installed beside goldsmith (the ansible extra) first, then PATH.
+        beside = Path(sys.executable).parent / "ansible-playbook"
+        playbook_cmd = str(beside) if beside.is_file() else shutil.which("ansible-playbook")
         if playbook_cmd is None:
             raise InputError(
                 self.spec_path,
