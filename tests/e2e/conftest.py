@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.e2e import aptrepo
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDSMITH = str(Path(sys.executable).parent / "goldsmith")
@@ -72,16 +75,48 @@ def e2e_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("e2e-out")
 
 
+# The host secret the webserver example's registration step takes from the
+# environment: the block-level scan must prove no copy of it is in the template.
+REGISTRATION_TOKEN = "gs-e2e-registration-" + secrets.token_hex(16)
+
+
 @pytest.fixture(scope="session")
-def parallel_build(e2e_out: Path) -> list[dict[str, Any]]:
-    """Both shipped templates, built once for the session, side by side (--jobs 2)."""
+def webserver_spec(e2e_out: Path) -> Iterator[Path]:
+    """examples/webserver copied beside the artifacts, with the signed apt
+    repository its apt step names, served on the host's loopback for the session."""
+    source = e2e_out / "webserver-src"
+    repo_folder = e2e_out / "webserver-repo"
+    if not (repo_folder / "key.asc").is_file():
+        shutil.rmtree(repo_folder, ignore_errors=True)
+        repo_folder.mkdir(parents=True)
+        aptrepo.make_repo(repo_folder)
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(REPO / "examples/webserver", source)
+    (source / "keys").mkdir(exist_ok=True)
+    shutil.copy(repo_folder / "key.asc", source / "keys/example-tools.asc")
+    os.environ["EXAMPLE_REGISTRATION_TOKEN"] = REGISTRATION_TOKEN
+    with aptrepo.serve(repo_folder) as port:
+        spec = source / "webserver.yaml"
+        spec.write_text(
+            spec.read_text().replace(
+                "http://10.0.2.2:8765/example-tools", f"http://{aptrepo.GUEST_HOST}:{port}/repo"
+            )
+        )
+        yield spec
+
+
+@pytest.fixture(scope="session")
+def parallel_build(e2e_out: Path, webserver_spec: Path) -> list[dict[str, Any]]:
+    """Both shipped templates and the provisioned webserver example, built once
+    for the session, side by side."""
     require_vm_tools()
     specs = [
         REPO / "templates/debian-12-baseline.yaml",
         REPO / "templates/debian-12-cis-level1.yaml",
+        webserver_spec,
     ]
     results: list[dict[str, Any]] = run_json(
-        "build", *specs, "--out", e2e_out, "--jobs", "2", "--json", timeout=5400
+        "build", *specs, "--out", e2e_out, "--jobs", "3", "--json", timeout=5400
     )
     return results
 
@@ -97,6 +132,11 @@ def _artifact(results: list[dict[str, Any]], name: str) -> Path:
 @pytest.fixture(scope="session")
 def baseline_artifact(parallel_build: list[dict[str, Any]]) -> Path:
     return _artifact(parallel_build, "debian-12-baseline")
+
+
+@pytest.fixture(scope="session")
+def webserver_artifact(parallel_build: list[dict[str, Any]]) -> Path:
+    return _artifact(parallel_build, "webserver")
 
 
 @pytest.fixture(scope="session")
