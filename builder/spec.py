@@ -13,15 +13,15 @@ import dataclasses
 import datetime
 import difflib
 import hashlib
+import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from builder.errors import InputError
+from hardening.strictdata import DataError, loads_yaml, read_regular
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -36,20 +36,130 @@ DEFAULT_MEMORY = 2048
 MIN_MEMORY = 512
 DEFAULT_CPUS = 2
 DEFAULT_TIMEOUTS = {"boot": 900, "step": 3600, "shutdown": 120}
+# Upper bounds: a spec is data from a repository, and a typo of three zeros
+# must be an error here, not a QEMU that cannot start or a build that waits a year.
+MAX_DISK_SIZE = 64 * TIB
+MAX_MEMORY = 1024 * 1024  # MiB: 1 TiB
+MAX_CPUS = 255  # the most QEMU's pc machine takes
+MAX_TIMEOUT = 7 * 24 * 3600  # seconds
+MAX_URL = 2048
+MAX_PATH = 4096
+MAX_SCRIPT = 1024 * 1024  # an inline script in a spec
 
-# Names end up in file names and directory names, so they cannot hold a path
-# separator or start with a dot or a dash.
-_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+# Every pattern is ASCII by construction (explicit ranges, no \d, \s or \w,
+# which match other scripts' digits and spaces) and matched whole (fullmatch).
+# Names end up in file names, directory names and the guest's host name, so
+# they cannot hold a path separator, start with a dot or a dash, or be long.
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 # Versions end up in artifact file names too; same reasoning, a little wider.
-_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_~-]*")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_~-]{0,63}")
 # Debian policy 5.6.1. Package names reach apt and mmdebstrap as arguments;
 # the leading alphanumeric keeps a name from ever being read as an option.
-_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
-# A suite is passed to mmdebstrap and written into sources.list.
-_SUITE = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]{1,127}")
+# A suite is passed to mmdebstrap, written into sources.list and into the
+# path of a package index URL.
+_SUITE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_SIZE = re.compile(r"(\d+)\s*([KMGT]?)", re.IGNORECASE)
+_SIZE = re.compile(r"[ \t]*([0-9]{1,20})[ \t]*([KMGTkmgt]?)[ \t]*")
 _SIZE_UNITS = {"": 1, "K": KIB, "M": MIB, "G": GIB, "T": TIB}
+# What no spec string may hold anywhere: C0 and C1 controls (newlines start a
+# new sources.list entry or shell line, escape sequences rewrite a terminal),
+# DEL, Unicode line and paragraph separators, and bidirectional overrides that
+# make a value read differently from what it is.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+
+# URLs: http or https only, printable ASCII only, a conservative alphabet. A
+# mirror URL becomes one word of a sources.list line and one argument of
+# mmdebstrap; nothing in it may start another word, line or option. Characters
+# a shell or a sources.list gives meaning to (quotes, $, `, ;, (, ), spaces)
+# are refused outright rather than trusted to be harmless downstream; a URL
+# that needs them can percent-encode them.
+_URL_SCHEMES = ("http", "https")
+_URL_PATH_CHARS = re.compile(r"[A-Za-z0-9._~/%+-]*")
+_URL_QUERY_CHARS = re.compile(r"[A-Za-z0-9._~/%+=&-]*")
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?:{_HOST_LABEL}\.)*{_HOST_LABEL}\.?")
+_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
+
+
+def _show(value: str, limit: int = 80) -> str:
+    """A value from the spec, quoted for a one-line message: repr() escapes
+    control characters, and long values are cut."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + "..."
+
+
+def url_problem(value: str, *, query: bool = False) -> str | None:
+    """What is wrong with ``value`` as a URL goldsmith fetches from, or None.
+
+    file:// is refused everywhere: a local disk image is ``base.file`` (with
+    its own checks), a local mirror can be served on 127.0.0.1, and
+    ``outdated`` must never be pointed at the host's own files. Credentials
+    (user:password@) are refused: the URL is recorded in build.json, the
+    signed manifest and the logs; apt's auth.conf is the place for them.
+    """
+    expected = "expected an http:// or https:// URL"
+    if len(value) > MAX_URL:
+        return f"{expected} of at most {MAX_URL} characters"
+    if not value.isascii() or not value.isprintable() or " " in value:
+        return f"{expected} without spaces or control characters, got {_show(value)}"
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in _URL_SCHEMES:
+        return f"{expected}, got {_show(value)}"
+    authority = rest.partition("/")[0]
+    if "@" in authority:
+        return (
+            f"{expected} without credentials (user:password@): URLs are recorded in "
+            "build.json and the manifest"
+        )
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        return f"{expected}, got {_show(value)} ({exc})"
+    if not _valid_host(authority, parts.hostname or "") or port == 0:
+        return f"{expected} with a host name or address, got {_show(value)}"
+    if "#" in value:
+        return f"{expected} without a #fragment, got {_show(value)}"
+    if "?" in value:
+        if not query:
+            return f"{expected} without a ?query, got {_show(value)}"
+        if _URL_QUERY_CHARS.fullmatch(parts.query) is None:
+            return f"{expected} whose query holds only letters, digits and ._~/%+=&-"
+    if _URL_PATH_CHARS.fullmatch(parts.path) is None:
+        return (
+            f"{expected} whose path holds only letters, digits and ._~/%+- "
+            f"(percent-encode anything else), got {_show(value)}"
+        )
+    for index, char in enumerate(value):
+        if char == "%":
+            code = value[index + 1 : index + 3]
+            # A %-escape of a control character decodes into one somewhere downstream.
+            if _HEX2.fullmatch(code) is None or int(code, 16) < 0x20 or int(code, 16) == 0x7F:
+                return f"{expected} with %-escapes of printable characters only, got {_show(value)}"
+    return None
+
+
+def _valid_host(authority: str, host: str) -> bool:
+    if not host:
+        return False
+    if authority.startswith("["):
+        # An IPv6 literal: [::1] or [::1]:3142.
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return _HOST_NAME.fullmatch(host) is not None
+
+
+def suite_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as a Debian suite name, or None."""
+    if _SUITE.fullmatch(value) is None:
+        return (
+            "expected a Debian suite name such as bookworm (a-z, 0-9, '.', '_', '-', "
+            f"at most 64 characters), got {_show(value)}"
+        )
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,27 +267,35 @@ def parse_size(text: str | int) -> int:
         if text < 0:
             raise ValueError(f"expected a size of at least 0 bytes, got {text}")
         return text
-    match = _SIZE.fullmatch(text.strip())
+    match = _SIZE.fullmatch(text)
     if match is None:
         raise ValueError(
-            f"expected a size such as 4G, 512M or a number of bytes (K/M/G/T), got {text!r}"
+            f"expected a size such as 4G, 512M or a number of bytes (K/M/G/T), got {_show(text)}"
         )
     return int(match.group(1)) * _SIZE_UNITS[match.group(2).upper()]
 
 
 def load_spec(path: Path) -> TemplateSpec:
-    """Read, parse and check a template spec file."""
+    """Read, parse and check a template spec file.
+
+    The file is read by the strict reading layer: a regular file of bounded
+    size (a FIFO or /dev/zero is refused, not waited on), UTF-8, one YAML
+    document with no duplicate keys (YAML would let a later key silently
+    replace an earlier one, hiding which base or packages are really used),
+    bounded nesting, aliases and integers.
+    """
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except FileNotFoundError:
         raise InputError(path, None, "spec file not found") from None
+    except DataError as exc:
+        raise InputError(path, None, f"cannot read spec file: {exc}") from None
     except OSError as exc:
-        raise InputError(path, None, f"cannot read spec file: {exc.strerror or exc}") from exc
+        raise InputError(path, None, f"cannot read spec file: {exc.strerror or exc}") from None
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(path, None, f"not UTF-8 text (byte {exc.start})") from exc
-    data = _parse_yaml(path, text)
+        data = loads_yaml(raw)
+    except DataError as exc:
+        raise InputError(path, None, str(exc)) from None
     if data is None:
         raise InputError(path, None, "expected a mapping of keys, got an empty file")
     folder = path.resolve().parent
@@ -217,45 +335,6 @@ _VM_KEYS = {"memory": False, "cpus": False}
 _TIMEOUT_KEYS = dict.fromkeys(DEFAULT_TIMEOUTS, False)
 
 
-def _parse_yaml(path: Path, text: str) -> Any:
-    try:
-        # compose() builds only the node tree, no Python objects: it is as
-        # safe as safe_load and lets us see keys that safe_load would merge.
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None:
-            _reject_duplicate_keys(path, node, "", set())
-        return yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = exc.problem or exc.context or "parse error"
-        raise InputError(path, None, f"not valid YAML: {where}{problem}") from exc
-    except yaml.YAMLError as exc:
-        raise InputError(path, None, f"not valid YAML: {exc}") from exc
-
-
-def _reject_duplicate_keys(path: Path, node: yaml.Node, where: str, seen: set[int]) -> None:
-    # YAML lets a later key silently replace an earlier one; in a build spec
-    # that hides which base or which packages are really used.
-    if id(node) in seen:  # an alias to a node already checked
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        keys: set[str] = set()
-        for key_node, value_node in node.value:
-            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
-            field = _join(where, key)
-            if isinstance(key_node, yaml.ScalarNode) and key != "<<":
-                if key in keys:
-                    line = key_node.start_mark.line + 1
-                    raise InputError(path, field, f"key given twice (again on line {line})")
-                keys.add(key)
-            _reject_duplicate_keys(path, value_node, field, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _reject_duplicate_keys(path, item, f"{where}[{index}]", seen)
-
-
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
@@ -270,7 +349,7 @@ def _describe(value: Any) -> str:
     if isinstance(value, float):
         return f"number {value}"
     if isinstance(value, str):
-        return f"string {value!r}"
+        return f"string {_show(value)}"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
@@ -295,6 +374,8 @@ class _Section:
         for key in value:
             if not isinstance(key, str):
                 raise self.error(None, f"expected string keys, got key {_describe(key)}")
+            if _CONTROL.search(key) or len(key) > 64:
+                raise self.error(None, f"expected keys of printable characters, got {_show(key)}")
             if key not in keys:
                 raise self._unknown(key, keys)
         for key, required in keys.items():
@@ -321,7 +402,13 @@ class _Section:
     def has(self, key: str) -> bool:
         return key in self.data
 
-    def string(self, key: str, *, default: str | None = None) -> str:
+    def string(self, key: str, *, default: str | None = None, multiline: bool = False) -> str:
+        """Every string of the spec comes through here: no control characters
+        anywhere, whatever the field, before any field-specific pattern.
+
+        ``multiline`` is for text that is a document of its own (an inline
+        script): newlines and tabs are allowed there, other controls are not.
+        """
         if key not in self.data and default is not None:
             return default
         value = self.data[key]
@@ -329,12 +416,17 @@ class _Section:
             raise self.error(key, f"expected a string, got {_describe(value)}")
         if not value:
             raise self.error(key, "expected a non-empty string")
+        _check_text(
+            value.replace("\n", " ").replace("\t", " ") if multiline else value,
+            lambda expected: self.error(key, expected),
+            limit=MAX_SCRIPT if multiline else MAX_PATH,
+        )
         return value
 
     def pattern(self, key: str, regex: re.Pattern[str], expected: str) -> str:
         value = self.string(key)
         if regex.fullmatch(value) is None:
-            raise self.error(key, f"expected {expected}, got {value!r}")
+            raise self.error(key, f"expected {expected}, got {_show(value)}")
         return value
 
     def boolean(self, key: str, *, default: bool) -> bool:
@@ -347,7 +439,7 @@ class _Section:
             raise self.error(key, f"expected true or false, got {_describe(value)}")
         return value
 
-    def integer(self, key: str, *, default: int, minimum: int, unit: str = "") -> int:
+    def integer(self, key: str, *, default: int, minimum: int, maximum: int, unit: str = "") -> int:
         if key not in self.data:
             return default
         value = self.data[key]
@@ -356,6 +448,8 @@ class _Section:
             raise self.error(key, f"expected an integer{unit}, got {_describe(value)}")
         if value < minimum:
             raise self.error(key, f"expected at least {minimum}{unit}, got {value}")
+        if value > maximum:
+            raise self.error(key, f"expected at most {maximum}{unit}, got {value}")
         return value
 
     def packages(self, key: str) -> tuple[str, ...]:
@@ -375,27 +469,38 @@ class _Section:
                 raise InputError(
                     self.path,
                     field,
-                    f"expected a Debian package name (a-z, 0-9, '+', '-', '.'; at least two "
-                    f"characters, starting a-z or 0-9), got {item!r}",
+                    f"expected a Debian package name (a-z, 0-9, '+', '-', '.'; two to 128 "
+                    f"characters, starting a-z or 0-9), got {_show(item)}",
                 )
             names.append(item)
         return tuple(names)
 
-    def url(self, key: str, *, default: str | None = None) -> str:
+    def url(self, key: str, *, default: str | None = None, query: bool = False) -> str:
         value = self.string(key, default=default)
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc or value != value.strip():
-            raise self.error(key, f"expected an http:// or https:// URL, got {value!r}")
+        problem = url_problem(value, query=query)
+        if problem is not None:
+            raise self.error(key, problem)
         return value
 
     def sha256(self, key: str) -> str:
         value = self.string(key)
         if _SHA256.fullmatch(value) is None:
-            raise self.error(key, f"expected a SHA-256 digest of 64 hex digits, got {value!r}")
+            raise self.error(key, f"expected a SHA-256 digest of 64 hex digits, got {_show(value)}")
         return value.lower()
 
     def section(self, key: str, keys: Mapping[str, bool]) -> _Section:
         return _Section(self.path, self.field(key), self.data.get(key, {}), keys)
+
+
+def _check_text(value: str, error: Callable[[str], InputError], *, limit: int = MAX_PATH) -> None:
+    match = _CONTROL.search(value)
+    if match is not None:
+        raise error(
+            f"expected text without control characters, got {_show(match.group())} "
+            f"at character {match.start() + 1}"
+        )
+    if len(value) > limit:
+        raise error(f"expected at most {limit} characters, got {len(value)}")
 
 
 def _read_version(top: _Section) -> str:
@@ -406,10 +511,12 @@ def _read_version(top: _Section) -> str:
         raise top.error(
             "version", f'expected a quoted string such as "1.0", got {_describe(value)}'
         )
+    _check_text(value, lambda expected: top.error("version", expected))
     if _VERSION.fullmatch(value) is None:
         raise top.error(
             "version",
-            f"expected a version of letters, digits and '.', '+', '_', '~', '-', got {value!r}",
+            "expected a version of letters, digits and '.', '+', '_', '~', '-' (at most 64), "
+            f"got {_show(value)}",
         )
     return value
 
@@ -423,7 +530,9 @@ def _read_base(top: _Section, folder: Path) -> Base:
     if base.has("debootstrap"):
         section = base.section("debootstrap", _DEBOOTSTRAP_KEYS)
         return DebootstrapBase(
-            suite=section.pattern("suite", _SUITE, "a Debian suite name such as bookworm"),
+            suite=section.pattern(
+                "suite", _SUITE, "a Debian suite name such as bookworm (at most 64 characters)"
+            ),
             mirror=section.url("mirror", default=DEFAULT_MIRROR),
             security_mirror=section.url("security_mirror", default=DEFAULT_SECURITY_MIRROR),
             packages=section.packages("packages"),
@@ -440,7 +549,8 @@ def _read_base(top: _Section, folder: Path) -> Base:
         digest = section.sha256("sha256") if section.has("sha256") else None
         return FileBase(path=image, sha256=digest)
     section = base.section("url", _URL_KEYS)
-    return UrlBase(url=section.url("url"), sha256=section.sha256("sha256"))
+    # A query is allowed here (a download link may need one), never in a mirror.
+    return UrlBase(url=section.url("url", query=True), sha256=section.sha256("sha256"))
 
 
 def _read_profile(top: _Section, folder: Path) -> str:
@@ -458,7 +568,7 @@ def _read_profile(top: _Section, folder: Path) -> str:
         raise top.error(
             "profile",
             f"expected a profile name (a-z, 0-9, '.', '_', '-') or a path to a .yaml file, "
-            f"got {value!r}",
+            f"got {_show(value)}",
         )
     return value
 
@@ -477,21 +587,25 @@ def _read_disk_size(top: _Section) -> int:
         raise top.error("disk_size", str(exc)) from None
     if size < MIN_DISK_SIZE:
         raise top.error("disk_size", f"expected at least 1G, got {value}")
+    if size > MAX_DISK_SIZE:
+        raise top.error("disk_size", f"expected at most 64T, got {value}")
     return size
 
 
 def _read_vm(top: _Section) -> VmResources:
     vm = top.section("vm", _VM_KEYS)
     return VmResources(
-        memory=vm.integer("memory", default=DEFAULT_MEMORY, minimum=MIN_MEMORY, unit=" MiB"),
-        cpus=vm.integer("cpus", default=DEFAULT_CPUS, minimum=1),
+        memory=vm.integer(
+            "memory", default=DEFAULT_MEMORY, minimum=MIN_MEMORY, maximum=MAX_MEMORY, unit=" MiB"
+        ),
+        cpus=vm.integer("cpus", default=DEFAULT_CPUS, minimum=1, maximum=MAX_CPUS),
     )
 
 
 def _read_timeouts(top: _Section) -> Timeouts:
     section = top.section("timeouts", _TIMEOUT_KEYS)
     seconds = {
-        key: section.integer(key, default=default, minimum=1, unit=" seconds")
+        key: section.integer(key, default=default, minimum=1, maximum=MAX_TIMEOUT, unit=" seconds")
         for key, default in DEFAULT_TIMEOUTS.items()
     }
     return Timeouts(**seconds)

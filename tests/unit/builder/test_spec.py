@@ -438,18 +438,6 @@ BAD_SPECS = [
         "expected an integer seconds, got string '900'",
         id="timeout-string",
     ),
-    pytest.param(
-        MINIMAL + "name: again\n",
-        "name",
-        "key given twice (again on line 7)",
-        id="duplicate-key",
-    ),
-    pytest.param(
-        MINIMAL + "vm: {cpus: 2, cpus: 4}\n",
-        "vm.cpus",
-        "key given twice",
-        id="duplicate-nested-key",
-    ),
 ]
 
 
@@ -462,6 +450,21 @@ def test_malformed_spec_names_the_key(tmp_path: Path, text: str, field: str, exp
     assert error.field == field
     assert error.message.startswith(f"{path}: {field}: ")
     assert expected in error.message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (MINIMAL + "name: again\n", "line 7: duplicate key 'name'"),
+        (MINIMAL + "vm: {cpus: 2, cpus: 4}\n", "line 7: duplicate key 'cpus'"),
+    ],
+)
+def test_a_key_given_twice_is_refused_with_its_line(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = write_spec(tmp_path, text)
+
+    assert load_error(path).message == f"{path}: {expected}"
 
 
 def test_unknown_key_hint_lists_valid_keys(tmp_path: Path) -> None:
