@@ -318,7 +318,7 @@ def _parse_shell(section: _Section, kind: str, index: int, name: str, folder: Pa
     if body.has("inline") == body.has("script"):
         raise body.error(None, "expected exactly one of inline or script")
     if body.has("inline"):
-        script = body.string("inline")
+        script = body.string("inline", multiline=True)
         inputs: tuple[Input, ...] = ()
     else:
         path = _local_path(body, "script", folder)
