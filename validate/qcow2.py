@@ -3,14 +3,20 @@
 A qcow2 image can leave its data elsewhere: a backing file supplies every
 cluster the image does not hold, and an external data file holds all of them.
 The digest of such an image does not cover what a guest would read, so signing
-and verification refuse it. The header is parsed here, by hand, rather than
-asking qemu-img, which would follow those references (and must not be needed
-on a deploy gate).
+and verification refuse it. So they do an image whose contents are not the
+one disk validation saw: an encrypted one (what a guest reads depends on a key
+kept elsewhere), one with internal snapshots (``-loadvm`` or ``qemu-img
+snapshot -a`` brings back a disk nobody validated), one marked dirty or
+corrupt, and one with incompatible features this parser does not know. The
+header is parsed here, by hand, rather than asking qemu-img, which would follow
+those references (and must not be needed on a deploy gate).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 import struct
 from pathlib import Path
 
@@ -23,11 +29,25 @@ _V2 = struct.Struct(">4sIQIIQIIQQIIQ")  # 72 bytes
 _V3 = struct.Struct(">QQQII")  # incompatible, compatible, autoclear features, refcount order, len
 _EXTENSION = struct.Struct(">II")
 
+INCOMPAT_DIRTY = 1 << 0
+INCOMPAT_CORRUPT = 1 << 1
 INCOMPAT_EXTERNAL_DATA_FILE = 1 << 2
+INCOMPAT_COMPRESSION_TYPE = 1 << 3  # zstd instead of zlib: the contents are still all here
+INCOMPAT_EXTENDED_L2 = 1 << 4  # subclusters: likewise
+INCOMPAT_KNOWN = (
+    INCOMPAT_DIRTY
+    | INCOMPAT_CORRUPT
+    | INCOMPAT_EXTERNAL_DATA_FILE
+    | INCOMPAT_COMPRESSION_TYPE
+    | INCOMPAT_EXTENDED_L2
+)
 AUTOCLEAR_DATA_FILE_RAW = 1 << 1
+CRYPT_NONE = 0
+CRYPT_NAMES = {1: "AES", 2: "LUKS"}
 EXT_END = 0x00000000
 EXT_BACKING_FORMAT = 0xE2792ACA
 EXT_DATA_FILE_NAME = 0x44415441  # "DATA"
+EXT_CRYPTO_HEADER = 0x0537BE77  # where a LUKS header lives in the file
 
 
 class ImageError(GoldsmithError):
@@ -40,12 +60,14 @@ class Qcow2Header:
     virtual_size: int
     cluster_bits: int
     crypt_method: int
+    snapshots: int
     backing_file: str | None
     backing_format: str | None
     external_data_file: bool
     data_file_name: str | None
     data_file_raw: bool
     incompatible_features: int
+    crypto_header: bool
 
     def external_references(self) -> list[str]:
         """What outside this file the image's contents depend on, in words."""
@@ -57,6 +79,25 @@ class Qcow2Header:
             found.append(f"an external data file{name}")
         return found
 
+    def refusals(self) -> list[str]:
+        """Why this image is not one goldsmith signs or trusts, in words; empty if none."""
+        found = [f"names {' and '.join(refs)}" for refs in [self.external_references()] if refs]
+        if self.crypt_method != CRYPT_NONE or self.crypto_header:
+            method = CRYPT_NAMES.get(self.crypt_method, f"method {self.crypt_method}")
+            found.append(f"is encrypted ({method}): what a guest reads depends on a key elsewhere")
+        if self.snapshots:
+            found.append(
+                f"holds {self.snapshots} internal snapshot(s): other disk states nobody validated"
+            )
+        if self.incompatible_features & INCOMPAT_CORRUPT:
+            found.append("is marked corrupt")
+        if self.incompatible_features & INCOMPAT_DIRTY:
+            found.append("is marked dirty (it was not closed cleanly)")
+        unknown = self.incompatible_features & ~INCOMPAT_KNOWN
+        if unknown:
+            found.append(f"uses unknown incompatible features ({unknown:#x})")
+        return found
+
 
 def is_qcow2(path: Path) -> bool:
     with open(path, "rb") as f:
@@ -66,7 +107,12 @@ def is_qcow2(path: Path) -> bool:
 def read_header(path: Path) -> Qcow2Header:
     """Parse the qcow2 header of ``path``; ImageError when it is not a sound qcow2 header."""
     try:
-        with open(path, "rb") as f:
+        # Non-blocking open and fstat: a FIFO or device named as the image fails
+        # at once instead of hanging the gate.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InputError(path, None, "the image is not a regular file")
             head = f.read(_V2.size)
             if len(head) < 4 or head[:4] != MAGIC:
                 raise ImageError(f"{path}: not a qcow2 image (no QFI\\xfb magic)")
@@ -80,7 +126,12 @@ def read_header(path: Path) -> Qcow2Header:
                 cluster_bits,
                 virtual_size,
                 crypt_method,
-                *_rest,
+                _l1_size,
+                _l1_offset,
+                _refcount_offset,
+                _refcount_clusters,
+                snapshots,
+                _snapshots_offset,
             ) = _V2.unpack(head)
             if version not in (2, 3):
                 raise ImageError(f"{path}: qcow2 version {version} (expected 2 or 3)")
@@ -123,12 +174,14 @@ def read_header(path: Path) -> Qcow2Header:
         virtual_size=virtual_size,
         cluster_bits=cluster_bits,
         crypt_method=crypt_method,
+        snapshots=snapshots,
         backing_file=backing_file,
         backing_format=text(EXT_BACKING_FORMAT),
         external_data_file=bool(incompatible & INCOMPAT_EXTERNAL_DATA_FILE),
         data_file_name=text(EXT_DATA_FILE_NAME),
         data_file_raw=bool(autoclear & AUTOCLEAR_DATA_FILE_RAW),
         incompatible_features=incompatible,
+        crypto_header=EXT_CRYPTO_HEADER in extensions,
     )
 
 
@@ -149,13 +202,18 @@ def _parse_extensions(area: bytes, path: Path) -> dict[int, bytes]:
 
 
 def require_self_contained(path: Path) -> Qcow2Header:
-    """The header of ``path``, or ImageError if its contents live partly elsewhere."""
+    """The header of ``path``, or ImageError if its contents live partly elsewhere,
+    are encrypted, include snapshots, or cannot be known (dirty, corrupt, unknown
+    features). Both ``sign`` and ``verify`` call this one function."""
     header = read_header(path)
-    references = header.external_references()
-    if references:
+    refusals = header.refusals()
+    if refusals:
+        references = header.external_references()
+        reason = "; ".join(refusals)
+        if references:
+            reason += "; its digest would not cover what a guest reads"
         raise ImageError(
-            f"{path}: qcow2 header names {' and '.join(references)}; its digest would not "
-            "cover what a guest reads",
+            f"{path}: qcow2 image {reason}",
             hint="flatten it first: qemu-img convert -O qcow2 IN OUT",
         )
     return header

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import subprocess
 from pathlib import Path
@@ -133,3 +134,92 @@ def test_hash_image_of_a_qcow2(tmp_path: Path) -> None:
         hashlib.sha256(data).hexdigest(),
         hashlib.sha512(data).hexdigest(),
     )
+
+
+# --- contents that are not the one disk validation saw --------------------------------
+
+
+def luks_qcow2(tmp_path: Path, name: str = "enc.qcow2") -> Path:
+    secret = "id=sec0,data=correct-horse"
+    return qcow2(
+        tmp_path,
+        name,
+        "--object",
+        f"secret,{secret}",
+        "-o",
+        "encrypt.format=luks,encrypt.key-secret=sec0",
+    )
+
+
+def test_internal_snapshots_are_counted_and_refused(tmp_path: Path) -> None:
+    image = qcow2(tmp_path, "s.qcow2")
+    for name in ("before-hardening", "debug"):
+        subprocess.run(["qemu-img", "snapshot", "-c", name, str(image)], check=True)
+    assert read_header(image).snapshots == 2
+    with pytest.raises(ImageError, match=r"holds 2 internal snapshot\(s\)") as caught:
+        require_self_contained(image)
+    assert caught.value.exit_code == 1
+
+
+def test_a_deleted_snapshot_leaves_a_plain_image(tmp_path: Path) -> None:
+    image = qcow2(tmp_path, "s.qcow2")
+    subprocess.run(["qemu-img", "snapshot", "-c", "x", str(image)], check=True)
+    subprocess.run(["qemu-img", "snapshot", "-d", "x", str(image)], check=True)
+    assert require_self_contained(image).snapshots == 0
+
+
+def test_luks_encryption_is_refused(tmp_path: Path) -> None:
+    header = read_header(luks_qcow2(tmp_path))
+    assert header.crypt_method == 2 and header.crypto_header
+    with pytest.raises(ImageError, match=r"is encrypted \(LUKS\)"):
+        require_self_contained(tmp_path / "enc.qcow2")
+
+
+def test_legacy_aes_encryption_is_refused(tmp_path: Path) -> None:
+    # qemu-img no longer creates these; the header field alone must be enough.
+    image = qcow2(tmp_path, "a.qcow2")
+    with open(image, "r+b") as f:
+        f.seek(32)
+        f.write(struct.pack(">I", 1))
+    with pytest.raises(ImageError, match=r"is encrypted \(AES\)"):
+        require_self_contained(image)
+
+
+@pytest.mark.parametrize(
+    ("bits", "message"),
+    [
+        (1 << 0, r"marked dirty"),
+        (1 << 1, r"marked corrupt"),
+        (1 << 7, r"unknown incompatible features \(0x80\)"),
+    ],
+)
+def test_incompatible_feature_bits(tmp_path: Path, bits: int, message: str) -> None:
+    image = qcow2(tmp_path, "a.qcow2")
+    with open(image, "r+b") as f:
+        f.seek(72)
+        f.write(struct.pack(">Q", bits))
+    with pytest.raises(ImageError, match=message):
+        require_self_contained(image)
+
+
+def test_zstd_compression_is_still_self_contained(tmp_path: Path) -> None:
+    image = qcow2(tmp_path, "z.qcow2", "-o", "compression_type=zstd")
+    assert read_header(image).incompatible_features & (1 << 3)
+    require_self_contained(image)
+
+
+def test_every_refusal_is_named(tmp_path: Path) -> None:
+    qcow2(tmp_path, "base.qcow2")
+    image = qcow2(tmp_path, "x.qcow2", "-b", "base.qcow2", "-F", "qcow2")
+    subprocess.run(["qemu-img", "snapshot", "-c", "s", str(image)], check=True)
+    with pytest.raises(ImageError, match=r"backing file.*; holds 1 internal snapshot"):
+        require_self_contained(image)
+
+
+def test_a_fifo_or_device_as_the_image_fails_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "disk.qcow2"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"not a regular file"):
+        read_header(fifo)
+    with pytest.raises(InputError, match=r"not a regular file"):
+        read_header(Path("/dev/zero"))
