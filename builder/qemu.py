@@ -9,6 +9,7 @@ import enum
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -61,9 +62,39 @@ class MachineConfig:
     qmp_socket: Path | None = None
 
 
+def file_arg(path: Path | str) -> str:
+    """A path as QEMU and qemu-img read a file name: absolute. QEMU's block
+    layer reads a leading ``word:`` as a protocol (``nbd:``, ``json:{...}``,
+    ``http:``), so a relative name such as ``--out nbd:host`` would open a
+    network disk; an absolute path never has a protocol prefix."""
+    return os.path.abspath(path)
+
+
+def option_value(text: str) -> str:
+    """A value inside a QEMU option list (``key=value,key=value``).
+
+    QEMU reads ``,,`` as one literal comma, so a value cannot end early and
+    add options of its own (``out/a,snapshot=off,file=/etc/shadow``).
+    Doubling is QEMU's documented escape; it keeps every path usable rather
+    than refusing commas (a folder name the user chose is not an error), and
+    it is the same rule for every option list here, -drive and -chardev.
+    """
+    return text.replace(",", ",,")
+
+
+def _path_option(path: Path | str) -> str:
+    return option_value(file_arg(path))
+
+
 def build_command(config: MachineConfig) -> list[str]:
     """The QEMU argv for a machine: virtio disk and NIC, serial to a file, QMP
-    on a private unix socket, no display, and SSH forwarded to 127.0.0.1 only."""
+    on a private unix socket, no display, and SSH forwarded to 127.0.0.1 only.
+
+    Every path inside an option list goes through ``_path_option`` (absolute,
+    commas doubled); plain file arguments (-kernel, -initrd) through ``file_arg``.
+    Serial and QMP use -chardev, whose ``path=`` is an option value like any
+    other, rather than the ``file:``/``unix:`` shorthands whose parsing differs.
+    """
     cmd = [
         QEMU,
         "-name",
@@ -82,29 +113,42 @@ def build_command(config: MachineConfig) -> list[str]:
         "-display",
         "none",
         "-no-user-config",
+        "-chardev",
+        f"file,id=serial0,path={_path_option(config.serial_log)}",
         "-serial",
-        f"file:{config.serial_log}",
+        "chardev:serial0",
         "-drive",
-        f"file={config.disk},if=virtio,format={config.disk_format},cache=unsafe,discard=unmap"
-        + (",snapshot=on" if config.snapshot else ""),
+        f"file={_path_option(config.disk)},if=virtio,format={config.disk_format},"
+        "cache=unsafe,discard=unmap" + (",snapshot=on" if config.snapshot else ""),
         "-object",
         "rng-random,id=rng0,filename=/dev/urandom",
         "-device",
         "virtio-rng-pci,rng=rng0",
     ]
     if config.qmp_socket is not None:
-        cmd += ["-qmp", f"unix:{config.qmp_socket},server=on,wait=off"]
+        cmd += [
+            *(
+                "-chardev",
+                f"socket,id=qmp0,path={_path_option(config.qmp_socket)},server=on,wait=off",
+            ),
+            *("-mon", "chardev=qmp0,mode=control"),
+        ]
     netdev = "user,id=net0"
     if config.ssh_port is not None:
         # Bound to loopback: the build VM's SSH is never reachable from the network.
         netdev += f",hostfwd=tcp:127.0.0.1:{config.ssh_port}-:22"
     cmd += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0"]
     if config.seed is not None:
-        cmd += ["-drive", f"file={config.seed},if=virtio,format=raw,readonly=on,media=cdrom"]
+        cmd += [
+            "-drive",
+            f"file={_path_option(config.seed)},if=virtio,format=raw,readonly=on,media=cdrom",
+        ]
     if config.kernel_boot is not None:
-        cmd += ["-kernel", str(config.kernel_boot.kernel), "-append", config.kernel_boot.append]
-        if config.kernel_boot.initrd is not None:
-            cmd += ["-initrd", str(config.kernel_boot.initrd)]
+        # -kernel and -initrd take a file name as is, not an option list.
+        boot = config.kernel_boot
+        cmd += ["-kernel", file_arg(boot.kernel), "-append", boot.append]
+        if boot.initrd is not None:
+            cmd += ["-initrd", file_arg(boot.initrd)]
         cmd += ["-no-reboot"]
     return cmd
 
@@ -154,9 +198,10 @@ def _probe_boot_sector(workdir: Path, timeout: float) -> tuple[bool, str]:
     serial = workdir / "probe-sector.log"
     cmd = [
         *(QEMU, "-accel", "kvm", "-cpu", "host", "-m", "64", "-nodefaults", "-display", "none"),
-        *("-no-reboot", "-serial", f"file:{serial}"),
+        *("-no-reboot", "-chardev", f"file,id=serial0,path={_path_option(serial)}"),
+        *("-serial", "chardev:serial0"),
         *("-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"),
-        *("-drive", f"file={image},format=raw,if=ide"),
+        *("-drive", f"file={_path_option(image)},format=raw,if=ide"),
     ]
     try:
         proc = run(cmd, check=False, timeout=timeout)
@@ -173,8 +218,10 @@ def _probe_kernel(workdir: Path, kernel: Path, timeout: float) -> tuple[bool, st
     serial = workdir / "probe-kernel.log"
     cmd = [
         *(QEMU, "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults"),
-        *("-display", "none", "-no-reboot", "-serial", f"file:{serial}"),
-        *("-kernel", str(kernel), "-append", "console=ttyS0 panic=-1 root=/dev/goldsmith-probe"),
+        *("-display", "none", "-no-reboot"),
+        *("-chardev", f"file,id=serial0,path={_path_option(serial)}", "-serial", "chardev:serial0"),
+        *("-kernel", file_arg(kernel)),
+        *("-append", "console=ttyS0 panic=-1 root=/dev/goldsmith-probe"),
     ]
     try:
         proc = run(cmd, check=False, timeout=timeout)
@@ -307,7 +354,7 @@ def start_vm(config: MachineConfig, *, stop_timeout: float = 60.0) -> Iterator[M
 def _run_machine(config: MachineConfig, stop_timeout: float) -> Iterator[Machine]:
     cmd = build_command(config)
     cmd[0] = find_program(cmd[0])
-    log.debug("+ %s", " ".join(cmd))
+    log.debug("+ %s", shlex.join(cmd))
     config.serial_log.touch()
     stderr_log = config.serial_log.with_suffix(".qemu-stderr")
     with open(stderr_log, "wb") as err:
@@ -320,9 +367,10 @@ def _run_machine(config: MachineConfig, stop_timeout: float) -> Iterator[Machine
 
     # Signal handlers can only be set from the main thread.
     in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        signal.signal(signal.SIGTERM, on_sigterm)
+    interrupted = False
     try:
+        if in_main:
+            signal.signal(signal.SIGTERM, on_sigterm)
         time.sleep(0.3)
         if proc.poll() is not None:
             raise GuestError(
@@ -330,9 +378,17 @@ def _run_machine(config: MachineConfig, stop_timeout: float) -> Iterator[Machine
                 + stderr_log.read_text(errors="replace").strip()[-500:]
             )
         yield machine
+    except (KeyboardInterrupt, SystemExit):
+        # Ctrl-C or SIGTERM: the user wants goldsmith gone now, and whatever
+        # the guest was doing is discarded anyway; no graceful power-off.
+        interrupted = True
+        raise
     finally:
         try:
-            machine.stop(stop_timeout)
+            if interrupted:
+                machine.kill()
+            else:
+                machine.stop(stop_timeout)
         finally:
             if machine.running:
                 proc.kill()

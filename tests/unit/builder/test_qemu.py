@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,8 +74,11 @@ def test_a_bios_boot_with_seed_and_ssh(tmp_path: Path) -> None:
     assert "-nodefaults" in cmd and "-no-user-config" in cmd
     assert value_of(cmd, "-display") == "none"
     assert not {"-vnc", "-spice", "-monitor", "-nographic"} & set(cmd)
-    assert value_of(cmd, "-serial") == f"file:{tmp_path / 'serial.log'}"
-    assert value_of(cmd, "-qmp") == f"unix:{tmp_path / 'qmp.sock'},server=on,wait=off"
+    serial, qmp = values_of(cmd, "-chardev")
+    assert serial == f"file,id=serial0,path={tmp_path / 'serial.log'}"
+    assert value_of(cmd, "-serial") == "chardev:serial0"
+    assert qmp == f"socket,id=qmp0,path={tmp_path / 'qmp.sock'},server=on,wait=off"
+    assert value_of(cmd, "-mon") == "chardev=qmp0,mode=control"
 
     disk, seed_drive = values_of(cmd, "-drive")
     assert disk.split(",") == [
@@ -164,6 +169,110 @@ def test_a_snapshot_disk_takes_no_writes(tmp_path: Path) -> None:
     cmd = build_command(config(tmp_path, snapshot=True))
     assert value_of(cmd, "-drive").split(",")[-1] == "snapshot=on"
     assert "snapshot=on" not in build_command(config(tmp_path))[-1]
+
+
+def qemu_options(value: str) -> list[tuple[str, str]]:
+    """An option list split the way QEMU's parser splits it: a single comma
+    ends a value, ",," is one literal comma."""
+    options: list[tuple[str, str]] = []
+    for item in re.split(r"(?<!,),(?!,)", value.replace(",,", "\0")):
+        key, _, text = item.partition("=")
+        options.append((key, text.replace("\0", ",")))
+    return options
+
+
+# A folder name that, unescaped, would close file= and add options of its own.
+HOSTILE = "out,snapshot=off,file=/etc/shadow,format=raw,if=none"
+
+
+@pytest.mark.parametrize("accelerator", [Accelerator.kvm, Accelerator.tcg])
+def test_a_path_with_commas_stays_one_option_value(
+    tmp_path: Path, accelerator: Accelerator
+) -> None:
+    folder = tmp_path / HOSTILE
+    cmd = build_command(
+        config(folder, accelerator=accelerator, seed=folder / "seed,x.iso", ssh_port=2222)
+    )
+
+    disk, seed = (qemu_options(v) for v in values_of(cmd, "-drive"))
+    assert disk == [
+        ("file", str(folder / "overlay.qcow2")),
+        ("if", "virtio"),
+        ("format", "qcow2"),
+        ("cache", "unsafe"),
+        ("discard", "unmap"),
+    ]
+    assert seed == [
+        ("file", str(folder / "seed,x.iso")),
+        ("if", "virtio"),
+        ("format", "raw"),
+        ("readonly", "on"),
+        ("media", "cdrom"),
+    ]
+    serial, qmp = (qemu_options(v) for v in values_of(cmd, "-chardev"))
+    assert serial == [("file", ""), ("id", "serial0"), ("path", str(folder / "serial.log"))]
+    assert qmp == [
+        ("socket", ""),
+        ("id", "qmp0"),
+        ("path", str(folder / "qmp.sock")),
+        ("server", "on"),
+        ("wait", "off"),
+    ]
+    # Only the accelerator's own choices differ between KVM and TCG.
+    assert value_of(cmd, "-accel") == str(accelerator)
+    assert value_of(cmd, "-machine") == ("q35" if accelerator is Accelerator.kvm else "pc")
+
+
+def test_a_snapshot_disk_with_commas_keeps_snapshot_on(tmp_path: Path) -> None:
+    cmd = build_command(config(tmp_path / "a,snapshot=off", snapshot=True))
+    options = qemu_options(value_of(cmd, "-drive"))
+    assert ("snapshot", "on") in options
+    assert [k for k, _ in options].count("snapshot") == 1
+
+
+@pytest.mark.parametrize("relative", ["nbd:evil.example:10809/x", "json:{}/x", "out/disk.qcow2"])
+def test_relative_paths_become_absolute_so_no_protocol_prefix_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relative: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    boot = KernelBoot(kernel=Path(relative), initrd=Path(relative), append="x")
+    cmd = build_command(config(Path("."), disk=Path(relative), kernel_boot=boot))
+
+    (file,) = [v for k, v in qemu_options(value_of(cmd, "-drive")) if k == "file"]
+    assert file == str(tmp_path / relative)
+    assert value_of(cmd, "-kernel") == str(tmp_path / relative)
+    assert value_of(cmd, "-initrd") == str(tmp_path / relative)
+
+
+def test_option_value_doubles_commas_only() -> None:
+    assert qemu.option_value("/a,b,,c=d") == "/a,,b,,,,c=d"
+    assert qemu.option_value("/plain/path") == "/plain/path"
+
+
+@needs_qemu
+def test_qemu_opens_the_very_files_whose_paths_hold_commas(tmp_path: Path) -> None:
+    # -S: QEMU parses everything, opens the disks and the serial file, runs no guest code.
+    folder = tmp_path / "a,b=c,if=none"
+    folder.mkdir()
+    with tempfile.TemporaryDirectory(prefix="gs,q-") as sockets:
+        disk = folder / "disk,x.raw"
+        disk.write_bytes(bytes(1 << 20))
+        machine = config(
+            folder, disk=disk, disk_format="raw", qmp_socket=Path(sockets) / "q,mp.sock"
+        )
+        proc = subprocess.Popen(
+            [*build_command(machine), "-S"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.wait(timeout=1)
+            assert (folder / "serial.log").exists()
+            assert (Path(sockets) / "q,mp.sock").is_socket()
+        finally:
+            proc.kill()
+            _, stderr = proc.communicate()
+    assert stderr == b""
+    assert sorted(p.name for p in folder.iterdir()) == ["disk,x.raw", "serial.log"]
 
 
 @needs_qemu
@@ -299,7 +408,7 @@ def test_the_probe_boot_sector_runs_under_tcg(tmp_path: Path) -> None:
     serial = tmp_path / "serial.log"
     cmd = [
         *(QEMU, "-accel", "tcg", "-m", "64", "-nodefaults", "-display", "none"),
-        *("-no-reboot", "-serial", f"file:{serial}"),
+        *("-no-reboot", "-chardev", f"file,id=s0,path={serial}", "-serial", "chardev:s0"),
         *("-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"),
         *("-drive", f"file={image},format=raw,if=ide"),
     ]
@@ -426,3 +535,26 @@ def test_start_vm_runs_from_a_folder_deeper_than_a_socket_path_allows(
         assert socket_path.exists()
     assert not vm.running
     assert not socket_path.parent.exists()
+
+
+@needs_qemu
+def test_an_interrupted_block_kills_qemu_at_once(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C must not wait out a graceful power-off: a paused machine ignores
+    # the power button, so a stop would take the whole stop_timeout.
+    paused = build_command
+    monkeypatch.setattr(qemu, "build_command", lambda c: [*paused(c), "-S"])
+    disk = short_dir / "disk.raw"
+    disk.write_bytes(bytes(1 << 20))
+    machine = config(short_dir, disk=disk, disk_format="raw", memory=64, cpus=1)
+    handler_before = signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
+
+    with pytest.raises(KeyboardInterrupt), start_vm(machine, stop_timeout=60) as vm:
+        assert vm.running
+        raise KeyboardInterrupt
+
+    assert time.monotonic() - started < 10
+    assert not vm.running
+    assert signal.getsignal(signal.SIGTERM) == handler_before
