@@ -3,6 +3,13 @@
 The signature covers PAE(payloadType, payload), never the JSON of the envelope,
 so verification decodes the payload bytes exactly as they travel and checks the
 signature over those; nothing is parsed, normalised or re-serialised first.
+
+The envelope's JSON is read under the strict rules of ``hardening.strictdata``
+(no duplicate keys, bounded depth and integers, valid Unicode): a verifier that
+reads the first of two ``payload`` keys must never see another statement than
+the one goldsmith checked. Its base64 must be canonical in one alphabet, and
+the signatures are counted (and their keyids compared) before any is decoded
+or checked, so a flood of bogus signatures costs nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +24,24 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from builder.errors import InputError
+from hardening.strictdata import DataError, decode_text, escape, loads_json, read_regular
 
 PAYLOAD_TYPE_IN_TOTO = "application/vnd.in-toto+json"
 # A manifest with a full SBOM is well under a megabyte; a far larger file is not one
 # of ours and is refused before it is read into memory.
 MAX_ENVELOPE_BYTES = 64 << 20
+# No policy needs more distinct signers than this; more signatures than this are
+# refused before any base64 is decoded or any signature checked (a verifier
+# trying N keys against M signatures does N*M checks).
+MAX_SIGNATURES = 16
+# An Ed25519 signature is 64 bytes, a DER P-256 one at most 72; room for others.
+MAX_SIGNATURE_TEXT = 1024
+MAX_KEYID = 256
+
+
+class EnvelopeError(InputError):
+    """The envelope's content is malformed or ambiguous (exit code 2 for readers
+    that only decode it; ``goldsmith verify`` reports it as not trusted)."""
 
 
 class Signer(Protocol):
@@ -101,54 +121,81 @@ def verified_keyids(envelope: Envelope, verifiers: Iterable[Verifier]) -> frozen
 
 
 def parse_envelope(data: bytes, source: Path | str) -> Envelope:
-    """Parse envelope bytes read from ``source``; any defect is an InputError naming it."""
+    """Parse envelope bytes read from ``source``; any defect is an EnvelopeError naming it."""
     expected = "a DSSE envelope (JSON object with payloadType, payload, signatures)"
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(
+        text = decode_text(data)
+    except DataError:
+        raise EnvelopeError(
             source, None, f"is not JSON (not UTF-8 text); expected {expected}"
         ) from None
     stripped = text.strip()
     try:
-        doc = json.loads(stripped)
-    except json.JSONDecodeError as exc:
-        if not stripped.startswith(("{", "[")):
-            raise InputError(source, None, f"is not JSON; expected {expected}") from None
-        if not stripped.endswith(("}", "]")):
-            raise InputError(
-                source, None, f"ends before the JSON object is complete (truncated?): {exc.msg}"
-            ) from None
-        raise InputError(
-            source, None, f"is malformed JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
-        ) from None
+        doc = loads_json(stripped)
+    except DataError as exc:
+        message = str(exc).removeprefix("not valid JSON: ")
+        if str(exc).startswith("not valid JSON"):
+            if not stripped.startswith(("{", "[")):
+                raise EnvelopeError(source, None, f"is not JSON; expected {expected}") from None
+            if not stripped.endswith(("}", "]")):
+                raise EnvelopeError(
+                    source, None, f"ends before the JSON object is complete (truncated?): {message}"
+                ) from None
+            raise EnvelopeError(source, None, f"is malformed JSON ({message})") from None
+        raise EnvelopeError(source, None, f"refused: {message}") from None
     if not isinstance(doc, dict):
-        raise InputError(source, None, f"expected {expected}, found JSON {type(doc).__name__}")
+        raise EnvelopeError(source, None, f"expected {expected}, found JSON {type(doc).__name__}")
+    for key in doc:
+        if key not in ("payloadType", "payload", "signatures"):
+            # Unknown fields are not signed; refusing them keeps two readers from
+            # disagreeing about what an extension field means.
+            raise EnvelopeError(source, escape(key), "unknown envelope field")
 
     payload_type = doc.get("payloadType")
     if not isinstance(payload_type, str) or not payload_type:
-        raise InputError(source, "payloadType", "expected a non-empty string")
+        raise EnvelopeError(source, "payloadType", "expected a non-empty string")
     payload_text = doc.get("payload")
     if not isinstance(payload_text, str):
-        raise InputError(source, "payload", "expected a base64 string")
-    payload = _decode_base64(payload_text, source, "payload")
+        raise EnvelopeError(source, "payload", "expected a base64 string")
 
     raw_signatures = doc.get("signatures")
     if not isinstance(raw_signatures, list) or not raw_signatures:
-        raise InputError(source, "signatures", "expected a non-empty list")
-    signatures = []
+        raise EnvelopeError(source, "signatures", "expected a non-empty list")
+    if len(raw_signatures) > MAX_SIGNATURES:
+        raise EnvelopeError(
+            source,
+            "signatures",
+            f"{len(raw_signatures)} signatures; at most {MAX_SIGNATURES} are read",
+        )
+    seen: set[str] = set()
+    pending: list[tuple[str, str, str]] = []
     for i, raw in enumerate(raw_signatures):
         field = f"signatures[{i}]"
         if not isinstance(raw, dict):
-            raise InputError(source, field, "expected an object with keyid and sig")
+            raise EnvelopeError(source, field, "expected an object with keyid and sig")
+        for key in raw:
+            if key not in ("keyid", "sig"):
+                raise EnvelopeError(source, f"{field}.{escape(key)}", "unknown signature field")
         keyid = raw.get("keyid", "")
-        if not isinstance(keyid, str):
-            raise InputError(source, f"{field}.keyid", "expected a string")
+        if not isinstance(keyid, str) or len(keyid) > MAX_KEYID:
+            raise EnvelopeError(
+                source, f"{field}.keyid", f"expected a string of at most {MAX_KEYID} characters"
+            )
+        if keyid in seen:
+            # One key, one signature: a repeated keyid is either a mistake or an
+            # attempt to make one signer look like several.
+            raise EnvelopeError(source, f"{field}.keyid", f"duplicate keyid {escape(repr(keyid))}")
+        seen.add(keyid)
         sig_text = raw.get("sig")
-        if not isinstance(sig_text, str) or not sig_text:
-            raise InputError(source, f"{field}.sig", "expected a base64 string")
-        signatures.append(Signature(keyid, _decode_base64(sig_text, source, f"{field}.sig")))
-    return Envelope(payload_type, payload, tuple(signatures))
+        if not isinstance(sig_text, str) or not sig_text or len(sig_text) > MAX_SIGNATURE_TEXT:
+            raise EnvelopeError(source, f"{field}.sig", "expected a base64 string")
+        pending.append((keyid, sig_text, f"{field}.sig"))
+    payload = _decode_base64(payload_text, source, "payload")
+    signatures = tuple(
+        Signature(keyid, _decode_base64(sig_text, source, field))
+        for keyid, sig_text, field in pending
+    )
+    return Envelope(payload_type, payload, signatures)
 
 
 def load_envelope(path: Path) -> Envelope:
@@ -160,27 +207,54 @@ def read_envelope(path: Path, *, expected: str = "a DSSE envelope file") -> tupl
     file's bytes, which is how a later manifest's previousManifest names it.
 
     ``expected`` names what the file should be in the message for a missing one.
+    The file must be a regular file (a FIFO or a device would hang or never end);
+    problems reading it are InputError, problems in what it says EnvelopeError.
     """
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_ENVELOPE_BYTES + 1)
+        data = read_regular(path, MAX_ENVELOPE_BYTES)
     except FileNotFoundError:
         raise InputError(path, None, f"not found; expected {expected}") from None
     except IsADirectoryError:
         raise InputError(path, None, f"is a directory; expected {expected}") from None
+    except DataError as exc:
+        if path.is_dir():
+            raise InputError(path, None, f"is a directory; expected {expected}") from None
+        raise InputError(path, None, f"{exc}; expected {expected}") from None
     except OSError as exc:
         raise InputError(path, None, f"cannot be read ({exc.strerror})") from None
-    if len(data) > MAX_ENVELOPE_BYTES:
-        raise InputError(path, None, f"is larger than {MAX_ENVELOPE_BYTES} bytes; not a manifest")
     return parse_envelope(data, path), hashlib.sha256(data).hexdigest()
 
 
+_STANDARD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_URL_SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
 def _decode_base64(text: str, source: Path | str, field: str) -> bytes:
-    # DSSE allows standard or URL-safe base64; padding is restored if it was dropped.
-    padded = text + "=" * (-len(text) % 4)
-    for altchars in (None, b"-_"):
-        try:
-            return base64.b64decode(padded, altchars=altchars, validate=True)
-        except (binascii.Error, ValueError):
-            continue
-    raise InputError(source, field, "expected base64 (standard or URL-safe alphabet)")
+    """DSSE allows standard or URL-safe base64, padded or not. Anything else is
+    refused: mixed alphabets, whitespace, stray padding and non-zero trailing bits
+    all decode to the same bytes in some decoders and fail in others, and one
+    signature must not travel in many envelopes that different tools read apart."""
+    problem = EnvelopeError(
+        source, field, "expected canonical base64 (standard or URL-safe alphabet)"
+    )
+    try:
+        raw = text.encode("ascii")
+    except UnicodeEncodeError:
+        raise problem from None
+    body = raw.rstrip(b"=")
+    padding = len(raw) - len(body)
+    if padding and (len(raw) % 4 or padding > 2):
+        raise problem
+    url_safe = bool(body.translate(None, _STANDARD))
+    alphabet = _URL_SAFE if url_safe else _STANDARD
+    if body.translate(None, alphabet) or len(body) % 4 == 1:
+        raise problem
+    padded = body + b"=" * (-len(body) % 4)
+    try:
+        decoded = base64.b64decode(padded, altchars=b"-_" if url_safe else None, validate=True)
+    except (binascii.Error, ValueError):
+        raise problem from None
+    encode = base64.urlsafe_b64encode if url_safe else base64.b64encode
+    if encode(decoded).rstrip(b"=") != body:  # non-zero bits past the last byte
+        raise problem
+    return decoded

@@ -21,12 +21,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from builder.errors import InputError
+from hardening.strictdata import DataError, read_regular
 
 # The only channel for a passphrase besides an interactive prompt: an argument
 # would land in shell history and in every process listing.
 PASSPHRASE_ENV = "GOLDSMITH_KEY_PASSPHRASE"
 
 PassphraseSource = Callable[[Path], str | None]
+
+# A PEM key is a few hundred bytes; a larger file is not one, and a FIFO or a
+# device (``--key /dev/zero``) must fail at once rather than hang or fill memory.
+MAX_KEY_FILE = 64 * 1024
 
 _PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 _PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
@@ -208,9 +213,12 @@ def load_public_key(path: Path) -> PublicKey:
 
 def _read_key_file(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        return read_regular(path, MAX_KEY_FILE)
     except FileNotFoundError:
         raise InputError(path, None, "key file not found") from None
+    except DataError as exc:
+        what = "a directory" if path.is_dir() else str(exc)
+        raise InputError(path, None, f"key file is {what}; expected a PEM key file") from None
     except OSError as exc:
         raise InputError(path, None, f"key file cannot be read ({exc.strerror})") from None
 

@@ -22,10 +22,18 @@ from builder.errors import GoldsmithError, InputError
 from builder.log import complete_step, log
 from builder.run import run
 from hardening.results import Status
-from validate.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, read_envelope, sign_envelope
+from hardening.strictdata import DataError, escape, loads_json, read_regular
+from validate.dsse import (
+    MAX_ENVELOPE_BYTES,
+    PAYLOAD_TYPE_IN_TOTO,
+    Envelope,
+    EnvelopeError,
+    read_envelope,
+    sign_envelope,
+)
 from validate.keys import PassphraseSource, PrivateKey, load_private_key, passphrase_from_env_or_tty
 from validate.qcow2 import hash_image, require_self_contained
-from validate.results import ValidationRun
+from validate.results import RecordError, ValidationRun
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://goldsmith.dev/template/v1"
@@ -65,6 +73,7 @@ class BuildRecord:
     template_version: str
     spec_path: str
     spec_sha256: str
+    profile_id: str
     profile_source: str
     profile_digest: str  # "sha256:<hex>"
     base: tuple[BaseImage, ...]
@@ -107,6 +116,7 @@ class BuildRecord:
             template_version=doc.text("template.version"),
             spec_path=doc.text("spec.path"),
             spec_sha256=doc.text("spec.sha256"),
+            profile_id=doc.text("profile.id"),
             profile_source=doc.text("profile.source"),
             profile_digest=doc.text("profile.digest"),
             base=tuple(base),
@@ -260,19 +270,23 @@ def encode_statement(statement: Mapping[str, Any]) -> bytes:
 
 
 def _read_record(path: Path, what: str) -> tuple[bytes, Any]:
-    """The record's exact bytes (what the manifest's digest covers) and their JSON."""
+    """The record's exact bytes (what the manifest's digest covers) and their JSON,
+    read under the strict rules: a record with two ``approved`` keys, say, would
+    mean one thing to goldsmith and another to the next tool."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path, MAX_ENVELOPE_BYTES)
     except FileNotFoundError:
         raise SigningError(
             f"{path}: not found; only a built and validated artifact can be signed",
             hint=f"run `goldsmith {what}` first",
         ) from None
+    except DataError as exc:
+        raise InputError(path, None, f"cannot be read as a record ({exc})") from None
     except OSError as exc:
         raise InputError(path, None, f"cannot be read ({exc.strerror})") from None
     try:
-        return data, json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return data, loads_json(data)
+    except DataError as exc:
         raise InputError(path, None, f"expected a JSON document ({exc})") from None
 
 
@@ -281,8 +295,8 @@ def load_validation(path: Path) -> tuple[bytes, ValidationRun, bool]:
     data, doc = _read_record(path, "validate")
     try:
         validation = ValidationRun.from_dict(doc)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise InputError(path, None, f"expected a validation record ({exc!s})") from None
+    except RecordError as exc:
+        raise InputError(path, exc.field, exc.expected) from None
     stated = isinstance(doc, dict) and doc.get("approved") is True
     return data, validation, stated
 
@@ -327,6 +341,19 @@ def sign_artifact(
             f"{validation_path}: validates {validation.template_name} "
             f"{validation.template_version}, but {build_path} built {build.template_name} "
             f"{build.template_version}"
+        )
+    # The manifest names one profile; its results must be the results of the
+    # profile the image was built with, not of another one relabelled after
+    # the fact (nor of the same name at another digest).
+    if (validation.profile_id, validation.profile_digest) != (
+        build.profile_id,
+        build.profile_digest,
+    ):
+        raise SigningError(
+            f"{validation_path}: validated against profile {escape(repr(validation.profile_id))} "
+            f"({escape(validation.profile_digest)}), but {build_path} built with "
+            f"{escape(repr(build.profile_id))} ({escape(build.profile_digest)}); refusing to sign",
+            hint="validate against the build's profile: goldsmith validate ARTIFACT",
         )
 
     key = load_private_key(key_path, passphrase)
@@ -379,17 +406,19 @@ def decode_statement(path: Path, envelope: Envelope) -> dict[str, Any]:
     ``report``, ``history``); ``goldsmith verify`` checks signatures first.
     """
     if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
-        raise InputError(path, "payloadType", f"expected {PAYLOAD_TYPE_IN_TOTO!r}")
+        raise EnvelopeError(path, "payloadType", f"expected {PAYLOAD_TYPE_IN_TOTO!r}")
     try:
-        statement = json.loads(envelope.payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InputError(path, "payload", "expected base64 of a JSON in-toto statement") from None
+        statement = loads_json(envelope.payload)
+    except DataError as exc:
+        raise EnvelopeError(
+            path, "payload", f"expected base64 of a JSON in-toto statement ({exc})"
+        ) from None
     if not isinstance(statement, dict):
-        raise InputError(path, "payload", "expected a JSON object (an in-toto statement)")
+        raise EnvelopeError(path, "payload", "expected a JSON object (an in-toto statement)")
     if statement.get("_type") != STATEMENT_TYPE:
-        raise InputError(path, "payload._type", f"expected {STATEMENT_TYPE!r}")
+        raise EnvelopeError(path, "payload._type", f"expected {STATEMENT_TYPE!r}")
     if statement.get("predicateType") != PREDICATE_TYPE:
-        raise InputError(path, "payload.predicateType", f"expected {PREDICATE_TYPE!r}")
+        raise EnvelopeError(path, "payload.predicateType", f"expected {PREDICATE_TYPE!r}")
     return statement
 
 

@@ -8,14 +8,88 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from hardening.results import CheckResult, Status
+from hardening.strictdata import escape, load_json_file
 
 SCHEMA = "https://goldsmith.dev/validation/v1"
+
+
+class RecordError(ValueError):
+    """validation.json does not say what a validation record says; names the field."""
+
+    def __init__(self, field: str, expected: str) -> None:
+        super().__init__(f"{field}: {expected}")
+        self.field = field
+        self.expected = expected
+
+
+def _text(data: Any, dotted: str, prefix: str = "") -> str:
+    field = f"{prefix}.{dotted}" if prefix else dotted
+    value = data
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise RecordError(field, "missing")
+        value = value[part]
+    if not isinstance(value, str):
+        raise RecordError(field, "expected a string")
+    return value
+
+
+def _read_package(raw: Any, field: str) -> Package:
+    if not isinstance(raw, dict):
+        raise RecordError(field, "expected an object with name, version and architecture")
+    return Package(
+        _text(raw, "name", field), _text(raw, "version", field), _text(raw, "architecture", field)
+    )
+
+
+def _list(data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key)
+    if not isinstance(value, list):
+        raise RecordError(key, "expected a list")
+    return value
+
+
+def _read_results(data: dict[str, Any]) -> tuple[CheckResult, ...]:
+    results = []
+    seen: set[str] = set()
+    for i, raw in enumerate(_list(data, "results")):
+        field = f"results[{i}]"
+        if not isinstance(raw, dict):
+            raise RecordError(field, "expected a result object")
+        try:
+            result = CheckResult.from_dict(raw)
+        except KeyError as exc:
+            raise RecordError(field, f"missing {exc.args[0]!r}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise RecordError(field, f"expected a result object ({exc})") from None
+        # Two results for one control let each reader pick the one it likes:
+        # a control listed failed and then passed must never read as passed.
+        if result.id in seen:
+            raise RecordError(f"{field}.id", f"duplicate control id {escape(repr(result.id))}")
+        seen.add(result.id)
+        results.append(result)
+    return tuple(results)
+
+
+def _read_timings(data: dict[str, Any]) -> dict[str, float]:
+    timings = data.get("timings")
+    if not isinstance(timings, dict):
+        raise RecordError("timings", "expected a mapping of stage to seconds")
+    out: dict[str, float] = {}
+    for name, value in timings.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RecordError(f"timings.{escape(name)}", "expected a number of seconds")
+        if not math.isfinite(value) or not 0 <= value < 1e9:
+            raise RecordError(f"timings.{escape(name)}", "expected a number of seconds")
+        out[name] = float(value)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,28 +159,32 @@ class ValidationRun:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ValidationRun:
+    def from_dict(cls, data: Any) -> ValidationRun:
+        """The run a validation.json document describes; RecordError (a ValueError)
+        naming the field otherwise."""
+        if not isinstance(data, dict):
+            raise RecordError("(document)", "expected a JSON object")
         if data.get("schema") != SCHEMA:
-            raise ValueError(f"schema: expected {SCHEMA!r}, found {data.get('schema')!r}")
+            raise RecordError("schema", f"expected {SCHEMA!r}")
+        packages = [
+            _read_package(raw, f"packages[{i}]") for i, raw in enumerate(_list(data, "packages"))
+        ]
         return cls(
-            template_name=str(data["template"]["name"]),
-            template_version=str(data["template"]["version"]),
-            image_path=str(data["image"]["path"]),
-            image_sha256=str(data["image"]["sha256"]),
-            image_sha512=str(data["image"]["sha512"]),
-            profile_id=str(data["profile"]["id"]),
-            profile_version=str(data["profile"]["version"]),
-            profile_digest=str(data["profile"]["digest"]),
-            started=str(data["started"]),
-            finished=str(data["finished"]),
-            accelerator=str(data["accelerator"]),
-            goldsmith_version=str(data["goldsmith_version"]),
-            timings={str(k): float(v) for k, v in data["timings"].items()},
-            results=tuple(CheckResult.from_dict(r) for r in data["results"]),
-            packages=tuple(
-                Package(str(p["name"]), str(p["version"]), str(p["architecture"]))
-                for p in data["packages"]
-            ),
+            template_name=_text(data, "template.name"),
+            template_version=_text(data, "template.version"),
+            image_path=_text(data, "image.path"),
+            image_sha256=_text(data, "image.sha256"),
+            image_sha512=_text(data, "image.sha512"),
+            profile_id=_text(data, "profile.id"),
+            profile_version=_text(data, "profile.version"),
+            profile_digest=_text(data, "profile.digest"),
+            started=_text(data, "started"),
+            finished=_text(data, "finished"),
+            accelerator=_text(data, "accelerator"),
+            goldsmith_version=_text(data, "goldsmith_version"),
+            timings=_read_timings(data),
+            results=_read_results(data),
+            packages=tuple(packages),
         )
 
     def write(self, path: Path) -> None:
@@ -114,8 +192,9 @@ class ValidationRun:
 
     @classmethod
     def load(cls, path: Path) -> ValidationRun:
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+        """Read under the strict rules (regular file, no duplicate keys, ...);
+        OSError, DataError or RecordError (both ValueErrors) when it cannot be."""
+        return cls.from_dict(load_json_file(path))
 
 
 def write_json_atomically(path: Path, data: Any) -> None:

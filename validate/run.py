@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from hardening.check import evaluate, gather_facts
 from hardening.errors import ProfileError
 from hardening.profile import Profile, load_profile
 from hardening.results import CheckResult
+from hardening.strictdata import DataError, load_json_file
 from validate.boot import boot_artifact
 from validate.host import pinned_host
 from validate.hygiene import Expectations, check_hygiene
@@ -33,11 +33,15 @@ def load_build_record(artifact: Path) -> dict[str, Any]:
     if not (artifact / "disk.qcow2").is_file():
         raise InputError(artifact, None, "an artifact folder holding disk.qcow2 (not found)")
     try:
-        record: dict[str, Any] = json.loads(path.read_text())
+        record = load_json_file(path)
     except FileNotFoundError as exc:
         raise InputError(path, None, "the build record of the artifact (not found)") from exc
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise InputError(path, None, f"readable JSON ({exc.strerror})") from exc
+    except DataError as exc:
         raise InputError(path, None, f"readable JSON ({exc})") from exc
+    if not isinstance(record, dict):
+        raise InputError(path, None, "a JSON object, as goldsmith build writes it")
     for key in ("template", "profile", "build_vm"):
         if not isinstance(record.get(key), dict):
             raise InputError(path, key, "an object, as goldsmith build writes it")

@@ -158,7 +158,7 @@ GOOD = sign_envelope(PAYLOAD_TYPE_IN_TOTO, STATEMENT, [SEED_KEY]).to_json()
         ),
         (
             b'{"payloadType": "t", "payload": "e30*", "signatures": [{"sig": "AA=="}]}',
-            "m.json: payload: expected base64",
+            "m.json: payload: expected canonical base64",
         ),
     ],
 )
@@ -182,7 +182,7 @@ def test_load_envelope_refuses_a_huge_file(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr("validate.dsse.MAX_ENVELOPE_BYTES", 1000)
     path = tmp_path / "manifest.dsse.json"
     path.write_bytes(b" " * 1001)
-    with pytest.raises(InputError, match=r"is larger than 1000 bytes"):
+    with pytest.raises(InputError, match=r"larger than 1000 bytes"):
         load_envelope(path)
     with pytest.raises(InputError, match=r"is a directory"):
         load_envelope(tmp_path)

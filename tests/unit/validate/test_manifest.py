@@ -11,6 +11,7 @@ import base64
 import datetime
 import hashlib
 import json
+import os
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,12 @@ def sha(path: Path) -> tuple[str, str]:
 
 def make_qcow2(path: Path, size: str = "1M", *options: str) -> Path:
     cmd = ["qemu-img", "create", "-q", "-f", "qcow2", *options, str(path), size]
+    # LUKS creation times its key derivation with CPU-time samples and gives up
+    # ("Unable to get accurate CPU usage") on a busy host; another try does it.
+    for _ in range(4):
+        if subprocess.run(cmd, cwd=path.parent, check=False).returncode == 0:
+            return path
+        path.unlink(missing_ok=True)
     subprocess.run(cmd, check=True, cwd=path.parent)
     return path
 
@@ -412,3 +419,102 @@ def test_sign_command_bad_key_is_exit_2(tmp_path: Path) -> None:
 def test_signing_error_is_a_goldsmith_error() -> None:
     assert issubclass(SigningError, GoldsmithError)
     assert SigningError("x").exit_code == 1
+
+
+# --- images and evidence sign must not stamp ------------------------------------------
+
+
+def test_sign_refuses_an_image_with_internal_snapshots(tmp_path: Path) -> None:
+    artifact = make_artifact(tmp_path)
+    image = artifact / "disk.qcow2"
+    subprocess.run(["qemu-img", "snapshot", "-c", "pre-seal", str(image)], check=True)
+    write_records(artifact)  # the records name the image as it now is, snapshot and all
+    with pytest.raises(ImageError, match=r"holds 1 internal snapshot"):
+        sign_artifact(artifact, make_key(tmp_path), now=NOW)
+    assert not (artifact / "manifest.dsse.json").exists()
+
+
+def test_sign_refuses_a_luks_encrypted_image(tmp_path: Path) -> None:
+    options = [
+        "--object",
+        "secret,id=sec0,data=correct-horse",
+        "-o",
+        "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=50",
+    ]
+    artifact = make_artifact(tmp_path, qemu_options=options)
+    with pytest.raises(ImageError, match=r"is encrypted \(LUKS\)"):
+        sign_artifact(artifact, make_key(tmp_path), now=NOW)
+    assert not (artifact / "manifest.dsse.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("profile", "message"),
+    [
+        ({"id": "cis-level1-server", "digest": "sha256:" + "77" * 32}, r"'cis-level1-server'"),
+        ({"digest": "sha256:" + "77" * 32}, r"sha256:7777"),  # same id, another digest
+        ({"id": "strict"}, r"'strict'"),  # another id, the build's digest
+    ],
+)
+def test_sign_refuses_validation_relabelled_with_another_profile(
+    tmp_path: Path, profile: dict[str, str], message: str
+) -> None:
+    artifact = make_artifact(tmp_path)
+    record = json.loads((artifact / "validation.json").read_text())
+    record["profile"].update(profile)
+    (artifact / "validation.json").write_text(json.dumps(record))
+    with pytest.raises(SigningError, match=rf"validated against profile .*{message}") as caught:
+        sign_artifact(artifact, make_key(tmp_path), now=NOW)
+    assert "refusing to sign" in caught.value.message
+    assert not (artifact / "manifest.dsse.json").exists()
+
+
+def test_sign_refuses_duplicate_control_ids(tmp_path: Path) -> None:
+    failed = CheckResult("SSH-01", "Root login disabled", "ssh", Status.failed, "no", "yes")
+    artifact = make_artifact(tmp_path, (failed, *GOOD_RESULTS))  # SSH-01 failed, then passed
+    with pytest.raises(InputError, match=r"results\[1\].id: duplicate control id 'SSH-01'"):
+        sign_artifact(artifact, make_key(tmp_path), now=NOW)
+
+
+@pytest.mark.parametrize("record", ["validation.json", "build.json"])
+def test_sign_refuses_a_record_with_a_duplicated_key(tmp_path: Path, record: str) -> None:
+    artifact = make_artifact(tmp_path)
+    path = artifact / record
+    text = path.read_text()
+    # A second "template" key after the first: some readers take the first, some the last.
+    path.write_text(text.rstrip().removesuffix("}") + ', "template": {"name": "x"}}')
+    with pytest.raises(InputError, match=rf"{record}: expected a JSON document.*duplicate key"):
+        sign_artifact(artifact, make_key(tmp_path), now=NOW)
+
+
+def test_sign_names_the_bad_field_of_a_validation_record(tmp_path: Path) -> None:
+    artifact = make_artifact(tmp_path)
+    record = json.loads((artifact / "validation.json").read_text())
+    record["template"]["version"] = 100
+    (artifact / "validation.json").write_text(json.dumps(record))
+    with pytest.raises(InputError, match=r"validation.json: template.version: expected a string"):
+        sign_artifact(artifact, make_key(tmp_path), now=NOW)
+
+
+def test_sign_refuses_a_fifo_for_a_key_or_a_record(tmp_path: Path) -> None:
+    artifact = make_artifact(tmp_path)
+    fifo = tmp_path / "key.pem"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"key.pem: key file is not a regular file"):
+        sign_artifact(artifact, fifo, now=NOW)
+    with pytest.raises(InputError, match=r"key file is not a regular file"):
+        sign_artifact(artifact, Path("/dev/zero"), now=NOW)
+    (artifact / "validation.json").unlink()
+    os.mkfifo(artifact / "validation.json")
+    with pytest.raises(InputError, match=r"validation.json: cannot be read as a record"):
+        sign_artifact(artifact, make_key(tmp_path), now=NOW)
+
+
+def test_sign_command_escapes_what_the_records_say(tmp_path: Path) -> None:
+    artifact = make_artifact(tmp_path)
+    record = json.loads((artifact / "validation.json").read_text())
+    record["profile"]["id"] = "x\r\x1b[2KTRUSTED: fake"
+    (artifact / "validation.json").write_text(json.dumps(record))
+    result = CliRunner().invoke(cli, ["sign", str(artifact), "--key", str(make_key(tmp_path))])
+    assert result.exit_code == 1
+    assert "\x1b" not in result.output and "\r" not in result.output
+    assert "x\\r\\x1b[2KTRUSTED: fake" in result.stderr

@@ -21,11 +21,14 @@ from validate.qcow2 import (
 
 def qcow2(tmp_path: Path, name: str, *options: str, size: str = "1M") -> Path:
     path = tmp_path / name
-    subprocess.run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", *options, name, size],
-        check=True,
-        cwd=tmp_path,
-    )
+    cmd = ["qemu-img", "create", "-q", "-f", "qcow2", *options, name, size]
+    # LUKS creation times its key derivation with CPU-time samples and gives up
+    # ("Unable to get accurate CPU usage") on a busy host; another try does it.
+    for _ in range(4):
+        if subprocess.run(cmd, cwd=tmp_path, check=False).returncode == 0:
+            return path
+        path.unlink(missing_ok=True)
+    subprocess.run(cmd, check=True, cwd=tmp_path)
     return path
 
 
@@ -147,7 +150,7 @@ def luks_qcow2(tmp_path: Path, name: str = "enc.qcow2") -> Path:
         "--object",
         f"secret,{secret}",
         "-o",
-        "encrypt.format=luks,encrypt.key-secret=sec0",
+        "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=50",
     )
 
 
