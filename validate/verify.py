@@ -10,6 +10,15 @@ last only because it is the slow part; every check must pass.
 
 Each check is a small callable that raises VerificationError; checks compose
 with AllOf, and an AllOf with nothing in it refuses rather than passes.
+
+The envelope and the statement are read under ``hardening.strictdata``'s rules
+(duplicate keys, depth, huge integers, lone surrogates are all refused), and
+anything wrong inside them is "not trusted" (exit 1), never a traceback. Pins
+(``--name``, ``--version``, ``--min-version``, ``--profile``,
+``--profile-digest`` or the same in the policy) stop an older or another
+template, validly signed, from passing in the expected place (rollback).
+Everything a document says is passed through ``escape()`` before it reaches a
+terminal.
 """
 
 from __future__ import annotations
@@ -18,22 +27,29 @@ import dataclasses
 import datetime
 import difflib
 import hmac
-import json
+import math
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from builder.errors import GoldsmithError, InputError
 from builder.log import complete_step
 from hardening.results import Status
-from validate.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, load_envelope, verified_keyids
+from hardening.strictdata import DataError, escape, loads_json, loads_yaml, read_regular
+from validate.dsse import (
+    MAX_SIGNATURES,
+    PAYLOAD_TYPE_IN_TOTO,
+    Envelope,
+    EnvelopeError,
+    load_envelope,
+    verified_keyids,
+)
 from validate.keys import PublicKey, load_public_key
 from validate.manifest import (
     IMAGE_NAME,
     MANIFEST_NAME,
+    MAX_VALID_FOR_DAYS,
     PREDICATE_TYPE,
     STATEMENT_TYPE,
     JsonFields,
@@ -43,7 +59,14 @@ from validate.qcow2 import ImageError, hash_image, require_self_contained
 
 # A signer's clock may run a little ahead of ours; more than this is refused.
 CLOCK_SKEW = datetime.timedelta(minutes=5)
+# A policy is a few lines; a larger file is not one.
+MAX_POLICY_BYTES = 1 << 20
 _KEYID = re.compile(r"[0-9a-f]{64}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SHA512 = re.compile(r"[0-9a-f]{128}")
+_PROFILE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_NUMERIC_VERSION = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9}){0,15}")
+_STATUSES = frozenset(str(s) for s in Status)
 
 
 class VerificationError(GoldsmithError):
@@ -76,19 +99,32 @@ class Claims:
 
 
 def read_claims(payload: bytes, source: Path) -> Claims:
+    """The claims of a signed statement; VerificationError for anything malformed,
+    ambiguous or out of shape: inside a signed envelope that is not trusted."""
     try:
-        doc = json.loads(payload)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(source, "payload", "expected an in-toto statement (JSON)") from None
+        return _read_claims(payload, source)
+    except InputError as exc:
+        raise VerificationError(f"{source}: statement {exc.field or ''}: {exc.expected}") from None
+
+
+def _read_claims(payload: bytes, source: Path) -> Claims:
+    try:
+        doc = loads_json(payload)
+    except DataError as exc:
+        raise VerificationError(
+            f"{source}: the signed payload is not an acceptable in-toto statement ({exc})"
+        ) from None
     if not isinstance(doc, dict):
-        raise InputError(source, "payload", "expected an in-toto statement (JSON object)")
+        raise VerificationError(f"{source}: the signed payload is not a JSON object")
     if doc.get("_type") != STATEMENT_TYPE:
         raise VerificationError(
-            f"{source}: statement _type is {doc.get('_type')!r}; expected {STATEMENT_TYPE!r}"
+            f"{source}: statement _type is {escape(repr(doc.get('_type')))}; "
+            f"expected {STATEMENT_TYPE!r}"
         )
     if doc.get("predicateType") != PREDICATE_TYPE:
         raise VerificationError(
-            f"{source}: predicateType is {doc.get('predicateType')!r}; expected {PREDICATE_TYPE!r}"
+            f"{source}: predicateType is {escape(repr(doc.get('predicateType')))}; "
+            f"expected {PREDICATE_TYPE!r}"
         )
     fields = JsonFields(doc, source, "payload")
     subjects = fields.get("subject")
@@ -96,37 +132,77 @@ def read_claims(payload: bytes, source: Path) -> Claims:
         raise InputError(source, "payload.subject", "expected exactly one subject (the image)")
     subject = JsonFields(subjects[0], source, "payload.subject[0]")
     predicate = JsonFields(fields.get("predicate"), source, "payload.predicate")
-    counts = predicate.get("results.counts")
     controls = predicate.get("results.controls")
-    if not isinstance(counts, dict) or not all(isinstance(v, int) for v in counts.values()):
-        raise InputError(source, "payload.predicate.results.counts", "expected integer counts")
     if not isinstance(controls, list):
         raise InputError(source, "payload.predicate.results.controls", "expected a list")
     statuses: dict[str, str] = {}
     for i, control in enumerate(controls):
-        entry = JsonFields(control, source, f"payload.predicate.results.controls[{i}]")
-        statuses[entry.text("id")] = entry.text("status")
+        field = f"payload.predicate.results.controls[{i}]"
+        entry = JsonFields(control, source, field)
+        control_id, status = entry.text("id"), entry.text("status")
+        if control_id in statuses:
+            # Listed failed, then passed: every reader must see the same result.
+            raise InputError(
+                source, f"{field}.id", f"duplicate control id {escape(repr(control_id))}"
+            )
+        if status not in _STATUSES:
+            raise InputError(source, f"{field}.status", f"unknown status {escape(repr(status))}")
+        statuses[control_id] = status
+    counts = _read_counts(predicate.get("results.counts"), statuses, source)
     approved = predicate.get("results.approved")
     if not isinstance(approved, bool):
         raise InputError(source, "payload.predicate.results.approved", "expected true or false")
     return Claims(
         subject_name=subject.text("name"),
-        sha256=subject.text("digest.sha256").lower(),
-        sha512=subject.text("digest.sha512").lower(),
-        template_name=predicate.text("template.name"),
-        template_version=predicate.text("template.version"),
+        sha256=_hex(subject, "digest.sha256", _SHA256),
+        sha512=_hex(subject, "digest.sha512", _SHA512),
+        template_name=_nonempty(predicate, "template.name"),
+        template_version=_nonempty(predicate, "template.version"),
         image_format=predicate.text("template.format"),
         virtual_size=predicate.integer("template.virtualSize"),
-        profile_id=predicate.text("profile.id"),
+        profile_id=_nonempty(predicate, "profile.id"),
         profile_version=predicate.text("profile.version"),
-        profile_digest=predicate.text("profile.digest"),
+        profile_digest=_hex(predicate, "profile.digest", _PROFILE_DIGEST),
         approved=approved,
-        counts=dict(counts),
+        counts=counts,
         controls=statuses,
         approval_time=_read_time(predicate, "approval.time"),
         approval_keyid=predicate.text("approval.keyid"),
         valid_until=_read_time(predicate, "approval.validUntil"),
     )
+
+
+def _read_counts(raw: Any, statuses: dict[str, str], source: Path) -> dict[str, int]:
+    """The summary counts, which must be those of the listed controls: a verdict
+    line must never show other numbers than the results it was decided on."""
+    field = "payload.predicate.results.counts"
+    recount = {str(s): 0 for s in Status}
+    for status in statuses.values():
+        recount[status] += 1
+    if not isinstance(raw, dict) or set(raw) != set(recount):
+        raise InputError(source, field, f"expected integer counts of {', '.join(recount)}")
+    for name, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(source, f"{field}.{name}", "expected an integer")
+    if raw != recount:
+        raise InputError(source, field, "the counts disagree with the listed controls")
+    return recount
+
+
+def _nonempty(fields: JsonFields, dotted: str) -> str:
+    value = fields.text(dotted)
+    if not value:
+        raise InputError(fields.path, f"{fields.prefix}.{dotted}", "expected a non-empty string")
+    return value
+
+
+def _hex(fields: JsonFields, dotted: str, pattern: re.Pattern[str]) -> str:
+    value = fields.text(dotted)
+    if not pattern.fullmatch(value):
+        raise InputError(
+            fields.path, f"{fields.prefix}.{dotted}", "expected a lowercase hex digest"
+        )
+    return value
 
 
 def _read_time(fields: JsonFields, dotted: str) -> datetime.datetime:
@@ -218,13 +294,162 @@ def results_approved(evidence: Evidence) -> None:
 @dataclasses.dataclass(frozen=True)
 class RequiredProfile:
     profile: str
+    origin: str = "the policy"  # who asked: "the policy" or "--profile"
 
     def __call__(self, evidence: Evidence) -> None:
         if evidence.claims.profile_id != self.profile:
             raise VerificationError(
                 f"{evidence.manifest}: validated against profile "
-                f"{evidence.claims.profile_id!r}; the policy requires {self.profile!r}"
+                f"{escape(repr(evidence.claims.profile_id))}; {self.origin} requires "
+                f"{escape(repr(self.profile))}"
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class RequiredProfileDigest:
+    digest: str  # "sha256:<hex>"
+    origin: str = "the policy"
+
+    def __call__(self, evidence: Evidence) -> None:
+        if not hmac.compare_digest(evidence.claims.profile_digest, self.digest):
+            raise VerificationError(
+                f"{evidence.manifest}: validated against profile digest "
+                f"{evidence.claims.profile_digest}; {self.origin} requires {self.digest}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class RequiredName:
+    name: str
+    origin: str = "the policy"
+
+    def __call__(self, evidence: Evidence) -> None:
+        if evidence.claims.template_name != self.name:
+            raise VerificationError(
+                f"{evidence.manifest}: the template is "
+                f"{escape(repr(evidence.claims.template_name))}; {self.origin} requires "
+                f"{escape(repr(self.name))}"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class RequiredVersion:
+    version: str
+    origin: str = "the policy"
+
+    def __call__(self, evidence: Evidence) -> None:
+        if evidence.claims.template_version != self.version:
+            raise VerificationError(
+                f"{evidence.manifest}: the template version is "
+                f"{escape(repr(evidence.claims.template_version))}; {self.origin} requires "
+                f"{escape(repr(self.version))}"
+            )
+
+
+def numeric_version(text: str) -> tuple[int, ...] | None:
+    """A numeric dotted version ("1.10.2") as a tuple for comparison, trailing zeros
+    dropped (1.2 == 1.2.0); None for anything else ("1.0-rc1", "v2", "")."""
+    if not _NUMERIC_VERSION.fullmatch(text):
+        return None
+    parts = [int(p) for p in text.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class MinVersion:
+    """No template older than this: the rollback guard. Versions compare as
+    numbers, part by part (1.10 > 1.9); a version that is not numeric dotted
+    cannot be ordered, so it is refused rather than guessed at."""
+
+    version: str
+    origin: str = "the policy"
+
+    def __call__(self, evidence: Evidence) -> None:
+        minimum = numeric_version(self.version)
+        found = numeric_version(evidence.claims.template_version)
+        shown = escape(repr(evidence.claims.template_version))
+        if minimum is None or found is None:
+            raise VerificationError(
+                f"{evidence.manifest}: the template version {shown} is not numeric dotted; "
+                f"{self.origin} requires at least {self.version!r}"
+            )
+        if found < minimum:
+            raise VerificationError(
+                f"{evidence.manifest}: the template version {shown} is lower than "
+                f"{self.version!r}, the least {self.origin} accepts (an older template)"
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class Pins:
+    """What the deployer expects this very template to be. Without pins, any
+    template signed by a trusted key passes: an older one put in the expected
+    place (a rollback) included."""
+
+    name: str | None = None
+    version: str | None = None
+    min_version: str | None = None
+    profile: str | None = None
+    profile_digest: str | None = None
+    flags: bool = True  # from the command line (messages name the flag) or the policy
+
+    def origin(self, flag: str, key: str) -> str:
+        return flag if self.flags else f"the policy ({key})"
+
+    def validate(self, path: Path | None = None) -> Pins:
+        """These pins, with the digest normalised; InputError naming the bad one."""
+
+        def where(flag: str, key: str) -> tuple[Path | None, str]:
+            return (None, flag) if self.flags else (path, key)
+
+        for value, flag, key in (
+            (self.name, "--name", "required_name"),
+            (self.version, "--version", "required_version"),
+            (self.profile, "--profile", "required_profile"),
+        ):
+            if value is not None and (not value or len(value) > 256):
+                raise InputError(*where(flag, key), "expected a non-empty string")
+        if self.min_version is not None and numeric_version(self.min_version) is None:
+            raise InputError(
+                *where("--min-version", "min_version"),
+                "expected a numeric dotted version such as 1.2.0",
+            )
+        digest = self.profile_digest
+        if digest is not None:
+            digest = digest.lower()
+            if _SHA256.fullmatch(digest):
+                digest = "sha256:" + digest
+            if not _PROFILE_DIGEST.fullmatch(digest):
+                raise InputError(
+                    *where("--profile-digest", "required_profile_digest"),
+                    "expected sha256:<64 hex digits>, the profile digest validation recorded",
+                )
+        return dataclasses.replace(self, profile_digest=digest)
+
+    def checks(self) -> list[Check]:
+        checks: list[Check] = []
+        if self.name is not None:
+            checks.append(RequiredName(self.name, self.origin("--name", "required_name")))
+        if self.version is not None:
+            checks.append(
+                RequiredVersion(self.version, self.origin("--version", "required_version"))
+            )
+        if self.min_version is not None:
+            checks.append(MinVersion(self.min_version, self.origin("--min-version", "min_version")))
+        if self.profile is not None:
+            checks.append(
+                RequiredProfile(self.profile, self.origin("--profile", "required_profile"))
+            )
+        if self.profile_digest is not None:
+            checks.append(
+                RequiredProfileDigest(
+                    self.profile_digest,
+                    self.origin("--profile-digest", "required_profile_digest"),
+                )
+            )
+        return checks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,14 +475,18 @@ class RequiredControls:
             if status != Status.passed:
                 found = "absent from the results" if status is None else status
                 raise VerificationError(
-                    f"{evidence.manifest}: required control {control} is {found}, not passed"
+                    f"{evidence.manifest}: required control {escape(control)} is {found}, "
+                    "not passed"
                 )
 
 
 def image_self_contained(evidence: Evidence) -> None:
     claims = evidence.claims
     if claims.image_format != "qcow2":
-        raise VerificationError(f"{evidence.manifest}: image format {claims.image_format!r}")
+        raise VerificationError(
+            f"{evidence.manifest}: image format {escape(repr(claims.image_format))}; "
+            "expected 'qcow2'"
+        )
     try:
         header = require_self_contained(evidence.image)
     except ImageError as exc:
@@ -280,7 +509,8 @@ def image_digests_match(evidence: Evidence) -> None:
         if not hmac.compare_digest(actual, expected):
             raise VerificationError(
                 f"{evidence.image}: {name} {actual} does not match the manifest subject "
-                f"{claims.subject_name} ({expected}); the image was altered or is another one"
+                f"{escape(claims.subject_name)} ({expected}); "
+                "the image was altered or is another one"
             )
 
 
@@ -295,20 +525,25 @@ class Policy:
     required_controls: tuple[str, ...] = ()
     revoked_keys: frozenset[str] = frozenset()
     threshold: int = 1
+    required_name: str | None = None
+    required_version: str | None = None
+    min_version: str | None = None
+    required_profile_digest: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> Policy:
+        """The policy file, read under the strict rules: a duplicated key
+        (``revoked_keys: [K]`` then ``revoked_keys: []``) is refused, never merged."""
         try:
-            text = path.read_text(encoding="utf-8")
+            data = loads_yaml(read_regular(path, MAX_POLICY_BYTES))
         except FileNotFoundError:
             raise InputError(path, None, "policy file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(path, None, f"policy file cannot be read ({exc})") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InputError(path, None, f"expected YAML ({exc})") from None
-        return cls.from_dict(data or {}, path)
+        except OSError as exc:
+            raise InputError(path, None, f"policy file cannot be read ({exc.strerror})") from None
+        except DataError as exc:
+            what = "is a directory" if path.is_dir() else f"expected YAML ({exc})"
+            raise InputError(path, None, what) from None
+        return cls.from_dict(data if data is not None else {}, path)
 
     @classmethod
     def from_dict(cls, data: Any, path: Path) -> Policy:
@@ -319,20 +554,36 @@ class Policy:
             if key not in known:
                 near = difflib.get_close_matches(str(key), known, n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else f"; known keys: {known}"
-                raise InputError(path, str(key), f"unknown policy key{hint}")
+                raise InputError(path, escape(str(key)), f"unknown policy key{hint}")
         values: dict[str, Any] = {}
-        if (profile := data.get("required_profile")) is not None:
-            if not isinstance(profile, str) or not profile:
-                raise InputError(path, "required_profile", "expected a profile id")
-            values["required_profile"] = profile
+        for key in ("required_profile", "required_name", "required_version", "min_version"):
+            if (value := data.get(key)) is not None:
+                if not isinstance(value, str) or not value:
+                    raise InputError(path, key, "expected a non-empty string (quote versions)")
+                values[key] = value
+        if (digest := data.get("required_profile_digest")) is not None:
+            if not isinstance(digest, str):
+                raise InputError(path, "required_profile_digest", "expected sha256:<hex>")
+            values["required_profile_digest"] = digest
         if data.get("required_result", "approved") != "approved":
             raise InputError(path, "required_result", "expected 'approved' (the only result)")
         if (age := data.get("max_age_days")) is not None:
-            if isinstance(age, bool) or not isinstance(age, int | float) or age <= 0:
-                raise InputError(path, "max_age_days", "expected a positive number of days")
+            # .inf, .nan and 1.0e12 would pass a "positive number" test and then
+            # overflow (or disable the check); a manifest lives at most MAX_VALID_FOR_DAYS.
+            if (
+                isinstance(age, bool)
+                or not isinstance(age, int | float)
+                or not math.isfinite(age)
+                or not 0 < age <= MAX_VALID_FOR_DAYS
+            ):
+                raise InputError(
+                    path,
+                    "max_age_days",
+                    f"expected a number of days above 0 and at most {MAX_VALID_FOR_DAYS}",
+                )
             values["max_age_days"] = float(age)
         controls = data.get("required_controls") or []
-        if not isinstance(controls, list) or not all(isinstance(c, str) for c in controls):
+        if not isinstance(controls, list) or not all(isinstance(c, str) and c for c in controls):
             raise InputError(path, "required_controls", "expected a list of control ids")
         values["required_controls"] = tuple(controls)
         revoked = data.get("revoked_keys") or []
@@ -344,20 +595,40 @@ class Policy:
             )
         values["revoked_keys"] = frozenset(k.lower() for k in revoked)
         if (threshold := data.get("threshold")) is not None:
-            if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
-                raise InputError(path, "threshold", "expected an integer of at least 1")
+            if (
+                isinstance(threshold, bool)
+                or not isinstance(threshold, int)
+                or not 1 <= threshold <= MAX_SIGNATURES
+            ):
+                raise InputError(
+                    path, "threshold", f"expected an integer from 1 to {MAX_SIGNATURES}"
+                )
             values["threshold"] = threshold
-        return cls(**values)
+        policy = cls(**values)
+        policy.pins().validate(path)
+        return policy
 
-    def checks(self, threshold: int) -> AllOf:
-        """Every check this policy demands; the threshold is the stricter of the two."""
+    def pins(self) -> Pins:
+        return Pins(
+            name=self.required_name,
+            version=self.required_version,
+            min_version=self.min_version,
+            profile=self.required_profile,
+            profile_digest=self.required_profile_digest,
+            flags=False,
+        )
+
+    def checks(self, threshold: int, pins: Pins | None = None) -> AllOf:
+        """Every check this policy (and the command line's pins) demand; the
+        threshold is the stricter of the two, and every pin from either holds."""
         checks: list[Check] = [
             SignedByThreshold(max(threshold, self.threshold), self.revoked_keys),
             not_expired,  # validUntil is enforced whatever the policy says
             results_approved,  # so is the approval: sign refuses anything else
         ]
-        if self.required_profile is not None:
-            checks.append(RequiredProfile(self.required_profile))
+        checks += self.pins().validate().checks()
+        if pins is not None:
+            checks += pins.validate().checks()
         if self.max_age_days is not None:
             checks.append(MaxAge(self.max_age_days))
         if self.required_controls:
@@ -397,14 +668,17 @@ class Verdict:
         }
 
     def describe(self) -> str:
+        """The verdict for a terminal: every field the manifest supplied is escaped,
+        so no control character in a name or version can paint another line."""
         c = self.claims
         counts = ", ".join(f"{n} {status}" for status, n in c.counts.items())
         signers = ", ".join(f"{k.keyid} ({k.type})" for k in self.signers)
         return "\n".join(
             [
-                f"TRUSTED: {c.template_name} {c.template_version} ({self.image})",
+                f"TRUSTED: {escape(c.template_name)} {escape(c.template_version)} ({self.image})",
                 f"  signed by: {signers} [threshold {self.threshold}]",
-                f"  profile:   {c.profile_id} {c.profile_version} ({c.profile_digest})",
+                f"  profile:   {escape(c.profile_id)} {escape(c.profile_version)} "
+                f"({c.profile_digest})",
                 f"  results:   approved; {counts}",
                 f"  approved:  {format_time(c.approval_time)}, "
                 f"valid until {format_time(c.valid_until)}",
@@ -425,34 +699,42 @@ def verify_artifact(
     keys: Sequence[Path | PublicKey],
     threshold: int = 1,
     policy: Policy | Path | None = None,
+    pins: Pins | None = None,
     now: datetime.datetime | None = None,
 ) -> Verdict:
     """Verify an artifact folder, or an image and its manifest; the Verdict if trusted.
 
-    Raises VerificationError (not trusted) or InputError (unusable input).
+    Raises VerificationError (not trusted) or InputError (unusable input: the
+    user's own files and options, or a manifest path that is no readable file).
     """
     if artifact_dir is not None:
         image = image or artifact_dir / IMAGE_NAME
         manifest = manifest or artifact_dir / MANIFEST_NAME
     if image is None or manifest is None:
         raise InputError(None, None, "expected an artifact folder, or both an image and manifest")
-    if threshold < 1:
-        raise InputError(None, "--threshold", "expected at least 1")
+    if not 1 <= threshold <= MAX_SIGNATURES:
+        raise InputError(None, "--threshold", f"expected 1 to {MAX_SIGNATURES}")
     if not keys:
         raise InputError(None, "--key", "expected at least one trusted public key")
     trusted = [k if isinstance(k, PublicKey) else load_public_key(k) for k in keys]
     if isinstance(policy, Path):
         policy = Policy.load(policy)
     policy = policy or Policy()
+    checks = policy.checks(threshold, pins)  # bad pins are bad input, before anything is read
     moment = (now or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC)
-    if not image.is_file():
+    if not image.exists():
         raise InputError(image, None, "image not found")
+    if not image.is_file():
+        raise InputError(image, None, "expected the qcow2 image, a regular file")
 
-    envelope = load_envelope(manifest)
-    signers = check_signatures(envelope, trusted, manifest)
+    try:
+        envelope = load_envelope(manifest)
+        signers = check_signatures(envelope, trusted, manifest)
+    except EnvelopeError as exc:
+        raise VerificationError(exc.message) from None
     claims = read_claims(envelope.payload, manifest)
     evidence = Evidence(image=image, manifest=manifest, claims=claims, signers=signers, now=moment)
-    policy.checks(threshold)(evidence)
+    checks(evidence)
     by_id = {k.keyid: k for k in trusted}
     return Verdict(
         image=image,
@@ -472,7 +754,7 @@ def check_signatures(
     """
     if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
         raise VerificationError(
-            f"{manifest}: payloadType is {envelope.payload_type!r}; "
+            f"{manifest}: payloadType is {escape(repr(envelope.payload_type))}; "
             f"expected {PAYLOAD_TYPE_IN_TOTO!r}"
         )
     signers = verified_keyids(envelope, trusted)
@@ -489,6 +771,6 @@ def check_signatures(
         )
     raise VerificationError(
         f"{manifest}: not signed by any trusted key (signed by "
-        f"{', '.join(k or '<no keyid>' for k in claimed)}; "
+        f"{', '.join(escape(k, 80) if k else '<no keyid>' for k in claimed)}; "
         f"trusted: {', '.join(sorted(trusted_ids))})"
     )

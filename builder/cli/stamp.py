@@ -11,6 +11,8 @@ import click
 
 from builder.errors import GoldsmithError, InputError
 from builder.log import log
+from hardening.strictdata import escape
+from validate.dsse import MAX_SIGNATURES
 from validate.keys import (
     PASSPHRASE_ENV,
     KeyType,
@@ -19,10 +21,24 @@ from validate.keys import (
     write_keypair,
 )
 from validate.manifest import SSH_SIGNATURE_NAME, sign_artifact
-from validate.verify import VerificationError, not_trusted_dict, verify_artifact
+from validate.verify import Pins, VerificationError, not_trusted_dict, verify_artifact
 
 _FILE = click.Path(path_type=Path, dir_okay=False)
 _DIR = click.Path(path_type=Path, file_okay=False)
+# Messages quote manifests, records and key files: no limit short of a sane line.
+_LINE = 2000
+
+
+class _Escaped(GoldsmithError):
+    """A GoldsmithError whose text is safe for a terminal: names, versions and
+    keyids come from documents an attacker may have written, and a carriage
+    return or an escape sequence in them could paint a fake "TRUSTED:" line
+    over the refusal."""
+
+    def __init__(self, error: GoldsmithError) -> None:
+        hint = escape(error.hint, _LINE) if error.hint else None
+        super().__init__(escape(error.message, _LINE), hint=hint)
+        self.exit_code = error.exit_code
 
 
 def _prompt_passphrase(path: Path) -> str | None:
@@ -108,14 +124,17 @@ def sign(
     very image in ARTIFACT_DIR (both digests are recomputed). An encrypted key's
     passphrase comes from $GOLDSMITH_KEY_PASSPHRASE or a prompt.
     """
-    manifest = sign_artifact(
-        artifact_dir,
-        key_path,
-        valid_for_days=valid_for,
-        previous=previous,
-        ssh_key=ssh_key,
-        passphrase=_prompt_passphrase,
-    )
+    try:
+        manifest = sign_artifact(
+            artifact_dir,
+            key_path,
+            valid_for_days=valid_for,
+            previous=previous,
+            ssh_key=ssh_key,
+            passphrase=_prompt_passphrase,
+        )
+    except GoldsmithError as exc:
+        raise _Escaped(exc) from exc
     click.echo(manifest)
     if ssh_key is not None:
         click.echo(manifest.with_name(SSH_SIGNATURE_NAME))
@@ -135,12 +154,30 @@ def sign(
 )
 @click.option(
     "--threshold",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_SIGNATURES),
     default=1,
     show_default=True,
     help="Distinct trusted keys that must have signed.",
 )
 @click.option("--policy", type=_FILE, help="Policy YAML (profile, age, controls, revocations).")
+@click.option("--name", help="The template name that must be signed (no other template passes).")
+@click.option(
+    "--version",
+    "version",
+    metavar="VERSION",
+    help="The exact template version that must be signed.",
+)
+@click.option(
+    "--min-version",
+    metavar="VERSION",
+    help="The least template version accepted (numeric dotted, e.g. 1.2.0): no rollback.",
+)
+@click.option("--profile", help="The profile id validation must have used.")
+@click.option(
+    "--profile-digest",
+    metavar="sha256:HEX",
+    help="The digest of the resolved profile validation must have used.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.pass_context
 def verify(
@@ -151,19 +188,34 @@ def verify(
     keys: tuple[Path, ...],
     threshold: int,
     policy: Path | None,
+    name: str | None,
+    version: str | None,
+    min_version: str | None,
+    profile: str | None,
+    profile_digest: str | None,
     as_json: bool,
 ) -> None:
     """Verify a signed template.
 
     Checks the signatures, the image's digests and the policy. Exit status: 0
     trusted, 1 not trusted (the reason is printed), 2 bad input. A policy file
-    may set required_profile, required_result (approved), max_age_days,
-    required_controls, revoked_keys and threshold.
+    may set required_profile, required_profile_digest, required_name,
+    required_version, min_version, required_result (approved), max_age_days,
+    required_controls, revoked_keys and threshold. Pin at least --name and
+    --min-version at a deploy gate: without them any template signed by a
+    trusted key passes, an older one included.
     """
     by_folder = artifact_dir is not None and image is None and manifest is None
     by_files = artifact_dir is None and image is not None and manifest is not None
     if not (by_folder or by_files):
         raise click.UsageError("give ARTIFACT_DIR, or both --image and --manifest")
+    pins = Pins(
+        name=name,
+        version=version,
+        min_version=min_version,
+        profile=profile,
+        profile_digest=profile_digest,
+    )
     try:
         verdict = verify_artifact(
             artifact_dir,
@@ -172,15 +224,17 @@ def verify(
             keys=list(keys),
             threshold=threshold,
             policy=policy,
+            pins=pins,
         )
     except GoldsmithError as exc:
+        shown = _Escaped(exc)
         if as_json:
             click.echo(json.dumps(not_trusted_dict(exc), indent=2))
             ctx.exit(exc.exit_code)
         if isinstance(exc, VerificationError):
-            click.echo(f"NOT TRUSTED: {exc.message}")
+            click.echo(f"NOT TRUSTED: {shown.message}")
             ctx.exit(exc.exit_code)
-        raise
+        raise shown from exc
     click.echo(json.dumps(verdict.to_dict(), indent=2) if as_json else verdict.describe())
 
 

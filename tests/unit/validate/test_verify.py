@@ -34,6 +34,7 @@ from validate.verify import (
     AllOf,
     Claims,
     Evidence,
+    Pins,
     Policy,
     Verdict,
     VerificationError,
@@ -73,6 +74,11 @@ def signed(tmp_path: Path) -> Signed:
     key = make_key(tmp_path)
     sign_artifact(artifact, key, now=NOW)
     return Signed(artifact, key, pub(key))
+
+
+def load_envelope_json(manifest: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(manifest.read_bytes())
+    return doc
 
 
 def rewrite_envelope(manifest: Path, edit: Callable[[dict[str, Any]], None]) -> None:
@@ -205,10 +211,22 @@ def test_the_same_key_listed_twice_counts_once(signed: Signed) -> None:
         signed.verify(keys=[signed.pub, signed.pub], threshold=2)
 
 
-def test_two_signatures_by_one_key_count_once(signed: Signed, tmp_path: Path) -> None:
+def test_two_signatures_by_one_key_are_refused(signed: Signed, tmp_path: Path) -> None:
+    # One key, one signature: a repeated keyid must not make one signer look like two.
     key = load_private_key(signed.key)
     resign(signed, lambda s: None, key, key)
-    assert len(load_envelope(signed.manifest).signatures) == 2
+    other = make_key(tmp_path, name="other")
+    with pytest.raises(VerificationError, match=r"signatures\[1\].keyid: duplicate keyid"):
+        signed.verify(keys=[signed.pub, pub(other)], threshold=2)
+
+
+def test_two_signatures_by_one_key_count_once(signed: Signed, tmp_path: Path) -> None:
+    # The same key under two keyids (one of them a lie) still counts once.
+    key = load_private_key(signed.key)
+    resign(signed, lambda s: None, key, key)
+    envelope = load_envelope_json(signed.manifest)
+    envelope["signatures"][1]["keyid"] = "ab" * 32
+    signed.manifest.write_text(json.dumps(envelope))
     other = make_key(tmp_path, name="other")
     with pytest.raises(VerificationError, match=r"1 distinct trusted key.* threshold is 2"):
         signed.verify(keys=[signed.pub, pub(other)], threshold=2)
@@ -254,20 +272,21 @@ def test_a_qcow2_with_an_external_data_file(tmp_path: Path) -> None:
 
 
 def test_truncated_envelope(signed: Signed) -> None:
+    # What a manifest says is not trusted, malformed or not: exit 1, never a traceback.
     data = signed.manifest.read_bytes()
     signed.manifest.write_bytes(data[: len(data) // 2])
     with pytest.raises(
-        InputError, match=r"manifest.dsse.json: ends before .*\(truncated\?\)"
+        VerificationError, match=r"manifest.dsse.json: ends before .*\(truncated\?\)"
     ) as exc:
         signed.verify()
-    assert exc.value.exit_code == 2
+    assert exc.value.exit_code == 1
 
 
 def test_non_json_envelope(signed: Signed) -> None:
     signed.manifest.write_bytes(b"-----BEGIN SSH SIGNATURE-----\n")
-    with pytest.raises(InputError, match=r"manifest.dsse.json: is not JSON") as exc:
+    with pytest.raises(VerificationError, match=r"manifest.dsse.json: is not JSON") as exc:
         signed.verify()
-    assert exc.value.exit_code == 2
+    assert exc.value.exit_code == 1
 
 
 def test_a_signature_over_a_different_image(signed: Signed, tmp_path: Path) -> None:
@@ -312,10 +331,21 @@ def test_unapproved_results_are_refused_even_when_signed(tmp_path: Path) -> None
 
 def test_approved_flag_is_recounted_from_the_controls(signed: Signed) -> None:
     def edit(statement: dict[str, Any]) -> None:
-        statement["predicate"]["results"]["controls"][0]["status"] = "failed"
+        results = statement["predicate"]["results"]
+        results["controls"][0]["status"] = "failed"
+        results["counts"].update(passed=2, failed=1)  # consistent counts, approved still true
 
     resign(signed, edit)
     with pytest.raises(VerificationError, match=r"results are not approved"):
+        signed.verify()
+
+
+def test_counts_that_disagree_with_the_controls(signed: Signed) -> None:
+    def edit(statement: dict[str, Any]) -> None:
+        statement["predicate"]["results"]["controls"][0]["status"] = "failed"
+
+    resign(signed, edit)
+    with pytest.raises(VerificationError, match=r"counts disagree with the listed controls"):
         signed.verify()
 
 
@@ -339,7 +369,9 @@ def test_policy_that_passes(signed: Signed, tmp_path: Path) -> None:
 
 def test_policy_required_profile(signed: Signed, tmp_path: Path) -> None:
     policy = write_policy(tmp_path, "required_profile: cis-level-2\n")
-    with pytest.raises(VerificationError, match=r"the policy requires 'cis-level-2'"):
+    with pytest.raises(
+        VerificationError, match=r"the policy \(required_profile\) requires 'cis-level-2'"
+    ):
         signed.verify(policy=policy)
 
 
@@ -410,7 +442,8 @@ def test_every_policy_check_is_in_the_default_chain() -> None:
         ("max_age_day: 3\n", "max_age_day: unknown policy key; did you mean 'max_age_days'?"),
         ("required_result: failed\n", "required_result: expected 'approved'"),
         ("revoked_keys: [abc]\n", "revoked_keys: expected a list of keyids"),
-        ("threshold: 0\n", "threshold: expected an integer of at least 1"),
+        ("threshold: 0\n", "threshold: expected an integer from 1 to 16"),
+        ("threshold: 17\n", "threshold: expected an integer from 1 to 16"),
         ("- a list\n", "expected a mapping"),
         ("a: [\n", "expected YAML"),
     ],
@@ -465,10 +498,10 @@ def test_cli_missing_key_file_is_exit_2(signed: Signed, tmp_path: Path) -> None:
     assert "nope.pub: key file not found" in result.stderr
 
 
-def test_cli_truncated_envelope_json_verdict_is_exit_2(signed: Signed) -> None:
+def test_cli_truncated_envelope_json_verdict_is_exit_1(signed: Signed) -> None:
     signed.manifest.write_bytes(signed.manifest.read_bytes()[:100])
     result = run_verify(signed, "--json")
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert json.loads(result.stdout)["trusted"] is False
     assert "truncated" in json.loads(result.stdout)["reason"]
 
@@ -478,7 +511,8 @@ def test_cli_threshold_and_policy_options(signed: Signed, tmp_path: Path) -> Non
     assert result.exit_code == 1 and "threshold is 2" in result.stdout
     policy = write_policy(tmp_path, "required_profile: other\n")
     result = run_verify(signed, "--policy", str(policy))
-    assert result.exit_code == 1 and "the policy requires 'other'" in result.stdout
+    assert result.exit_code == 1
+    assert "the policy (required_profile) requires 'other'" in result.stdout
 
 
 def test_records_rewritten_without_resigning_do_not_matter(signed: Signed) -> None:
@@ -497,3 +531,188 @@ def test_unsigned_envelope_signature_bytes_are_checked(signed: Signed) -> None:
     signed.manifest.write_bytes(forged.to_json())
     with pytest.raises(VerificationError, match=r"does not verify"):
         signed.verify()
+
+
+# --- pins: the expected template, not merely a signed one -------------------------------
+
+
+@pytest.fixture
+def old_and_new(tmp_path: Path) -> tuple[Signed, Signed]:
+    """Two validly signed releases of one template by one key: 1.2.0, then 1.10.0."""
+    key = make_key(tmp_path)
+    releases = []
+    for version in ("1.2.0", "1.10.0"):
+        artifact = make_artifact(tmp_path, version=version)
+        sign_artifact(artifact, key, now=NOW)
+        releases.append(Signed(artifact, key, pub(key)))
+    return releases[0], releases[1]
+
+
+def test_pins_that_hold(old_and_new: tuple[Signed, Signed]) -> None:
+    _, new = old_and_new
+    pins = Pins(
+        name="debian-12-baseline",
+        version="1.10.0",
+        min_version="1.9",
+        profile="baseline",
+        profile_digest="22" * 32,  # the bare hex form is accepted too
+    )
+    assert new.verify(pins=pins).claims.template_version == "1.10.0"
+
+
+def test_rollback_to_an_older_signed_release_is_refused(old_and_new: tuple[Signed, Signed]) -> None:
+    old, _ = old_and_new
+    old.verify()  # without pins an older signed template passes: that is the hole
+    with pytest.raises(
+        VerificationError,
+        match=r"version '1.2.0' is lower than '1.10.0', the least --min-version accepts",
+    ) as caught:
+        old.verify(pins=Pins(min_version="1.10.0"))
+    assert caught.value.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("signed_version", "minimum", "passes"),
+    [
+        ("1.10.0", "1.9.0", True),  # numbers, not strings: 10 > 9
+        ("1.2", "1.2.0", True),  # trailing zeros do not count
+        ("1.2.0", "1.2.1", False),
+        ("2.0.0", "10.0", False),
+        ("1.0.0", "1.0.0", True),
+    ],
+)
+def test_min_version_compares_numerically(
+    tmp_path: Path, signed_version: str, minimum: str, passes: bool
+) -> None:
+    artifact = make_artifact(tmp_path, version=signed_version)
+    key = make_key(tmp_path)
+    sign_artifact(artifact, key, now=NOW)
+    signed = Signed(artifact, key, pub(key))
+    if passes:
+        signed.verify(pins=Pins(min_version=minimum))
+    else:
+        with pytest.raises(VerificationError, match=r"is lower than"):
+            signed.verify(pins=Pins(min_version=minimum))
+
+
+def test_a_version_that_cannot_be_ordered_is_refused_under_min_version(tmp_path: Path) -> None:
+    artifact = make_artifact(tmp_path, version="2.0.0-rc1")
+    key = make_key(tmp_path)
+    sign_artifact(artifact, key, now=NOW)
+    signed = Signed(artifact, key, pub(key))
+    with pytest.raises(VerificationError, match=r"'2.0.0-rc1' is not numeric dotted"):
+        signed.verify(pins=Pins(min_version="1.0"))
+
+
+@pytest.mark.parametrize(
+    ("pins", "message"),
+    [
+        (Pins(name="debian-12-web"), r"the template is 'debian-12-baseline'; --name requires"),
+        (Pins(version="1.10.0"), r"version is '1.2.0'; --version requires '1.10.0'"),
+        (Pins(profile="cis-level1-server"), r"profile 'baseline'; --profile requires 'cis-level1"),
+        (
+            Pins(profile_digest="sha256:" + "33" * 32),
+            r"profile digest sha256:2222.*; --profile-digest requires sha256:3333",
+        ),
+    ],
+)
+def test_each_pin_names_what_was_expected(
+    old_and_new: tuple[Signed, Signed], pins: Pins, message: str
+) -> None:
+    old, _ = old_and_new
+    with pytest.raises(VerificationError, match=message):
+        old.verify(pins=pins)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("required_name: debian-12-web\n", r"the policy \(required_name\) requires"),
+        ("required_version: '1.10.0'\n", r"the policy \(required_version\) requires"),
+        ("min_version: '1.10'\n", r"the least the policy \(min_version\) accepts"),
+        (
+            "required_profile_digest: sha256:" + "33" * 32 + "\n",
+            r"the policy \(required_profile_digest\) requires sha256:3333",
+        ),
+    ],
+)
+def test_the_same_pins_in_the_policy(
+    old_and_new: tuple[Signed, Signed], tmp_path: Path, text: str, message: str
+) -> None:
+    old, new = old_and_new
+    policy = write_policy(tmp_path, text)
+    with pytest.raises(VerificationError, match=message):
+        old.verify(policy=policy)
+    if "name" not in text and "digest" not in text:
+        new.verify(policy=policy)
+
+
+@pytest.mark.parametrize(
+    ("pins", "message"),
+    [
+        (Pins(min_version="1.x"), r"--min-version: expected a numeric dotted version"),
+        (Pins(min_version="v1"), r"--min-version: expected a numeric dotted version"),
+        (Pins(profile_digest="md5:abc"), r"--profile-digest: expected sha256:<64 hex digits>"),
+        (Pins(name=""), r"--name: expected a non-empty string"),
+    ],
+)
+def test_bad_pins_are_input_errors(signed: Signed, pins: Pins, message: str) -> None:
+    with pytest.raises(InputError, match=message) as caught:
+        signed.verify(pins=pins)
+    assert caught.value.exit_code == 2
+
+
+def test_cli_pins(old_and_new: tuple[Signed, Signed]) -> None:
+    old, new = old_and_new
+    ok = run_verify(
+        new, "--name", "debian-12-baseline", "--min-version", "1.10", "--profile", "baseline"
+    )
+    assert ok.exit_code == 0, ok.output
+    flags = ["--version", "1.10.0", "--profile-digest", "sha256:" + "22" * 32]
+    assert run_verify(new, *flags).exit_code == 0
+    result = run_verify(old, "--name", "debian-12-baseline", "--min-version", "1.10")
+    assert result.exit_code == 1
+    assert result.stdout.count("\n") == 1
+    assert result.stdout.startswith("NOT TRUSTED: ") and "--min-version" in result.stdout
+    result = run_verify(old, "--min-version", "one")
+    assert result.exit_code == 2 and "--min-version" in result.stderr
+
+
+# --- bad numbers in the policy -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value", [".inf", "-.inf", ".nan", "1.0e12", "0", "-3", "true", "'7'", "1e12", "3651"]
+)
+def test_max_age_days_must_be_a_sane_number(tmp_path: Path, value: str) -> None:
+    with pytest.raises(InputError, match=r"policy.yaml: (max_age_days|expected YAML)") as caught:
+        Policy.load(write_policy(tmp_path, f"max_age_days: {value}\n"))
+    assert "\n" not in caught.value.diagnostics()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "revoked_keys: ['" + "ab" * 32 + "']\nrevoked_keys: []\n",
+        "threshold: 3\nthreshold: 1\n",
+        "required_profile: cis\nrequired_profile: baseline\n",
+    ],
+)
+def test_duplicate_policy_keys_are_refused_not_merged(tmp_path: Path, text: str) -> None:
+    with pytest.raises(InputError, match=r"policy.yaml: expected YAML .*duplicate key"):
+        Policy.load(write_policy(tmp_path, text))
+
+
+# --- terminal escapes from the manifest ---------------------------------------------------
+
+
+def test_describe_escapes_what_the_manifest_says(signed: Signed) -> None:
+    def edit(statement: dict[str, Any]) -> None:
+        statement["predicate"]["template"]["version"] = "1.0.0\r\x1b[1A\x1b[2KTRUSTED: evil"
+        statement["predicate"]["profile"]["version"] = "\u202eevil"
+
+    resign(signed, edit)
+    text = signed.verify().describe()
+    assert "\x1b" not in text and "\r" not in text and "\u202e" not in text
+    assert "1.0.0\\x0d\\x1b[1A" in text and "\\u202eevil" in text
+    assert text.count("\n") == 5 and text.count("TRUSTED") == 2  # the real line and the quote
