@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import sys
 import time
@@ -21,12 +22,18 @@ from builder.errors import BuildError, InputError
 from builder.log import complete_step, log
 from builder.run import run
 from builder.spec import DebootstrapBase, FileBase, TemplateSpec, UrlBase
+from hardening.strictdata import DataError, escape, load_json_file, loads_json
 
 # Bumped whenever the debootstrap recipe below changes what it produces, so
 # cached bases made by an older recipe are not reused.
 RECIPE_VERSION = 2
 BASE_DISK_SIZE = 2 << 30
 PARTITION_OFFSET = 1 << 20
+# A download that grows past this is no disk image we would accept: stop it
+# before it fills the cache's disk (the digest pin would refuse it anyway).
+MAX_DOWNLOAD = 64 << 30
+HTTP_TIMEOUT = 60
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 BASE_PACKAGES = (
     "systemd-sysv",
@@ -81,14 +88,56 @@ def prepare_base(spec: TemplateSpec) -> BaseImage:
 
 
 def image_format(path: Path) -> str:
-    info = json.loads(run(["qemu-img", "info", "--output=json", path]).stdout)
-    if info.get("backing-filename"):
+    info = qemu_img_info(path)
+    backing = info.get("backing-filename")
+    if backing:
         # The base must be self-contained: its digest has to cover every byte the guest reads.
-        raise BuildError(f"{path}: base image has a backing file ({info['backing-filename']})")
-    fmt = str(info["format"])
+        shown = escape(str(backing))
+        raise BuildError(f"{path}: base image has a backing file ({shown})")
+    fmt = info.get("format")
     if fmt not in ("qcow2", "raw"):
-        raise BuildError(f"{path}: base image format {fmt!r} is not supported (qcow2 or raw)")
-    return fmt
+        shown = escape(str(fmt))
+        raise BuildError(f"{path}: base image format {shown!r} is not supported (qcow2 or raw)")
+    return str(fmt)
+
+
+def qemu_img_info(path: Path) -> dict[str, Any]:
+    """``qemu-img info`` of an image, read strictly: the image header (backing
+    file name, format-specific data) is the image author's text."""
+    out = run(["qemu-img", "info", "--output=json", qemu.file_arg(path)]).stdout
+    try:
+        info = loads_json(out)
+    except DataError as exc:
+        raise BuildError(f"{path}: qemu-img info gave no readable answer ({exc})") from None
+    if not isinstance(info, dict):
+        raise BuildError(f"{path}: qemu-img info gave no JSON object")
+    return info
+
+
+def open_url(url: str, timeout: float = HTTP_TIMEOUT) -> Any:
+    """urlopen for goldsmith's downloads: redirects only to http or https
+    (urllib alone would follow one to ftp://)."""
+    return _OPENER.open(url, timeout=timeout)
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if not newurl.lower().startswith(("http://", "https://")):
+            raise urllib.error.HTTPError(
+                newurl, code, "redirect to a scheme other than http or https", headers, fp
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
 
 
 def find_cached_kernel() -> Path | None:
@@ -151,12 +200,15 @@ def download_base(base: UrlBase, spec_path: Path) -> BaseImage:
 
 def _download(url: str, dest: Path) -> None:
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0)
+        with open_url(url) as resp, open(dest, "wb") as out:
+            length = str(resp.headers.get("Content-Length") or "")
+            total = int(length) if length.isascii() and length.isdigit() else 0
             done, last = 0, 0.0
             while chunk := resp.read(1 << 20):
                 out.write(chunk)
                 done += len(chunk)
+                if done > MAX_DOWNLOAD:
+                    raise BuildError(f"downloading {url}: more than {MAX_DOWNLOAD >> 30} GiB")
                 if time.monotonic() - last > 2:
                     last = time.monotonic()
                     pct = f" ({100 * done // total}%)" if total else ""
@@ -236,11 +288,10 @@ def bootstrap_base(base: DebootstrapBase) -> BaseImage:
                 new_entry(entry) as tmp,
             ):
                 _bootstrap_into(tmp, base, inputs)
-    meta = json.loads((entry / "meta.json").read_text())
     return BaseImage(
         path=entry / "base.qcow2",
         format="qcow2",
-        sha256=str(meta["sha256"]),
+        sha256=_cached_digest(entry),
         source="debootstrap",
         name=f"debian-{base.suite}-debootstrap",
         uri=base.mirror,
@@ -249,8 +300,31 @@ def bootstrap_base(base: DebootstrapBase) -> BaseImage:
     )
 
 
+def _cached_digest(entry: Path) -> str:
+    """The digest meta.json records for a cached base, read strictly."""
+    meta_path = entry / "meta.json"
+    try:
+        meta = load_json_file(meta_path)
+    except (OSError, DataError) as exc:
+        raise BuildError(
+            f"{meta_path}: the cached base's record cannot be read ({exc})",
+            hint=f"remove {entry} to bootstrap the base again",
+        ) from None
+    digest = meta.get("sha256") if isinstance(meta, dict) else None
+    if not isinstance(digest, str) or _SHA256_HEX.fullmatch(digest) is None:
+        raise BuildError(
+            f"{meta_path}: the cached base's record has no sha256",
+            hint=f"remove {entry} to bootstrap the base again",
+        )
+    return digest
+
+
 def _bootstrap_into(work: Path, base: DebootstrapBase, inputs: dict[str, Any]) -> None:
     tree = work / "tree"
+    # Every spec value reaches mmdebstrap as one argv element (no shell), and
+    # the spec loader has refused any whitespace or control character in the
+    # mirror and suite, so each sources line below is exactly one line of
+    # exactly four words.
     with complete_step("Running mmdebstrap"):
         run(
             [
@@ -289,7 +363,12 @@ def _bootstrap_into(work: Path, base: DebootstrapBase, inputs: dict[str, Any]) -
     with complete_step("Installing the boot loader from inside the guest"):
         _first_boot(work, raw, root_uuid)
     with complete_step("Converting the base to qcow2"):
-        run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, work / "base.qcow2"])
+        run(
+            [
+                *("qemu-img", "convert", "-f", "raw", "-O", "qcow2"),
+                *(qemu.file_arg(raw), qemu.file_arg(work / "base.qcow2")),
+            ]
+        )
         raw.unlink()
     digest = hash_file(work / "base.qcow2")["sha256"]
     (work / "meta.json").write_text(json.dumps({"sha256": digest, "inputs": inputs}, indent=2))

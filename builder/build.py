@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
+import shlex
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder import __version__, qemu
 from builder.artifact import artifact_folder, utc_now
-from builder.base import BaseImage, prepare_base
+from builder.base import BaseImage, prepare_base, qemu_img_info
 from builder.buildkey import BUILD_KEY_FIELD, base_identity, compute_build_key, recorded_build_key
 from builder.cache import hash_file
 from builder.errors import BuildError, GuestError, InputError
@@ -69,8 +71,18 @@ def tool_versions() -> dict[str, str]:
 
 
 def image_info(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(run(["qemu-img", "info", "--output=json", path]).stdout)
-    return data
+    return qemu_img_info(path)
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write build.json whole or not at all: a Ctrl-C mid-write must not leave
+    a truncated record that a later build or `history` would read."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(record, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +124,7 @@ def build_template(
     with artifact_folder(out, name, force=force) as work, log_to_file(work / "build.log"):
         record = _build_into(work, spec, profile, script)
         record[BUILD_KEY_FIELD] = key
-        (work / "build.json").write_text(json.dumps(record, indent=2) + "\n")
+        write_record(work / "build.json", record)
     log.info("Template ready: %s", existing)
     return BuildOutcome(existing, key, reused=False)
 
@@ -132,7 +144,8 @@ def _build_into(work: Path, spec: TemplateSpec, profile: Profile, script: str) -
     run(
         [
             *("qemu-img", "create", "-q", "-f", "qcow2"),
-            *("-b", base.path, "-F", base.format, overlay, str(spec.disk_size)),
+            *("-b", qemu.file_arg(base.path), "-F", base.format),
+            *(qemu.file_arg(overlay), str(spec.disk_size)),
         ]
     )
     access = new_access(BUILDER_USER, "build")
@@ -173,7 +186,13 @@ def _build_into(work: Path, spec: TemplateSpec, profile: Profile, script: str) -
     seed.unlink()
     disk = work / "disk.qcow2"
     with timer.step("compact", "Compacting the template"):
-        run(["qemu-img", "convert", "-c", "-O", "qcow2", overlay, disk], timeout=3600)
+        run(
+            [
+                *("qemu-img", "convert", "-c", "-O", "qcow2"),
+                *(qemu.file_arg(overlay), qemu.file_arg(disk)),
+            ],
+            timeout=3600,
+        )
         overlay.unlink()
     info = image_info(disk)
     if info.get("backing-filename") or info.get("format-specific", {}).get("data", {}).get(
@@ -247,7 +266,9 @@ def _provision(
         session.run(f"{APT} update", step="packages", timeout=timeout)
     if spec.packages:
         with timer.step("packages", f"Installing {len(spec.packages)} packages"):
-            names = " ".join(spec.packages)
+            # The spec loader admits only Debian package names; quoting them
+            # anyway keeps this shell line safe whatever that pattern becomes.
+            names = " ".join(shlex.quote(name) for name in spec.packages)
             session.run(f"{APT} -y install {names}", step="packages", timeout=timeout)
     with timer.step("harden", f"Applying profile {profile.id} ({len(profile.controls)} controls)"):
         remote = f"/home/{BUILDER_USER}/goldsmith-apply.sh"

@@ -14,7 +14,6 @@ SBOM with the mirror's package indexes.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from builder.cache import digest_json, hash_file
 from builder.errors import InputError
 from builder.spec import DebootstrapBase, FileBase, TemplateSpec
 from hardening.profile import Profile
+from hardening.strictdata import DataError, load_json_file
 
 BUILD_KEY_SCHEMA = "https://goldsmith.dev/build-key/v1"
 # The field of build.json that holds the key the artifact was built with.
@@ -97,8 +97,8 @@ def recorded_build_key(artifact_dir: Path) -> str | None:
     which is always safe.
     """
     try:
-        record = json.loads((artifact_dir / "build.json").read_bytes())
-    except (OSError, ValueError):
+        record = load_json_file(artifact_dir / "build.json")
+    except (OSError, DataError):
         return None
     key = record.get(BUILD_KEY_FIELD) if isinstance(record, dict) else None
     return key if isinstance(key, str) and key.startswith("sha256:") else None

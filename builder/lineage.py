@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -43,11 +42,13 @@ from typing import Any
 from builder.errors import InputError
 from builder.log import log
 from builder.outdated import JsonObject, ManifestFacts, compare_versions, read_manifest
+from hardening.strictdata import DataError, loads_json, read_regular
 from validate.results import Package
 
 BUILD_RECORD = "build.json"
 MANIFEST = "manifest.dsse.json"
 VALIDATION_RECORD = "validation.json"
+MAX_RECORD = 64 * 1024 * 1024  # build and validation records carry package lists
 
 _SEMVER = re.compile(
     r"(?P<major>0|[1-9][0-9]*)(?:\.(?P<minor>0|[1-9][0-9]*))?(?:\.(?P<patch>0|[1-9][0-9]*))?"
@@ -222,13 +223,27 @@ def find_artifacts(root: Path) -> list[Path]:
     return found
 
 
-def _read_json(path: Path) -> Any:
+def _read_bytes(path: Path) -> bytes:
+    """A record's bytes, read once (its digest and its content must agree): a
+    regular file of bounded size, so a FIFO or device in an artifact folder
+    is an error and not a hang."""
     try:
-        return json.loads(path.read_bytes())
+        return read_regular(path, MAX_RECORD)
+    except DataError as exc:
+        raise InputError(path, None, f"cannot be read: {exc}") from None
     except OSError as exc:
-        raise InputError(path, None, f"cannot be read ({exc.strerror})") from None
-    except ValueError as exc:
+        raise InputError(path, None, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def _parse_json(path: Path, data: bytes) -> Any:
+    try:
+        return loads_json(data)
+    except DataError as exc:
         raise InputError(path, None, f"expected a JSON document ({exc})") from None
+
+
+def _read_json(path: Path) -> Any:
+    return _parse_json(path, _read_bytes(path))
 
 
 def _packages_from_validation(folder: Path) -> tuple[Package, ...] | None:
@@ -259,7 +274,8 @@ class _Draft:
 
 def _load(folder: Path) -> _Draft:
     record_path = folder / BUILD_RECORD
-    record = JsonObject(record_path, "", _read_json(record_path))
+    record_bytes = _read_bytes(record_path)
+    record = JsonObject(record_path, "", _parse_json(record_path, record_bytes))
     record.obj("template").need("name")
     record.obj("template").need("version")
     record.obj("image").need("sha256")
@@ -270,7 +286,7 @@ def _load(folder: Path) -> _Draft:
         image = record.obj("image").need("sha256")
         if manifest.image_sha256 != image:
             notes.append("the manifest names another image than build.json")
-        digest = hashlib.sha256((folder / BUILD_RECORD).read_bytes()).hexdigest()
+        digest = hashlib.sha256(record_bytes).hexdigest()
         if manifest.build_record_sha256 not in (None, digest):
             notes.append("build.json is not the build record the manifest names")
     if packages is None:

@@ -9,7 +9,9 @@ import click
 
 from builder.build import build_template
 from builder.doctor import diagnose
+from builder.errors import InputError
 from builder.parallel import run_parallel
+from hardening.strictdata import DataError, load_json_file
 
 SPECS = click.argument(
     "specs", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False)
@@ -75,7 +77,15 @@ def build(specs: tuple[Path, ...], out: Path, jobs: int, force: bool, as_json: b
         )
     outcome = build_template(specs[0], out, force=force)
     if as_json:
-        record = json.loads((outcome.artifact / "build.json").read_text())
+        record_path = outcome.artifact / "build.json"
+        try:
+            record = load_json_file(record_path)
+        except (OSError, DataError) as exc:
+            raise InputError(
+                record_path, None, f"cannot be read as a build record ({exc})"
+            ) from None
+        if not isinstance(record, dict):
+            raise InputError(record_path, None, "expected a JSON object (a build record)")
         click.echo(
             json.dumps(
                 {"artifact": str(outcome.artifact), "reused": outcome.reused, **record}, indent=2
