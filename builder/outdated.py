@@ -27,23 +27,23 @@ import enum
 import gzip
 import hashlib
 import io
-import json
 import lzma
+import time
 import urllib.error
-import urllib.request
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, cast
 
 from builder import __version__
-from builder.base import bootstrap_inputs
+from builder.base import bootstrap_inputs, open_url
 from builder.buildkey import base_identity
 from builder.errors import GoldsmithError, InputError
 from builder.log import log
-from builder.spec import DebootstrapBase, TemplateSpec, load_spec
+from builder.spec import DebootstrapBase, TemplateSpec, load_spec, suite_problem, url_problem
 from hardening.errors import ProfileError
 from hardening.profile import Profile, load_profile
+from hardening.strictdata import DataError, escape, loads_json, read_regular
 from validate.dsse import read_envelope
 from validate.manifest import decode_statement
 from validate.results import Package
@@ -53,6 +53,10 @@ ARCHITECTURE = "amd64"
 # far more is broken or hostile, and is not decompressed further.
 MAX_INDEX_BYTES = 512 * 1024 * 1024
 HTTP_TIMEOUT = 60
+# The longest one index (all its variants) may take, however slowly a mirror
+# trickles bytes: each read also waits at most HTTP_TIMEOUT.
+INDEX_DEADLINE = 600
+MAX_RECORD_BYTES = 64 * 1024 * 1024
 # Tried in this order; the first one the mirror has is used.
 INDEX_VARIANTS = ("Packages.xz", "Packages.gz", "Packages")
 
@@ -100,9 +104,12 @@ def _compare_part(a: str, b: str) -> int:
             i += 1
         while j < len(b) and _is_digit(b[j]):
             j += 1
-        number_a, number_b = int(a[start_a:i] or "0"), int(b[start_b:j] or "0")
-        if number_a != number_b:
-            return -1 if number_a < number_b else 1
+        # Compared as numbers without int(): a run of thousands of digits from a
+        # mirror's index must neither hit int()'s digit limit nor cost time.
+        digits_a = a[start_a:i].lstrip("0")
+        digits_b = b[start_b:j].lstrip("0")
+        if (len(digits_a), digits_a) != (len(digits_b), digits_b):
+            return -1 if (len(digits_a), digits_a) < (len(digits_b), digits_b) else 1
     return 0
 
 
@@ -114,7 +121,7 @@ def parse_version(version: str) -> tuple[int, str, str]:
     epoch = 0
     if ":" in text:
         head, text = text.split(":", 1)
-        if not head.isdigit():
+        if not head or not all(_is_digit(c) for c in head) or len(head) > 18:
             raise ValueError(f"epoch of {version!r} is not a number")
         epoch = int(head)
     upstream, hyphen, revision = text.rpartition("-")
@@ -277,6 +284,18 @@ class PackageSource:
         )
 
 
+def check_source(source: PackageSource) -> None:
+    """A mirror and suite given on the command line obey the spec's rules: the
+    suite becomes part of a URL path, the mirrors are fetched from."""
+    problem = suite_problem(source.suite)
+    if problem is not None:
+        raise InputError(None, "--suite", problem)
+    for option, url in (("--mirror", source.mirror), ("--security-mirror", source.security_mirror)):
+        problem = url_problem(url)
+        if problem is not None:
+            raise InputError(None, option, problem)
+
+
 def index_url(mirror: str, suite: str, variant: str) -> str:
     return f"{mirror.rstrip('/')}/dists/{suite}/main/binary-{ARCHITECTURE}/{variant}"
 
@@ -307,15 +326,20 @@ def _stanza(fields: Mapping[str, str], names: frozenset[str] | None) -> Iterator
 
 
 class _Limited(io.RawIOBase):
-    """A decompressed stream that refuses to yield more than ``limit`` bytes."""
+    """A stream that refuses to yield more than ``limit`` bytes or to go on
+    past ``deadline`` (time.monotonic()). Wrapped around the response (a
+    compressed index of endless empty gzip members yields nothing, forever)
+    and around the decompressed text (a small bomb yields gigabytes)."""
 
-    def __init__(self, stream: IO[bytes], limit: int, url: str) -> None:
-        self.stream, self.left, self.url = stream, limit, url
+    def __init__(self, stream: IO[bytes], limit: int, url: str, deadline: float) -> None:
+        self.stream, self.left, self.url, self.deadline = stream, limit, url, deadline
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
+        if time.monotonic() > self.deadline:
+            raise MirrorError(f"{self.url}: index not read within {INDEX_DEADLINE}s")
         data = self.stream.read(min(len(buffer), self.left + 1))
         if len(data) > self.left:
             raise MirrorError(f"{self.url}: index larger than {MAX_INDEX_BYTES} bytes")
@@ -335,15 +359,22 @@ def _open_index(body: IO[bytes], variant: str) -> IO[bytes]:
 def fetch_index(
     mirror: str, suite: str, names: frozenset[str] | None = None
 ) -> list[Package] | None:
-    """The packages of one suite's main/binary-amd64 index; None if the mirror has none."""
+    """The packages of one suite's main/binary-amd64 index; None if the mirror has none.
+
+    Bounded: at most MAX_INDEX_BYTES read and decompressed, at most
+    INDEX_DEADLINE seconds for all variants, redirects to http(s) only.
+    """
+    deadline = time.monotonic() + INDEX_DEADLINE
     for variant in INDEX_VARIANTS:
         url = index_url(mirror, suite, variant)
         log.debug("fetching %s", url)
+        timeout = max(1.0, min(HTTP_TIMEOUT, deadline - time.monotonic()))
         try:
-            with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as response:
-                raw = _open_index(response, variant)
+            with open_url(url, timeout=timeout) as response:
+                body = _Limited(response, MAX_INDEX_BYTES, url, deadline)
+                raw = _open_index(cast(IO[bytes], io.BufferedReader(body)), variant)
                 text = io.TextIOWrapper(
-                    io.BufferedReader(_Limited(raw, MAX_INDEX_BYTES, url)),
+                    io.BufferedReader(_Limited(raw, MAX_INDEX_BYTES, url, deadline)),
                     encoding="utf-8",
                     errors="replace",
                 )
@@ -351,11 +382,12 @@ def fetch_index(
         except urllib.error.HTTPError as exc:
             if exc.code in (403, 404, 410):
                 continue
-            raise MirrorError(f"{url}: HTTP {exc.code} {exc.reason}") from exc
+            reason = escape(str(exc.reason), 80)
+            raise MirrorError(f"{url}: HTTP {exc.code} {reason}") from exc
         except (lzma.LZMAError, gzip.BadGzipFile, zlib.error, EOFError) as exc:
             raise MirrorError(f"{url}: not a valid {variant} file ({exc})") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = escape(str(getattr(exc, "reason", exc)), 160)
             raise MirrorError(
                 f"cannot read the package index {url}: {reason}",
                 hint="check the mirror in the spec, or the network",
@@ -423,6 +455,12 @@ class OutdatedReport:
         }
 
     def describe(self) -> str:
+        """The report for a terminal. Names, versions and reasons carry text from
+        the manifest and the mirror, so every line is escaped: no escape
+        sequence or carriage return from a document reaches the terminal."""
+        return "\n".join(escape(line, 2000) for line in self._lines())
+
+    def _lines(self) -> list[str]:
         head = "REBUILD" if self.rebuild else "CURRENT"
         lines = [f"{head}: {self.template} {self.version} ({self.manifest})"]
         lines += [f"  - {r.message}" for r in self.reasons]
@@ -433,7 +471,7 @@ class OutdatedReport:
                 f"{update.available} in {update.suite}{mark}"
             )
         lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
+        return lines
 
 
 def check_outdated(
@@ -446,13 +484,16 @@ def check_outdated(
     """Why (if at all) the template ``manifest_path`` describes needs rebuilding from
     ``spec_path``. ``source`` names the mirror for a file or url base, which has none."""
     moment = (now or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC)
+    if source is not None:
+        check_source(source)
     spec = load_spec(spec_path)
     facts = read_manifest(manifest_path)
     if facts.name != spec.name:
         raise InputError(
             manifest_path,
             "payload.predicate.template.name",
-            f"the manifest is for template {facts.name!r}, but {spec_path} builds {spec.name!r}",
+            f"the manifest is for template '{escape(facts.name, 80)}', "
+            f"but {spec_path} builds {spec.name!r}",
         )
     try:
         profile = load_profile(spec.profile)
@@ -540,16 +581,21 @@ def _inputs_from_build_record(facts: ManifestFacts, notes: list[str]) -> Mapping
     """The base inputs from the build.json beside the manifest, if it is the one signed."""
     record = facts.path.parent / "build.json"
     try:
-        data = record.read_bytes()
-    except OSError:
+        # A regular file of bounded size: a FIFO planted beside the manifest
+        # is skipped, not waited on.
+        data = read_regular(record, MAX_RECORD_BYTES)
+    except (OSError, DataError):
         return None
     if hashlib.sha256(data).hexdigest() != facts.build_record_sha256:
         notes.append(f"{record} is not the build record the manifest names; not used")
         return None
     try:
-        inputs = json.loads(data)["base"]["inputs"]
-    except (ValueError, KeyError, TypeError):
+        document = loads_json(data)
+    except DataError as exc:
+        notes.append(f"{record} cannot be read ({exc}); not used")
         return None
+    base = document.get("base") if isinstance(document, dict) else None
+    inputs = base.get("inputs") if isinstance(base, dict) else None
     return inputs if isinstance(inputs, dict) else None
 
 
