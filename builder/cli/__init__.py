@@ -3,16 +3,26 @@ the work lives in the packages below it."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import click
 
 from builder import __version__
-from builder.errors import GoldsmithError
-from builder.log import setup_logging
+from builder.errors import GoldsmithError, InputError
+from builder.log import log, setup_logging
+from hardening.strictdata import escape
+
+# Exit code of a run stopped by Ctrl-C: 128 + SIGINT, as a shell reports it,
+# and distinct from 1 (a build or validation that failed).
+EXIT_INTERRUPTED = 128 + signal.SIGINT
 
 # Each command's module, imported only when that command runs: a no-op
 # `goldsmith build` must not pay for paramiko, pytest and jinja2 at start-up.
@@ -48,12 +58,63 @@ class GoldsmithGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _sigterm_interrupts():
+                return super().invoke(ctx)
         except GoldsmithError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"goldsmith: error: {exc.diagnostics()}", err=True)
+            click.echo(f"goldsmith: error: {_diagnostics(exc)}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt as exc:
+            # By now every context manager on the way up has run its cleanup:
+            # QEMU killed, the work folder renamed .FAILED-*, cache entries
+            # removed. Click would print "Aborted!" and exit 1, the code of
+            # a failed build; an interruption is not a verdict.
+            log.debug("interrupted", exc_info=True)
+            signum = _signal_of(exc)
+            if signum == signal.SIGTERM:
+                click.echo("goldsmith: interrupted (SIGTERM)", err=True)
+            else:
+                click.echo("goldsmith: interrupted", err=True)
+            ctx.exit(128 + signum)
+
+
+def _diagnostics(exc: GoldsmithError) -> str:
+    """What the user sees. Bad input is one line (and its hint): its message
+    quotes values from the user's own files, which may hold newlines or
+    terminal escape sequences, so control characters are shown escaped.
+    Other errors may carry a tool's output over several lines on purpose."""
+    if not isinstance(exc, InputError):
+        return exc.diagnostics()
+    message = escape(exc.message, 2000)
+    return f"{message}\n  hint: {escape(exc.hint, 2000)}" if exc.hint else message
+
+
+def _signal_of(exc: KeyboardInterrupt) -> int:
+    """SIGINT, or the signal a handler turned into this KeyboardInterrupt."""
+    text = str(exc.args[0]) if exc.args else ""
+    if text.startswith("signal ") and text[7:].isdigit():
+        return int(text[7:])
+    return int(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a CI runner cancelling a job) unwinds like Ctrl-C, so the same
+    cleanup runs; by default Python would die at once and leave QEMU and a
+    hidden work folder behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=GoldsmithGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,6 +131,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def main() -> None:
     try:
         cli(standalone_mode=True)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside a command (click reports most of these itself)
         click.echo("goldsmith: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
