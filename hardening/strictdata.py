@@ -80,8 +80,10 @@ def decode_text(data: bytes) -> str:
 
 
 # Strings and brackets: the nesting depth of a JSON text is read before the
-# parser recurses into it (CPython's json recurses once per level).
-_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+# parser recurses into it (CPython's json recurses once per level). The string
+# pattern is the unrolled loop: one alternation per character took 35 s over a
+# 60 MB manifest, this form a fraction of a second.
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
 
 def _json_depth(text: str) -> int:
