@@ -6,7 +6,7 @@ from datetime import date
 
 from hardening.mechanisms import MECHANISMS
 from hardening.profile import Profile, SelectedControl
-from hardening.shell import DONE, PRELUDE, RELOADS, q
+from hardening.shell import DONE, PRELUDE, RELOADS, comment, q
 
 
 def condition_met_by_parameters(profile: Profile, selected: SelectedControl) -> bool:
@@ -71,7 +71,10 @@ def render_apply_script(profile: Profile, today: date | None = None) -> str:
     or ``goldsmith: unchanged <id>`` per control, then reloads what changed
     (sysctl, grub, audit rules, and sshd after ``sshd -t``).
     """
-    parts = [f"# profile {profile.id} {profile.version} ({profile.digest})", PRELUDE]
+    # The loader admits only plain ids and versions; comment() keeps even a
+    # value that slipped past it on the comment's line.
+    header = comment(f"profile {profile.id} {profile.version} ({profile.digest})")
+    parts = [f"# {header}", PRELUDE]
     ordered = sorted(
         enumerate(profile.controls),
         key=lambda pair: (phase(pair[1]), pair[0]),
@@ -87,10 +90,10 @@ def render_apply_script(profile: Profile, today: date | None = None) -> str:
             parts.append(RELOADS)
             reloaded = True
         if selected.waiver is not None and selected.waiver.active(today):
-            parts.append(f"# {selected.id}: waived ({selected.waiver.reason})")
+            parts.append(comment(f"# {selected.id}: waived ({selected.waiver.reason})"))
             continue
         if not condition_met_by_parameters(profile, selected):
-            parts.append(f"# {selected.id}: not applicable ({selected.control.only_if})")
+            parts.append(comment(f"# {selected.id}: not applicable ({selected.control.only_if})"))
             continue
         mechanism = MECHANISMS[selected.control.mechanism]
         body = mechanism.render(mechanism.parse(selected.params))

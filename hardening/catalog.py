@@ -2,8 +2,15 @@
 area, parsed once into frozen Control records.
 
 A control's mechanism parameters may name tunables as ``${name}``; the control
-declares each tunable with its default under ``parameters`` and a profile may
-override it.
+declares each tunable under ``parameters`` with its type and default
+(``su_group: {type: name, default: sugroup}``, types in
+hardening.mechanisms.parameters) and a profile may override it with a value of
+that type.
+
+Resolving a control is the one place values meet mechanism parameters
+(:meth:`Control.resolve_params`): keys holding bash (a mechanism's
+``code_keys``) keep their ``${name}`` as a shell expansion and get the values as
+variables; every other key gets the checked values in place.
 """
 
 from __future__ import annotations
@@ -12,19 +19,25 @@ import dataclasses
 import enum
 import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hardening.errors import ParamError, ProfileError, suggest
 from hardening.mechanisms import MECHANISMS
+from hardening.mechanisms.parameters import (
+    NAME,
+    VARIABLES,
+    ParamSpec,
+    as_text,
+    parse_declaration,
+)
+from hardening.strictdata import DataError, loads_yaml, read_regular
 
 ID = r"[a-z0-9]+(-[a-z0-9]+)*"
 CIS_BENCHMARK = "CIS Debian 12 v1.1.0"
-_REF = re.compile(r"\$\{([a-z_][a-z0-9_]*)\}")
+_REF = re.compile(r"\$\{(" + NAME + r")\}")
 
 
 class Severity(enum.StrEnum):
@@ -70,7 +83,7 @@ class Control:
     references: References
     mechanism: str
     params: Mapping[str, Any]  # mechanism parameters, ${name} references unresolved
-    parameters: Mapping[str, Any]  # tunables this control reads, with their defaults
+    parameter_types: Mapping[str, ParamSpec]  # tunables this control reads, typed
     only_if: Condition | None = None
     source: str = ""  # the catalog file it came from
     # Packages the control's apply and check rely on (cron for cron.service);
@@ -80,11 +93,41 @@ class Control:
     # hardening.apply.AFTER_RELOADS on, after sysctl, grub, sshd ... reloads.
     phase: int | None = None
 
-    def resolve_params(self, values: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The mechanism parameters with every ${name} replaced from ``values``."""
-        merged = {**self.parameters, **{k: v for k, v in values.items() if k in self.parameters}}
-        resolved = substitute(self.params, merged)
-        assert isinstance(resolved, Mapping)
+    @property
+    def parameters(self) -> Mapping[str, Any]:
+        """Each tunable's default."""
+        return {name: spec.default for name, spec in self.parameter_types.items()}
+
+    def resolve_params(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The mechanism parameters for ``values`` (defaults where missing).
+
+        Every value is checked against its declared type here, whoever
+        produced it. Keys holding bash keep their ``${name}`` references, and
+        the values they read travel under VARIABLES, to be assigned as quoted
+        shell variables; in every other key each ${name} is replaced.
+        """
+        merged: dict[str, Any] = {}
+        for name, spec in self.parameter_types.items():
+            try:
+                merged[name] = spec.check(values.get(name, spec.default))
+            except ParamError as exc:
+                raise ParamError(f"{VARIABLES}.{name}", exc.expected) from None
+        code_keys = MECHANISMS[self.mechanism].code_keys
+        resolved: dict[str, Any] = {}
+        code = []
+        for key, value in self.params.items():
+            if key in code_keys:
+                resolved[key] = value
+                code.append(value)
+            else:
+                resolved[key] = substitute(value, merged)
+        if code_keys:
+            # Any expansion counts: "${name}" and also ${name//,/ } or $name.
+            resolved[VARIABLES] = {
+                name: value
+                for name, value in sorted(merged.items())
+                if any(re.search(rf"\$\{{?{name}\b", str(text)) for text in code)
+            }
         return resolved
 
 
@@ -95,10 +138,7 @@ def substitute(value: Any, values: Mapping[str, Any]) -> Any:
             return values[whole.group(1)]
 
         def text(match: re.Match[str]) -> str:
-            found = values[match.group(1)]
-            if isinstance(found, list):
-                return ",".join(str(v) for v in found)
-            return str(found)
+            return as_text(values[match.group(1)])
 
         return _REF.sub(text, value)
     if isinstance(value, Mapping):
@@ -133,11 +173,13 @@ class Catalog(Mapping[str, Control]):
     def __len__(self) -> int:
         return len(self._controls)
 
-    def parameter_defaults(self) -> dict[str, Any]:
-        defaults: dict[str, Any] = {}
+    def parameter_types(self) -> dict[str, ParamSpec]:
+        """Every tunable any control reads (one declaration per name: the
+        catalog refuses two that differ)."""
+        types: dict[str, ParamSpec] = {}
         for control in self._controls.values():
-            defaults.update(control.parameters)
-        return defaults
+            types.update(control.parameter_types)
+        return types
 
 
 CONTROL_KEYS = frozenset(
@@ -194,7 +236,10 @@ def parse_control(data: Any, path: str, field: str) -> Control:
         severity = Severity(data.get("severity", "medium"))
     except ValueError:
         raise ProfileError(path, f"{field}.severity", "low, medium or high") from None
-    cis = tuple(str(c) for c in data.get("cis", []) or [])
+    cis_value = data.get("cis", []) or []
+    if not isinstance(cis_value, list) or not all(isinstance(c, str | float) for c in cis_value):
+        raise ProfileError(path, f"{field}.cis", "recommendation numbers like 5.1.20")
+    cis = tuple(str(c) for c in cis_value)
     if not all(re.fullmatch(r"\d+(\.\d+)+", c) for c in cis):
         raise ProfileError(path, f"{field}.cis", "recommendation numbers like 5.1.20")
     level = data.get("cis_level")
@@ -215,17 +260,21 @@ def parse_control(data: Any, path: str, field: str) -> Control:
             "a reason, since there is no cis or devsec reference",
         )
     mechanism_name = data.get("mechanism")
-    if mechanism_name not in MECHANISMS:
+    if not isinstance(mechanism_name, str) or mechanism_name not in MECHANISMS:
         raise ProfileError(
             path,
             f"{field}.mechanism",
             "one of " + ", ".join(sorted(MECHANISMS)) + suggest(str(mechanism_name), MECHANISMS),
         )
     params = data.get("params", {})
-    parameters = data.get("parameters", {}) or {}
-    if not isinstance(params, Mapping) or not isinstance(parameters, Mapping):
+    if not isinstance(params, Mapping):
         raise ProfileError(path, f"{field}.params", "a mapping")
-    for name in references_in(params) - set(parameters):
+    if VARIABLES in params:
+        raise ProfileError(
+            path, f"{field}.params.{VARIABLES}", "reserved (declare tunables under parameters)"
+        )
+    parameters = _parameter_types(data, path, field)
+    for name in sorted(references_in(params) - set(parameters)):
         raise ProfileError(path, f"{field}.params", f"${{{name}}} is not declared under parameters")
     only_if = None
     if "only_if" in data:
@@ -259,7 +308,7 @@ def parse_control(data: Any, path: str, field: str) -> Control:
         references=refs,
         mechanism=str(mechanism_name),
         params=dict(params),
-        parameters=dict(parameters),
+        parameter_types=parameters,
         only_if=only_if,
         source=path,
         needs=needs,
@@ -269,6 +318,26 @@ def parse_control(data: Any, path: str, field: str) -> Control:
     return control
 
 
+def _parameter_types(data: Mapping[str, Any], path: str, field: str) -> dict[str, ParamSpec]:
+    value = data.get("parameters", {}) or {}
+    if not isinstance(value, Mapping):
+        raise ProfileError(path, f"{field}.parameters", "a mapping of names to {type, default}")
+    out: dict[str, ParamSpec] = {}
+    for name, declaration in value.items():
+        # The name becomes a bash variable name: nothing else may pass.
+        if not isinstance(name, str) or not re.fullmatch(NAME, name):
+            raise ProfileError(
+                path, f"{field}.parameters", "names like su_group ([a-z_][a-z0-9_]*)"
+            )
+        try:
+            out[name] = parse_declaration(declaration)
+        except ParamError as exc:
+            raise ProfileError(
+                path, f"{field}.parameters.{name}{exc.field}", exc.expected
+            ) from None
+    return out
+
+
 def validate_params(control: Control, values: Mapping[str, Any], path: str, field: str) -> None:
     try:
         MECHANISMS[control.mechanism].parse(control.resolve_params(values))
@@ -276,19 +345,26 @@ def validate_params(control: Control, values: Mapping[str, Any], path: str, fiel
         raise ProfileError(path, f"{field}.params.{exc.field}", exc.expected) from None
 
 
-def _catalog_files() -> list[tuple[str, str]]:
-    root = resources.files("hardening") / "data" / "controls"
-    files = sorted((entry.name, entry) for entry in root.iterdir() if entry.name.endswith(".yaml"))
-    return [(f"hardening/data/controls/{name}", entry.read_text("utf-8")) for name, entry in files]
+def _catalog_files() -> list[tuple[str, bytes]]:
+    files = sorted(catalog_dir().glob("*.yaml"))
+    out = []
+    for entry in files:
+        name = f"hardening/data/controls/{entry.name}"
+        try:
+            out.append((name, read_regular(entry)))
+        except DataError as exc:
+            raise ProfileError(name, None, str(exc)) from None
+    return out
 
 
-def parse_catalog(sources: list[tuple[str, str]]) -> Catalog:
+def parse_catalog(sources: Sequence[tuple[str, str | bytes]]) -> Catalog:
     controls: dict[str, Control] = {}
+    types: dict[str, tuple[ParamSpec, str]] = {}
     for path, text in sources:
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ProfileError(path, None, f"not valid YAML ({exc})") from None
+            data = loads_yaml(text)
+        except DataError as exc:
+            raise ProfileError(path, None, str(exc)) from None
         if (
             not isinstance(data, Mapping)
             or set(data) != {"controls"}
@@ -303,6 +379,14 @@ def parse_catalog(sources: list[tuple[str, str]]) -> Catalog:
                     f"controls[{index}].id",
                     f"unique; {control.id} is also in {controls[control.id].source}",
                 )
+            for name, spec in control.parameter_types.items():
+                known = types.setdefault(name, (spec, control.id))
+                if known[0] != spec:
+                    raise ProfileError(
+                        path,
+                        f"controls[{index}].parameters.{name}",
+                        f"the same type and default as in {known[1]}",
+                    )
             controls[control.id] = control
     return Catalog(controls)
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from hardening.catalog import Catalog, Control, load_catalog, validate_params
-from hardening.errors import ProfileError, suggest
+from hardening.catalog import ID, Catalog, Control, load_catalog, validate_params
+from hardening.errors import ParamError, ProfileError, suggest
+from hardening.strictdata import DataError, load_yaml_file
 
 PROFILE_KEYS = frozenset(
     {
@@ -37,6 +37,13 @@ PROFILE_KEYS = frozenset(
     }
 )
 SELECT_KEYS = frozenset({"cis_level", "area", "all"})
+# A profile's id and version name artifacts and reach the apply script's
+# header: plain words only.
+VERSION = r"[0-9]+(\.[0-9]+)*([-+~][0-9A-Za-z]+([.+~-][0-9A-Za-z]+)*)?"
+_IDENTITY = {
+    "id": (ID, "a lower-case id like web-server ([a-z0-9] words joined by -)"),
+    "version": (VERSION, "a version like 1.2.3 (digits and dots, then -rc1 or +local)"),
+}
 WAIVER_KEYS = frozenset({"control", "reason", "expires"})
 
 
@@ -150,11 +157,11 @@ class _Draft:
 
 def _read(path: Path) -> Mapping[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml_file(path)
     except OSError as exc:
         raise ProfileError(path, None, f"readable ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ProfileError(path, None, f"valid YAML ({exc})") from None
+    except DataError as exc:
+        raise ProfileError(path, None, str(exc)) from None
     if not isinstance(data, Mapping):
         raise ProfileError(path, None, "a mapping with id, version, title and controls")
     for key in data:
@@ -191,18 +198,18 @@ def _select(data: Mapping[str, Any], path: Path, catalog: Catalog) -> set[str]:
             raise ProfileError(
                 path, f"{field}.{key}", "unknown selector" + suggest(str(key), SELECT_KEYS)
             )
+        if key == "cis_level" and (isinstance(arg, bool) or arg not in (1, 2)):
+            raise ProfileError(path, f"{field}.cis_level", "1 or 2")
+        areas = {c.area for c in catalog.values()}
+        if key == "area" and (not isinstance(arg, str) or arg not in areas):
+            raise ProfileError(path, f"{field}.area", "a catalog area" + suggest(str(arg), areas))
+        if key == "all" and not isinstance(arg, bool):
+            raise ProfileError(path, f"{field}.all", "true or false")
         for control in catalog.values():
             if key == "cis_level":
-                if arg not in (1, 2):
-                    raise ProfileError(path, f"{field}.cis_level", "1 or 2")
                 level = control.references.cis_level
                 hit = level is not None and level <= arg
             elif key == "area":
-                areas = {c.area for c in catalog.values()}
-                if arg not in areas:
-                    raise ProfileError(
-                        path, f"{field}.area", "a catalog area" + suggest(str(arg), areas)
-                    )
                 hit = control.area == arg
             else:
                 hit = arg is True
@@ -240,28 +247,25 @@ def _waivers(data: Mapping[str, Any], path: Path, catalog: Catalog) -> dict[str,
     return out
 
 
-def _type_name(value: Any) -> str:
-    return {bool: "true or false", int: "an integer", str: "a string", list: "a list"}.get(
-        type(value), type(value).__name__
-    )
-
-
 def _parameters(data: Mapping[str, Any], path: Path, catalog: Catalog) -> dict[str, Any]:
+    """The profile's values, each checked against the type its controls
+    declare and in its normal form."""
     value = data.get("parameters", {}) or {}
     if not isinstance(value, Mapping):
         raise ProfileError(path, "parameters", "a mapping of parameter names to values")
-    defaults = catalog.parameter_defaults()
+    types = catalog.parameter_types()
+    out: dict[str, Any] = {}
     for key, given in value.items():
-        if key not in defaults:
+        spec = types.get(key) if isinstance(key, str) else None
+        if spec is None:
             raise ProfileError(
-                path, f"parameters.{key}", "unknown parameter" + suggest(str(key), defaults)
+                path, f"parameters.{key}", "unknown parameter" + suggest(str(key), types)
             )
-        default = defaults[key]
-        if type(given) is not type(default) and not (isinstance(default, list) and given == []):
-            raise ProfileError(path, f"parameters.{key}", _type_name(default))
-        if isinstance(given, list) and not all(isinstance(v, str | int) for v in given):
-            raise ProfileError(path, f"parameters.{key}", "a list of strings")
-    return dict(value)
+        try:
+            out[key] = spec.check(given)
+        except ParamError as exc:
+            raise ProfileError(path, f"parameters.{key}", exc.expected) from None
+    return out
 
 
 def _apply(path: Path, draft: _Draft, catalog: Catalog, seen: tuple[Path, ...]) -> None:
@@ -278,19 +282,24 @@ def _apply(path: Path, draft: _Draft, catalog: Catalog, seen: tuple[Path, ...]) 
         except ProfileError as exc:
             raise ProfileError(path, "extends", exc.expected) from None
         _apply(parent_path, draft, catalog, (*seen, path.resolve()))
-    for key in ("id", "version"):
+    for key, (pattern, expected) in _IDENTITY.items():
         value = data.get(key)
         if value is None and parent is None:
             raise ProfileError(path, key, "required")
         if value is not None and (
-            not isinstance(value, str | int | float) or not str(value).strip()
+            isinstance(value, bool)
+            or not isinstance(value, str | int | float)
+            or len(str(value)) > 64
+            or not re.fullmatch(pattern, str(value))
         ):
-            raise ProfileError(path, key, "a non-empty string")
+            raise ProfileError(path, key, expected)
     draft.ident = str(data.get("id", draft.ident))
     draft.version = str(data.get("version", draft.version))
     title = data.get("title")
     if title is not None and not isinstance(title, str):
         raise ProfileError(path, "title", "a string")
+    if not isinstance(data.get("description", ""), str):
+        raise ProfileError(path, "description", "a string")
     draft.title = title or draft.title or draft.ident
     draft.selected |= _select(data, path, catalog)
     draft.selected |= set(_ids(data, "controls", path, catalog))
@@ -314,13 +323,14 @@ def load_profile(ref: str | Path) -> Profile:
     _apply(path, draft, catalog, ())
     if not draft.selected:
         raise ProfileError(path, "controls", "at least one control")
-    defaults = catalog.parameter_defaults()
     selected: list[SelectedControl] = []
     used: dict[str, Any] = {}
     for ident, control in catalog.items():
         if ident not in draft.selected:
             continue
-        values = {k: draft.parameters.get(k, defaults[k]) for k in control.parameters}
+        values = {
+            k: draft.parameters.get(k, spec.default) for k, spec in control.parameter_types.items()
+        }
         origin = next(
             (draft.parameter_origin[k] for k in control.parameters if k in draft.parameter_origin),
             path,

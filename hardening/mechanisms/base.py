@@ -43,6 +43,13 @@ class Mechanism(abc.ABC, Generic[SpecT]):
     # Parameters this mechanism accepts, for unknown-key errors.
     keys: ClassVar[frozenset[str]] = frozenset()
     required: ClassVar[frozenset[str]] = frozenset()
+    # Keys whose strings are bash. A ${name} in them is never replaced by the
+    # parameter's value: the catalog hands the values over under VARIABLES and
+    # the mechanism assigns them as quoted shell variables ahead of the code
+    # (hardening.mechanisms.parameters.shell_assignments), so a value is only
+    # ever data. Every other key gets the values themselves, checked against
+    # their declared types, and its mechanism quotes what it renders.
+    code_keys: ClassVar[frozenset[str]] = frozenset()
 
     def parse(self, params: Mapping[str, Any]) -> SpecT:
         check_keys(params, self.keys, self.required)

@@ -68,7 +68,9 @@ def parse_kv(text: str, separator: Separator) -> dict[str, str]:
 
 def _settings(params: Mapping[str, Any]) -> tuple[Setting, ...]:
     out = []
-    for field, setting in get_settings(params, "settings", KEY, "a configuration key"):
+    for field, setting in get_settings(
+        params, "settings", KEY, "a configuration key", join_list_write=True
+    ):
         if setting.write is not None and "\n" in setting.write:
             raise ParamError(f"{field}.write", "a one-line value")
         out.append(setting)

@@ -1,6 +1,10 @@
 """The escape hatch: a control that fits no mechanism carries its own apply
 shell (which calls gs_changed when it changes something) and a check command
-whose exit status and output decide."""
+whose exit status and output decide.
+
+Both are bash written in the catalog. Parameters reach them only as shell
+variables: ``su_group='sugroup'`` is assigned ahead of the code, which reads
+``"${su_group}"``. A value is never spliced into the code's text."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Any
 from hardening.errors import FactsError, ParamError
 from hardening.facts import Facts, Probe
 from hardening.mechanisms.base import Mechanism, Outcome, error, get_opt_str, get_str
+from hardening.mechanisms.parameters import NAME, VARIABLES, shell_assignments
 from hardening.results import Status
 
 
@@ -31,17 +36,29 @@ class ScriptSpec:
     pass_if: PassIf
     pattern: str
     expected: str
+    variables: tuple[tuple[str, Any], ...] = ()  # (parameter name, checked value)
+
+    @property
+    def assignments(self) -> str:
+        return shell_assignments(dict(self.variables))
+
+    @property
+    def probe_command(self) -> str:
+        return self.assignments + self.check
 
     @property
     def probe_name(self) -> str:
-        return "script:" + hashlib.sha256(self.check.encode()).hexdigest()[:16]
+        # Named by everything it runs: the same check with other values is
+        # another probe; without variables the name is the check's alone.
+        return "script:" + hashlib.sha256(self.probe_command.encode()).hexdigest()[:16]
 
 
 class Script(Mechanism[ScriptSpec]):
     name = "script"
     phase = 85
-    keys = frozenset({"apply", "check", "pass_if", "pattern", "expected"})
+    keys = frozenset({"apply", "check", "pass_if", "pattern", "expected", VARIABLES})
     required = frozenset({"check", "expected"})
+    code_keys = frozenset({"apply", "check"})
 
     def build(self, params: Mapping[str, Any]) -> ScriptSpec:
         try:
@@ -62,13 +79,20 @@ class Script(Mechanism[ScriptSpec]):
             pass_if=pass_if,
             pattern=pattern,
             expected=" ".join(get_str(params, "expected").split()),
+            variables=_variables(params),
         )
 
     def render(self, spec: ScriptSpec) -> str:
-        return spec.apply.strip()
+        code = spec.apply.strip()
+        if not code or not spec.variables:
+            return code
+        # Unset afterwards: the next control's code sees only its own values.
+        names = " ".join(name for name, _ in spec.variables)
+        return f"{spec.assignments}{code}\nunset {names}"
 
     def probes(self, spec: ScriptSpec) -> list[Probe]:
-        return [Probe(spec.probe_name, spec.check)]
+        # A probe runs in its own subshell, so its variables end with it.
+        return [Probe(spec.probe_name, spec.probe_command)]
 
     def evaluate(self, spec: ScriptSpec, facts: Facts) -> Outcome:
         try:
@@ -95,3 +119,17 @@ class Script(Mechanism[ScriptSpec]):
         if spec.pass_if in (PassIf.rc0, PassIf.rc0_empty):
             observed += f" (rc {section.rc})"
         return Outcome(Status.passed if ok else Status.failed, spec.expected, observed)
+
+
+def _variables(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    value = params.get(VARIABLES, {})
+    if not isinstance(value, Mapping):
+        raise ParamError(VARIABLES, "a mapping of parameter names to values")
+    out = []
+    for name, item in sorted(value.items()):
+        if not isinstance(name, str) or not re.fullmatch(NAME, name):
+            raise ParamError(f"{VARIABLES}.{name}", "a parameter name like su_group")
+        if not isinstance(item, str | int | list) or isinstance(item, bool):
+            raise ParamError(f"{VARIABLES}.{name}", "a checked parameter value")
+        out.append((name, tuple(item) if isinstance(item, list) else item))
+    return tuple(out)

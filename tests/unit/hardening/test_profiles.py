@@ -133,3 +133,148 @@ def test_extends_cycle_is_refused(tmp_path: Path) -> None:
 def test_unknown_shipped_name() -> None:
     with pytest.raises(ProfileError, match=r"shipped: .*baseline"):
         load_profile("basline")
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (b"id: x\nversion: '1'\ntitle: caf\xe9\n", "not UTF-8"),
+        (b"id: x\nid: y\nversion: '1'\n", "duplicate key 'id'"),
+        (b"id: x\nversion: .inf\n", "inf or nan"),
+        (b"id: [x\n", "not valid YAML"),
+        (b"- a\n", "a mapping"),
+    ],
+)
+def test_unreadable_profiles_are_one_line_errors(
+    tmp_path: Path, data: bytes, fragment: str
+) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+    assert caught.value.field is None
+    assert str(caught.value).startswith(f"{path}: ") and fragment in str(caught.value)
+
+
+def test_a_fifo_is_not_read(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "fifo.yaml")
+    with pytest.raises(ProfileError, match="no such profile file"):
+        load_profile(tmp_path / "fifo.yaml")
+    write(tmp_path, "id: x\nversion: '1'\nextends: fifo.yaml\n")
+    with pytest.raises(ProfileError, match="extends: no such profile file"):
+        load_profile(tmp_path / "p.yaml")
+
+
+WRONG_SHAPES: list[object] = [
+    None,
+    True,
+    0,
+    1.5,
+    "",
+    "x",
+    [],
+    [None],
+    [[1]],
+    [{"a": 1}],
+    {},
+    {"a": [1]},
+    [{"area": ["x"]}],
+    [{"area": {"x": 1}}],
+    [{"cis_level": True}],
+    [{"cis_level": [1]}],
+    [{"all": "yes"}],
+    [{"control": ["kernel-aslr"], "reason": "r"}],
+    [{"control": "kernel-aslr", "reason": ["r"]}],
+    [{"control": "kernel-aslr", "reason": "r", "expires": [1]}],
+    {"su_group": ["a"]},
+    {"pass_max_days": True},
+    {"pass_max_days": 10**20},
+    {"firewall_tcp_ports": [True]},
+    {"firewall_tcp_ports": [[22]]},
+    {"firewall_tcp_ports": [0]},
+    {"ntp_servers": {"a": 1}},
+    {"banner_text": ["a"]},
+]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "id",
+        "version",
+        "title",
+        "description",
+        "extends",
+        "select",
+        "controls",
+        "exclude",
+        "parameters",
+        "waivers",
+    ],
+)
+def test_every_wrong_shape_is_a_profile_error(tmp_path: Path, key: str) -> None:
+    # Never a traceback: each malformed value gives the one-line error.
+    import yaml
+
+    for value in WRONG_SHAPES:
+        document: dict[str, object] = {"id": "x", "version": "1", "extends": "baseline"}
+        document[key] = value
+        path = write(tmp_path, yaml.safe_dump(document))
+        try:
+            load_profile(path)
+        except ProfileError as exc:
+            assert str(exc).startswith(f"{path}: "), exc
+            assert "\n" not in str(exc)
+
+
+def test_select_area_must_be_a_name(tmp_path: Path) -> None:
+    path = write(tmp_path, "id: x\nversion: '1'\nselect: [{area: [ssh, kernel]}]\n")
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+    assert caught.value.field == "select[0].area"
+    path = write(tmp_path, "id: x\nversion: '1'\nselect: [{cis_level: true}]\n")
+    with pytest.raises(ProfileError, match=r"select\[0\]\.cis_level: 1 or 2"):
+        load_profile(path)
+
+
+@pytest.mark.parametrize("version", ["1", "1.0.0", "2.0.0-rc1", "1.2.3+site.4", "1.0", "7"])
+def test_plain_versions_are_accepted(tmp_path: Path, version: str) -> None:
+    path = write(tmp_path, f"id: my-site-2\nversion: {version}\ncontrols: [kernel-aslr]\n")
+    assert load_profile(path).version == version
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("id", "My_Profile"), ("id", "a b"), ("version", "1.0 beta"), ("version", "v1"), ("id", "")],
+)
+def test_id_and_version_follow_a_pattern(tmp_path: Path, field: str, value: str) -> None:
+    import yaml
+
+    document = {"id": "x", "version": "1", "controls": ["kernel-aslr"], field: value}
+    path = write(tmp_path, yaml.safe_dump(document))
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+    assert caught.value.field == field
+
+
+def test_parameter_types_name_the_rule(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "id: x\nversion: '1'\nextends: baseline\nparameters: {su_group: Wheel}\n"
+    )
+    with pytest.raises(ProfileError) as caught:
+        load_profile(path)
+    assert str(caught.value) == (
+        f"{path}: parameters.su_group: a user or group name "
+        "([a-z_][a-z0-9_-]*[$]?, at most 32 characters)"
+    )
+    path = write(
+        tmp_path,
+        "id: x\nversion: '1'\nextends: cis-level1-server\nparameters:\n"
+        "  firewall_tcp_ports: ['22', 443]\n  ntp_servers: a.example b.example\n",
+    )
+    profile = load_profile(path)
+    # Normal forms: ports are numbers, a host list is a list.
+    assert profile.parameters["firewall_tcp_ports"] == [22, 443]
+    assert profile.parameters["ntp_servers"] == ["a.example", "b.example"]
