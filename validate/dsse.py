@@ -37,6 +37,12 @@ MAX_SIGNATURES = 16
 # An Ed25519 signature is 64 bytes, a DER P-256 one at most 72; room for others.
 MAX_SIGNATURE_TEXT = 1024
 MAX_KEYID = 256
+MAX_PAYLOAD_TYPE = 256
+# The most "{" a valid envelope can hold: its own, one per signature, and any
+# inside the strings that may hold them (payloadType and keyids; base64 cannot).
+# Counting them is a byte scan, so a flood of signature objects is refused
+# before the JSON parser builds a single one.
+_MAX_BRACES = 1 + MAX_SIGNATURES + MAX_PAYLOAD_TYPE + MAX_SIGNATURES * MAX_KEYID
 
 
 class EnvelopeError(InputError):
@@ -123,6 +129,12 @@ def verified_keyids(envelope: Envelope, verifiers: Iterable[Verifier]) -> frozen
 def parse_envelope(data: bytes, source: Path | str) -> Envelope:
     """Parse envelope bytes read from ``source``; any defect is an EnvelopeError naming it."""
     expected = "a DSSE envelope (JSON object with payloadType, payload, signatures)"
+    if data.count(b"{") > _MAX_BRACES:
+        raise EnvelopeError(
+            source,
+            "signatures",
+            f"more objects than an envelope of at most {MAX_SIGNATURES} signatures holds",
+        )
     try:
         text = decode_text(data)
     except DataError:
@@ -152,8 +164,10 @@ def parse_envelope(data: bytes, source: Path | str) -> Envelope:
             raise EnvelopeError(source, escape(key), "unknown envelope field")
 
     payload_type = doc.get("payloadType")
-    if not isinstance(payload_type, str) or not payload_type:
-        raise EnvelopeError(source, "payloadType", "expected a non-empty string")
+    if not isinstance(payload_type, str) or not 0 < len(payload_type) <= MAX_PAYLOAD_TYPE:
+        raise EnvelopeError(
+            source, "payloadType", f"expected a non-empty string of at most {MAX_PAYLOAD_TYPE}"
+        )
     payload_text = doc.get("payload")
     if not isinstance(payload_text, str):
         raise EnvelopeError(source, "payload", "expected a base64 string")

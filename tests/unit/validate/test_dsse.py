@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from builder.errors import InputError
 from validate.dsse import (
+    MAX_SIGNATURES,
     PAYLOAD_TYPE_IN_TOTO,
     Envelope,
+    EnvelopeError,
     Signature,
     load_envelope,
     pae,
@@ -186,3 +191,120 @@ def test_load_envelope_refuses_a_huge_file(tmp_path: Path, monkeypatch: pytest.M
         load_envelope(path)
     with pytest.raises(InputError, match=r"is a directory"):
         load_envelope(tmp_path)
+
+
+# --- ambiguity and hostility: refused before any crypto ----------------------------------
+
+
+def good_dict() -> dict[str, Any]:
+    return sign_envelope(PAYLOAD_TYPE_IN_TOTO, STATEMENT, [SEED_KEY]).to_dict()
+
+
+@pytest.mark.parametrize("key", ["payload", "payloadType", "signatures"])
+def test_a_duplicated_envelope_key_is_refused(key: str) -> None:
+    # Two "payload" keys: one reader takes the first, another the last.
+    text = GOOD.decode().rstrip().removesuffix("}")
+    text += f', "{key}": ' + json.dumps(good_dict()[key]) + "}"
+    with pytest.raises(EnvelopeError, match=rf"duplicate key '{key}'"):
+        parse_envelope(text.encode(), "m.json")
+
+
+def test_more_than_the_cap_of_signatures_is_refused_unread() -> None:
+    doc = good_dict()
+    doc["signatures"] = doc["signatures"] * (MAX_SIGNATURES + 1)
+    for i, entry in enumerate(doc["signatures"]):
+        doc["signatures"][i] = {**entry, "keyid": f"k{i}"}
+    with pytest.raises(EnvelopeError, match=rf"17 signatures; at most {MAX_SIGNATURES}"):
+        parse_envelope(json.dumps(doc).encode(), "m.json")
+
+
+def test_a_flood_of_signatures_is_refused_fast() -> None:
+    doc = good_dict()
+    bogus = base64.b64encode(bytes(64)).decode()
+    doc["signatures"] = [{"keyid": f"{i:064x}", "sig": bogus} for i in range(200_000)]
+    data = json.dumps(doc).encode()
+    start = time.monotonic()
+    with pytest.raises(EnvelopeError, match=r"at most 16 signatures"):
+        parse_envelope(data, "m.json")
+    assert time.monotonic() - start < 1.0  # 58 s before the cap
+
+
+def test_duplicate_keyids_are_refused() -> None:
+    doc = good_dict()
+    doc["signatures"] = doc["signatures"] * 2
+    with pytest.raises(EnvelopeError, match=r"signatures\[1\].keyid: duplicate keyid"):
+        parse_envelope(json.dumps(doc).encode(), "m.json")
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [("envelope", "unknown envelope field"), ("signature", "unknown signature field")],
+)
+def test_unsigned_extra_fields_are_refused(where: str, message: str) -> None:
+    doc = good_dict()
+    target = doc if where == "envelope" else doc["signatures"][0]
+    target["note"] = "not covered by any signature"
+    with pytest.raises(EnvelopeError, match=message):
+        parse_envelope(json.dumps(doc).encode(), "m.json")
+
+
+@pytest.mark.parametrize(
+    ("variant", "accepted"),
+    [
+        ("eyJhIjoxfQ==", True),  # standard, padded
+        ("eyJhIjoxfQ", True),  # unpadded
+        ("eyJhIjoxfR==", False),  # non-zero bits after the last byte: same bytes, other text
+        ("eyJhIjox fQ==", False),  # whitespace
+        ("eyJhIjoxfQ=", False),  # half the padding
+        ("eyJhIjoxfQ===", False),  # too much padding
+        ("eyJhIjoxfQ==eyJ9", False),  # data after padding
+        ("+-//", False),  # two alphabets at once
+        ("eyJhIjoxfQ\u00e9", False),  # not ASCII
+        ("e", False),  # one character cannot encode a byte
+    ],
+)
+def test_base64_must_be_canonical(variant: str, accepted: bool) -> None:
+    doc = good_dict()
+    doc["payload"] = variant
+    data = json.dumps(doc).encode()
+    if accepted:
+        assert parse_envelope(data, "m").payload == b'{"a":1}'
+    else:
+        with pytest.raises(EnvelopeError, match=r"payload: expected canonical base64"):
+            parse_envelope(data, "m")
+
+
+def test_url_safe_base64_must_use_one_alphabet() -> None:
+    payload = b"\xfb\xff\xbf" * 4
+    url_safe = base64.urlsafe_b64encode(payload).decode()
+    assert "-" in url_safe and "_" in url_safe
+    doc = good_dict()
+    doc["payload"] = url_safe
+    assert parse_envelope(json.dumps(doc).encode(), "m").payload == payload
+    doc["payload"] = url_safe.replace("-", "+", 1)  # mixed: one '+' among '-' and '_'
+    with pytest.raises(EnvelopeError, match=r"canonical base64"):
+        parse_envelope(json.dumps(doc).encode(), "m")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"[" * 1000 + b"]" * 1000, "nested deeper"),
+        (b'{"payloadType": 1' + b"0" * 5000 + b"}", "more than 30 digits"),
+        (b'{"payloadType": "\\ud800", "payload": "", "signatures": []}', "lone surrogate"),
+        (b'{"payloadType": NaN}', "not a JSON number"),
+    ],
+)
+def test_hostile_json_is_refused_in_one_line(data: bytes, message: str) -> None:
+    with pytest.raises(EnvelopeError, match=message) as caught:
+        parse_envelope(data, "m.json")
+    assert "\n" not in caught.value.diagnostics()
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "manifest.dsse.json"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match=r"not a regular file"):
+        load_envelope(fifo)
+    with pytest.raises(InputError, match=r"not a regular file"):
+        load_envelope(Path("/dev/zero"))
