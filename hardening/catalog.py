@@ -24,6 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from hardening.errors import ParamError, ProfileError, suggest
 from hardening.mechanisms import MECHANISMS
 from hardening.mechanisms.parameters import (
@@ -33,7 +35,7 @@ from hardening.mechanisms.parameters import (
     as_text,
     parse_declaration,
 )
-from hardening.strictdata import DataError, loads_yaml, read_regular
+from hardening.strictdata import DataError, escape, loads_yaml, read_regular
 
 ID = r"[a-z0-9]+(-[a-z0-9]+)*"
 CIS_BENCHMARK = "CIS Debian 12 v1.1.0"
@@ -345,6 +347,22 @@ def validate_params(control: Control, values: Mapping[str, Any], path: str, fiel
         raise ProfileError(path, f"{field}.params.{exc.field}", exc.expected) from None
 
 
+def loads_document(path: Path | str, data: bytes | str) -> Any:
+    """A catalog or profile file's YAML, read strictly; anything wrong with
+    it is a ProfileError naming the file."""
+    try:
+        return loads_yaml(data)
+    except DataError as exc:
+        raise ProfileError(path, None, str(exc)) from None
+    except yaml.YAMLError as exc:
+        # PyYAML's reader refuses NUL and other control characters before
+        # loads_yaml's own handling starts.
+        lines = str(exc).splitlines()
+        raise ProfileError(
+            path, None, "not valid YAML: " + escape(lines[0] if lines else "")
+        ) from None
+
+
 def _catalog_files() -> list[tuple[str, bytes]]:
     files = sorted(catalog_dir().glob("*.yaml"))
     out = []
@@ -361,10 +379,7 @@ def parse_catalog(sources: Sequence[tuple[str, str | bytes]]) -> Catalog:
     controls: dict[str, Control] = {}
     types: dict[str, tuple[ParamSpec, str]] = {}
     for path, text in sources:
-        try:
-            data = loads_yaml(text)
-        except DataError as exc:
-            raise ProfileError(path, None, str(exc)) from None
+        data = loads_document(path, text)
         if (
             not isinstance(data, Mapping)
             or set(data) != {"controls"}

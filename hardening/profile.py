@@ -18,9 +18,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from hardening.catalog import ID, Catalog, Control, load_catalog, validate_params
+from hardening.catalog import ID, Catalog, Control, load_catalog, loads_document, validate_params
 from hardening.errors import ParamError, ProfileError, suggest
-from hardening.strictdata import DataError, load_yaml_file
+from hardening.strictdata import DataError, read_regular
 
 PROFILE_KEYS = frozenset(
     {
@@ -157,11 +157,12 @@ class _Draft:
 
 def _read(path: Path) -> Mapping[str, Any]:
     try:
-        data = load_yaml_file(path)
+        raw = read_regular(path)
     except OSError as exc:
         raise ProfileError(path, None, f"readable ({exc.strerror})") from None
-    except DataError as exc:
+    except DataError as exc:  # not a regular file, or too large
         raise ProfileError(path, None, str(exc)) from None
+    data = loads_document(path, raw)
     if not isinstance(data, Mapping):
         raise ProfileError(path, None, "a mapping with id, version, title and controls")
     for key in data:

@@ -143,6 +143,8 @@ def test_unknown_shipped_name() -> None:
         (b"id: x\nversion: .inf\n", "inf or nan"),
         (b"id: [x\n", "not valid YAML"),
         (b"- a\n", "a mapping"),
+        (b"id: x\x00\nversion: '1'\n", "#x0000"),
+        (b"id: x\nversion: '1'\ntitle: \x1b[2J\n", "#x001b"),
     ],
 )
 def test_unreadable_profiles_are_one_line_errors(
