@@ -17,9 +17,11 @@ import http.server
 import itertools
 import json
 import lzma
+import os
 import random
 import shutil
 import subprocess
+import sys
 import textwrap
 import threading
 from collections.abc import Iterator, Sequence
@@ -679,3 +681,306 @@ def test_cli_help_says_it_does_not_verify() -> None:
     result = run_cli("outdated", "--help")
     assert result.exit_code == 0
     assert "goldsmith verify" in result.output
+
+
+# --- hostile input: one line and exit 2 (3 for the mirror), never a traceback or a hang ----
+
+
+def one_line_error(result: Any, code: int = 2) -> str:
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines: list[str] = result.stderr.splitlines()
+    assert lines and lines[0].startswith("goldsmith: error: "), result.stderr
+    assert all(line.startswith("  hint: ") for line in lines[1:]), result.stderr
+    assert "\x1b" not in result.stderr and "\r" not in result.stderr
+    return lines[0]
+
+
+def outdated_cli(spec: Path, manifest: Path, *extra: str) -> Any:
+    return run_cli("outdated", str(spec), "--manifest", str(manifest), *extra)
+
+
+def run_goldsmith(*args: str) -> subprocess.CompletedProcess[str]:
+    """A real goldsmith process, for inputs that would hang a broken reader:
+    the timeout turns a hang into a failure instead of a stuck test run."""
+    return subprocess.run(
+        [sys.executable, "-m", "builder.cli", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+HOSTILE_SPECS = [
+    pytest.param(
+        "mirror: {mirror}\n",
+        'mirror: "{mirror} bookworm main\\ndeb [trusted=yes] http://evil.example/ x"\n',
+        "base.debootstrap.mirror",
+        id="newline-in-mirror",
+    ),
+    pytest.param(
+        "security_mirror: {security}\n",
+        'security_mirror: "{security}\\r"\n',
+        "base.debootstrap.security_mirror",
+        id="cr-in-security-mirror",
+    ),
+    pytest.param(
+        "suite: bookworm\n", 'suite: "bookworm\\tx"\n', "base.debootstrap.suite", id="tab"
+    ),
+    pytest.param("name: demo\n", 'name: "demo\\e[2J"\n', "name", id="escape-in-name"),
+    pytest.param("name: demo\n", "name: demo\nname: demo\n", "duplicate key 'name'", id="dup"),
+    pytest.param("name: demo\n", "name: " + "[" * 100 + "]" * 100 + "\n", "nested", id="deep"),
+    pytest.param(
+        "name: demo\n", "name: demo\nvm: {{memory: " + "9" * 40 + "}}\n", "digits", id="int"
+    ),
+    pytest.param("mirror: {mirror}\n", "mirror: ftp://x.example/d\n", "mirror", id="ftp"),
+    pytest.param("mirror: {mirror}\n", "mirror: file:///etc\n", "mirror", id="file-url"),
+    pytest.param("profile: baseline\n", "profile: [baseline]\n", "profile", id="list"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "named"), HOSTILE_SPECS)
+def test_outdated_with_a_hostile_spec_is_one_line_exit_2(
+    scene: Scene, old: str, new: str, named: str
+) -> None:
+    values = {"mirror": scene.mirror.debian, "security": scene.mirror.security}
+    text = scene.spec.read_text()
+    assert old.format(**values) in text
+    scene.spec.write_text(text.replace(old.format(**values), new.format(**values)))
+
+    line = one_line_error(outdated_cli(scene.spec, scene.manifest))
+
+    assert str(scene.spec) in line
+    assert named in line
+
+
+def test_outdated_with_a_spec_fifo_does_not_wait(scene: Scene) -> None:
+    fifo = scene.spec.with_name("fifo.yaml")
+    os.mkfifo(fifo)
+
+    proc = run_goldsmith("outdated", str(fifo), "--manifest", str(scene.manifest))
+
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"goldsmith: error: {fifo}: cannot read spec file: not a regular file"
+    ]
+
+
+def test_outdated_with_a_manifest_fifo_does_not_wait(scene: Scene) -> None:
+    fifo = scene.manifest.with_name("fifo.json")
+    os.mkfifo(fifo)
+
+    proc = run_goldsmith("outdated", str(scene.spec), "--manifest", str(fifo))
+
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and str(fifo) in proc.stderr
+    assert "not a regular file" in proc.stderr
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_outdated_with_a_device_is_one_line_exit_2(scene: Scene, device: str) -> None:
+    one_line_error(outdated_cli(Path(device), scene.manifest))
+    assert "not a regular file" in one_line_error(outdated_cli(scene.spec, Path(device)))
+
+
+def _envelope_text(payload: bytes) -> str:
+    return json.dumps(
+        {
+            "payloadType": "application/vnd.in-toto+json",
+            "payload": base64.b64encode(payload).decode(),
+            "signatures": [{"keyid": "ee" * 32, "sig": base64.b64encode(bytes(64)).decode()}],
+        }
+    )
+
+
+def _statement_with(scene: Scene, edit: Any) -> bytes:
+    doc = json.loads(base64.b64decode(json.loads(scene.manifest.read_text())["payload"]))
+    edit(doc)
+    return json.dumps(doc).encode()
+
+
+HOSTILE_MANIFESTS: list[Any] = [
+    pytest.param(lambda s: b"\xff\xfe not utf-8", id="not-utf8"),
+    pytest.param(lambda s: b'{"payloadType": "x", "payload": ', id="truncated"),
+    pytest.param(lambda s: b"[" * 100_000 + b"]" * 100_000, id="deep-envelope"),
+    pytest.param(lambda s: b'{"payload": 1' + b"0" * 5000 + b"}", id="huge-int-envelope"),
+    pytest.param(
+        lambda s: (
+            b'{"payloadType": "application/vnd.in-toto+json", "payload": "e30=", '
+            b'"payload": "W10=", "signatures": [{"keyid": "k", "sig": "AAAA"}]}'
+        ),
+        id="duplicate-payload-key",
+    ),
+    pytest.param(lambda s: _envelope_text(b"not json").encode(), id="payload-not-json"),
+    pytest.param(lambda s: _envelope_text(b"[" * 100_000).encode(), id="payload-deep"),
+    pytest.param(lambda s: _envelope_text(b'{"a": ' + b"9" * 5000 + b"}").encode(), id="big-int"),
+    pytest.param(
+        lambda s: _envelope_text(b'{"_type": 1, "_type": 2}').encode(), id="payload-dup-keys"
+    ),
+    pytest.param(
+        lambda s: _envelope_text(b'{"_type": "\\ud800"}').encode(), id="payload-lone-surrogate"
+    ),
+    pytest.param(lambda s: _envelope_text(b'{"a": NaN}').encode(), id="payload-nan"),
+    pytest.param(
+        lambda s: _envelope_text(_statement_with(s, lambda d: d.update(predicate=[1, 2]))).encode(),
+        id="predicate-list",
+    ),
+    pytest.param(
+        lambda s: _envelope_text(
+            _statement_with(s, lambda d: d["predicate"]["sbom"].update(packages="all of them"))
+        ).encode(),
+        id="sbom-packages-string",
+    ),
+    pytest.param(
+        lambda s: _envelope_text(
+            _statement_with(
+                s, lambda d: d["predicate"]["sbom"]["packages"].append({"name": 7, "version": 1})
+            )
+        ).encode(),
+        id="package-name-int",
+    ),
+    pytest.param(
+        lambda s: _envelope_text(
+            _statement_with(
+                s, lambda d: d["predicate"]["template"].update(name="x\x1b]0;pwned\x07")
+            )
+        ).encode(),
+        id="template-name-escape-sequence",
+    ),
+]
+
+
+@pytest.mark.parametrize("content", HOSTILE_MANIFESTS)
+def test_outdated_with_a_hostile_manifest_is_one_line_exit_2(scene: Scene, content: Any) -> None:
+    scene.manifest.write_bytes(content(scene))
+
+    line = one_line_error(outdated_cli(scene.spec, scene.manifest))
+
+    assert str(scene.manifest) in line
+
+
+def test_document_text_reaches_the_terminal_escaped(scene: Scene) -> None:
+    # Not an error: the version is only displayed, and shown escaped.
+    scene.write(version="1.0.0\x1b[2J\r\u202e")
+    result = outdated_cli(scene.spec, scene.manifest)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout
+    assert "\u202e" not in result.stdout
+    assert "1.0.0\\x1b[2J\\x0d\\u202e" in result.stdout
+
+
+def test_a_fifo_as_the_build_record_is_skipped(scene: Scene) -> None:
+    # Without recipe inputs in the manifest, outdated looks at build.json beside it.
+    base = {
+        "name": "debian-bookworm-debootstrap",
+        "uri": scene.mirror.debian,
+        "source": "debootstrap",
+        "digest": {"sha256": "12" * 32},
+    }
+    scene.write(base=base, spec_sha256=load_spec(scene.spec).sha256)
+    os.mkfifo(scene.manifest.parent / "build.json")
+
+    proc = run_goldsmith("outdated", str(scene.spec), "--manifest", str(scene.manifest))
+
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "recipe inputs are not recorded" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--suite", "../../etc"),
+        ("--suite", "bookworm\nx"),
+        ("--mirror", "file:///etc"),
+        ("--mirror", "http://h/d\ndeb [trusted=yes] http://evil/ x"),
+        ("--security-mirror", "http://user:pw@h/d"),
+    ],
+)
+def test_outdated_options_are_checked_like_a_spec(scene: Scene, option: str, value: str) -> None:
+    args = ["--suite", "bookworm", option, value]
+    line = one_line_error(outdated_cli(scene.spec, scene.manifest, *args))
+    assert option in line
+
+
+# --- hostile mirrors: bounded, exit 3 ------------------------------------------------------
+
+
+def test_digit_runs_of_any_length_compare_without_int() -> None:
+    long = "1" + "0" * 10_000
+    assert compare_versions(long, "9") == 1
+    assert compare_versions("1." + long, "1." + long + "1") == -1
+    assert compare_versions("0" * 10_000 + "1", "1") == 0
+
+
+def test_an_index_of_absurd_versions_is_no_traceback(scene: Scene) -> None:
+    scene.mirror.publish(
+        "debian",
+        "bookworm",
+        [
+            ("openssl", "9" * 10_000 + ":1", "amd64"),
+            ("openssl", "3.0.11-1~deb12u2" + "9" * 10_000, "amd64"),
+            ("openssl", "3.0.11-1~deb12u2+" + "1" * 10_000, "amd64"),
+            ("libc6", "\x1b[2J", "amd64"),
+        ],
+    )
+    result = outdated_cli(scene.spec, scene.manifest)
+    assert result.exit_code == 1, result.output
+    assert "\x1b" not in result.stdout
+
+
+def test_an_index_that_never_ends_is_cut(scene: Scene, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Empty gzip members decompress to nothing, forever: the compressed bytes are bounded too.
+    import builder.outdated
+
+    monkeypatch.setattr(builder.outdated, "MAX_INDEX_BYTES", 10_000)
+    folder = scene.mirror.root / "debian/dists/bookworm/main/binary-amd64"
+    (folder / "Packages.xz").unlink()
+    (folder / "Packages.gz").write_bytes(gzip.compress(b"") * 2000)
+
+    line = one_line_error(outdated_cli(scene.spec, scene.manifest), code=3)
+    assert "larger than" in line
+
+
+def test_an_index_past_its_deadline_is_cut(scene: Scene, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builder.outdated
+
+    monkeypatch.setattr(builder.outdated, "INDEX_DEADLINE", -1)
+    line = one_line_error(outdated_cli(scene.spec, scene.manifest), code=3)
+    assert "not read within" in line
+
+
+class _RedirectToFtp(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", "ftp://127.0.0.1/debian/Packages")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_redirect_away_from_http_is_refused(tmp_path: Path, scene: Scene) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RedirectToFtp)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/debian"
+        args = ["--suite", "bookworm", "--mirror", url, "--security-mirror", url]
+        image = tmp_path / "base.img"
+        image.write_bytes(b"image")
+        spec = file_spec(tmp_path, image, "ab" * 32)
+        doc = statement(
+            spec_sha256=load_spec(spec).sha256,
+            profile_digest=load_profile("baseline").digest,
+            base={"name": "b", "uri": "u", "source": "file", "digest": {"sha256": "ab" * 32}},
+        )
+        manifest = write_envelope(tmp_path / "m.json", doc)
+        line = one_line_error(outdated_cli(spec, manifest, *args), code=3)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    # urllib alone would follow a redirect to ftp://; goldsmith's opener does not.
+    assert "redirect to a scheme other than http or https" in line
