@@ -106,12 +106,15 @@ def _path(value: Any) -> str | None:
 def _host(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        pass
-    else:
-        return value
+    # Digits, hex and separators only: ipaddress would also take an IPv6
+    # zone ("fe80::1%<anything>"), which is no host to name in a config.
+    if re.fullmatch(r"[0-9A-Fa-f:.]+", value):
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            pass
+        else:
+            return value
     labels = value.split(".")
     if len(value) > 253 or not all(HOST_LABEL.fullmatch(label) for label in labels):
         return None

@@ -65,6 +65,8 @@ HOSTILE: dict[str, str] = {
     "nul": "x\x00touch PWNED",
     "heredoc-terminator": "x\nEOF\nEOF2\nGRUBPW\nNFT\nGOLDSMITH_EOF\ntouch PWNED",
     "heredoc-terminator-only": "EOF2",
+    "ipv6-zone": "fe80::1%$(touch PWNED)",
+    "unicode-digits": "\u0662\u0662",
 }
 # Values a parameter of this type could legally hold, for parameters that
 # other parameters' controls need set (only_if: {param_set: ...}).
