@@ -6,7 +6,8 @@ from datetime import date
 
 from hardening.mechanisms import MECHANISMS
 from hardening.profile import Profile, SelectedControl
-from hardening.shell import DONE, PRELUDE, RELOADS, comment, q
+from hardening.shell import DONE, PRELUDE, RELOADS, q
+from hardening.strictdata import escape
 
 
 def condition_met_by_parameters(profile: Profile, selected: SelectedControl) -> bool:
@@ -71,10 +72,7 @@ def render_apply_script(profile: Profile, today: date | None = None) -> str:
     or ``goldsmith: unchanged <id>`` per control, then reloads what changed
     (sysctl, grub, audit rules, and sshd after ``sshd -t``).
     """
-    # The loader admits only plain ids and versions; comment() keeps even a
-    # value that slipped past it on the comment's line.
-    header = comment(f"profile {profile.id} {profile.version} ({profile.digest})")
-    parts = [f"# {header}", PRELUDE]
+    parts = [f"# {_comment(f'profile {profile.id} {profile.version} ({profile.digest})')}", PRELUDE]
     ordered = sorted(
         enumerate(profile.controls),
         key=lambda pair: (phase(pair[1]), pair[0]),
@@ -90,10 +88,12 @@ def render_apply_script(profile: Profile, today: date | None = None) -> str:
             parts.append(RELOADS)
             reloaded = True
         if selected.waiver is not None and selected.waiver.active(today):
-            parts.append(comment(f"# {selected.id}: waived ({selected.waiver.reason})"))
+            parts.append(f"# {_comment(f'{selected.id}: waived ({selected.waiver.reason})')}")
             continue
         if not condition_met_by_parameters(profile, selected):
-            parts.append(comment(f"# {selected.id}: not applicable ({selected.control.only_if})"))
+            parts.append(
+                f"# {_comment(f'{selected.id}: not applicable ({selected.control.only_if})')}"
+            )
             continue
         mechanism = MECHANISMS[selected.control.mechanism]
         body = mechanism.render(mechanism.parse(selected.params))
@@ -108,6 +108,13 @@ def render_apply_script(profile: Profile, today: date | None = None) -> str:
         parts.append(RELOADS)
     parts.append(DONE)
     return "\n".join(parts) + "\n"
+
+
+def _comment(text: str) -> str:
+    """Text from a profile after ``#``: the loader admits only plain ids and
+    versions, and escape() keeps even a line break that slipped past it from
+    ending the comment and starting a command."""
+    return escape(text, limit=1000)
 
 
 def _packages_step(packages: list[str]) -> str:

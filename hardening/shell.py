@@ -32,15 +32,6 @@ def ere_nocase(word: str) -> str:
     return "".join(out)
 
 
-_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def comment(text: str) -> str:
-    """Text to follow ``#`` on one line: control characters (a line break
-    would end the comment and start a command) become spaces."""
-    return _LINE_BREAKING.sub(" ", text)
-
-
 def heredoc(text: str) -> str:
     """A quoted here-document carrying ``text`` verbatim (no expansion)."""
     tag = "GOLDSMITH_EOF"
