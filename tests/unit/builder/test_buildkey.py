@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -235,3 +236,25 @@ def test_recorded_build_key(tmp_path: Path) -> None:
     key = "sha256:" + "0" * 64
     (tmp_path / "build.json").write_text(json.dumps({"schema": "x", BUILD_KEY_FIELD: key}))
     assert recorded_build_key(tmp_path) == key
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"build_key": "sha256:' + "1" * 64 + '", "build_key": "sha256:' + "2" * 64 + '"}',
+        "[" * 10_000 + "]" * 10_000,
+        '{"build_key": "sha256:' + "0" * 64 + '", "n": ' + "9" * 5000 + "}",
+        b"\xff\xfe",
+    ],
+    ids=["duplicate-key", "deep", "huge-int", "not-utf8"],
+)
+def test_a_build_record_read_strictly_has_no_key(tmp_path: Path, content: str | bytes) -> None:
+    # Two readers must never see two keys in one build.json: a duplicate is no key.
+    data = content.encode() if isinstance(content, str) else content
+    (tmp_path / "build.json").write_bytes(data)
+    assert recorded_build_key(tmp_path) is None
+
+
+def test_a_fifo_build_record_has_no_key_and_no_wait(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "build.json")
+    assert recorded_build_key(tmp_path) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -324,3 +325,30 @@ def test_history_cli_empty_folder(tmp_path: Path) -> None:
     result = run_cli("history", str(tmp_path))
     assert result.exit_code == 0
     assert "no artifact folders" in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{"template": {}, "template": {}}', "duplicate key"),
+        ("[" * 10_000 + "]" * 10_000, "nested deeper"),
+        ('{"finished": ' + "9" * 5000 + "}", "more than 30 digits"),
+        ('{"n": NaN}', "not a JSON number"),
+    ],
+)
+def test_records_are_read_strictly(tmp_path: Path, content: str, expected: str) -> None:
+    root = tmp_path / "out"
+    folder = make_artifact(root, "demo", "1.0.0", finished="d", image="a1" * 32, signed=False)
+    (folder / "build.json").write_text(content)
+    with pytest.raises(InputError, match=expected) as info:
+        history(root)
+    assert str(folder / "build.json") in info.value.message
+
+
+def test_a_fifo_record_is_an_input_error_not_a_hang(tmp_path: Path) -> None:
+    root = tmp_path / "out"
+    folder = make_artifact(root, "demo", "1.0.0", finished="d", image="a1" * 32, signed=False)
+    (folder / "build.json").unlink()
+    os.mkfifo(folder / "build.json")
+    with pytest.raises(InputError, match="not a regular file"):
+        history(root)
