@@ -114,14 +114,20 @@ def verified_keyids(envelope: Envelope, verifiers: Iterable[Verifier]) -> frozen
     """The keyids of the trusted keys that signed this envelope.
 
     Each key counts once however many signatures it made or however often it was
-    listed, which is what a threshold of distinct signers needs.
+    listed, which is what a threshold of distinct signers needs. A signature
+    counts for a key only if it names that key's keyid or none: a signature
+    filed under another key's name is one that a verifier looking keys up by
+    keyid would read differently, so it is not counted at all.
     """
     message = envelope.pae()
     found: set[str] = set()
     for verifier in verifiers:
         if verifier.keyid in found:
             continue
-        if any(verifier.verify(s.sig, message) for s in envelope.signatures):
+        if any(
+            s.keyid in ("", verifier.keyid) and verifier.verify(s.sig, message)
+            for s in envelope.signatures
+        ):
             found.add(verifier.keyid)
     return frozenset(found)
 

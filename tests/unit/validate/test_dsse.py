@@ -308,3 +308,13 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
         load_envelope(fifo)
     with pytest.raises(InputError, match=r"not a regular file"):
         load_envelope(Path("/dev/zero"))
+
+
+def test_a_signature_counts_only_under_its_own_keyid_or_none() -> None:
+    envelope = sign_envelope(PAYLOAD_TYPE_IN_TOTO, STATEMENT, [SEED_KEY])
+    sig = envelope.signatures[0].sig
+    for keyid, counted in ((SEED_KEYID, True), ("", True), ("ab" * 32, False), ("k", False)):
+        relabelled = Envelope(envelope.payload_type, envelope.payload, (Signature(keyid, sig),))
+        assert verified_keyids(relabelled, [SEED_KEY.public]) == (
+            {SEED_KEYID} if counted else frozenset()
+        )
