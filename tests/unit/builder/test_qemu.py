@@ -558,3 +558,20 @@ def test_an_interrupted_block_kills_qemu_at_once(
     assert time.monotonic() - started < 10
     assert not vm.running
     assert signal.getsignal(signal.SIGTERM) == handler_before
+
+
+@needs_qemu
+def test_qmp_answers_on_the_chardev_socket(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paused = build_command
+    monkeypatch.setattr(qemu, "build_command", lambda c: [*paused(c), "-S"])
+    folder = short_dir / "a,b"
+    folder.mkdir()
+    disk = folder / "disk.raw"
+    disk.write_bytes(bytes(1 << 20))
+    machine = config(folder, disk=disk, disk_format="raw", memory=64, cpus=1, qmp_socket=None)
+    with start_vm(machine, stop_timeout=0.2) as vm:
+        vm.qmp("query-status")  # raises OSError if nothing speaks QMP there
+        vm.qmp("quit")
+        assert vm.wait(10) is not None
