@@ -172,7 +172,9 @@ def parse_envelope(data: bytes, source: Path | str) -> Envelope:
     payload_type = doc.get("payloadType")
     if not isinstance(payload_type, str) or not 0 < len(payload_type) <= MAX_PAYLOAD_TYPE:
         raise EnvelopeError(
-            source, "payloadType", f"expected a non-empty string of at most {MAX_PAYLOAD_TYPE}"
+            source,
+            "payloadType",
+            f"expected a non-empty string of at most {MAX_PAYLOAD_TYPE} characters",
         )
     payload_text = doc.get("payload")
     if not isinstance(payload_text, str):

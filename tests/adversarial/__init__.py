@@ -1,0 +1,1 @@
+"""Adversarial tests: hostile inputs and tampered artifacts, each refused in one line."""
