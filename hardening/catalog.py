@@ -24,8 +24,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hardening.errors import ParamError, ProfileError, suggest
 from hardening.mechanisms import MECHANISMS
 from hardening.mechanisms.parameters import (
@@ -35,7 +33,7 @@ from hardening.mechanisms.parameters import (
     as_text,
     parse_declaration,
 )
-from hardening.strictdata import DataError, escape, loads_yaml, read_regular
+from hardening.strictdata import DataError, loads_yaml, read_regular
 
 ID = r"[a-z0-9]+(-[a-z0-9]+)*"
 CIS_BENCHMARK = "CIS Debian 12 v1.1.0"
@@ -354,13 +352,6 @@ def loads_document(path: Path | str, data: bytes | str) -> Any:
         return loads_yaml(data)
     except DataError as exc:
         raise ProfileError(path, None, str(exc)) from None
-    except yaml.YAMLError as exc:
-        # PyYAML's reader refuses NUL and other control characters before
-        # loads_yaml's own handling starts.
-        lines = str(exc).splitlines()
-        raise ProfileError(
-            path, None, "not valid YAML: " + escape(lines[0] if lines else "")
-        ) from None
 
 
 def _catalog_files() -> list[tuple[str, bytes]]:

@@ -183,8 +183,7 @@ class _StrictLoader(yaml.SafeLoader):
         digits = str(node.value).replace("_", "").lstrip("+-")
         if len(digits) > MAX_INT_DIGITS:
             raise DataError(
-                f"line {node.start_mark.line + 1}: an integer of more than "
-                f"{MAX_INT_DIGITS} digits"
+                f"line {node.start_mark.line + 1}: an integer of more than {MAX_INT_DIGITS} digits"
             )
         return int(super().construct_yaml_int(node))
 
@@ -195,8 +194,10 @@ _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_y
 def loads_yaml(data: bytes | str) -> Any:
     """A YAML document (one, safe tags only) under the rules above."""
     text = decode_text(data) if isinstance(data, bytes) else data
-    loader = _StrictLoader(text)
+    loader = None
     try:
+        # The reader checks characters as the loader is made: a NUL is a YAMLError too.
+        loader = _StrictLoader(text)
         value = loader.get_single_data()
     except DataError:
         raise
@@ -206,11 +207,13 @@ def loads_yaml(data: bytes | str) -> Any:
         problem = exc.problem or exc.context or "parse error"
         raise DataError(f"not valid YAML: {where}{problem}") from None
     except yaml.YAMLError as exc:
-        raise DataError(f"not valid YAML: {exc}") from None
+        first = str(exc).splitlines()[0] if str(exc) else "parse error"
+        raise DataError(f"not valid YAML: {escape(first)}") from None
     except (RecursionError, ValueError, TypeError, OverflowError) as exc:
         raise DataError(f"not valid YAML: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     _walk(value)
     return value
 
@@ -263,8 +266,12 @@ def escape(text: str, limit: int = 200) -> str:
     """Text from a document, safe to print on a terminal or in a log line:
     control characters (escape sequences, carriage returns, newlines, bidi
     overrides) shown as \\xNN / \\uNNNN, and long values cut."""
-    shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
-                         else f"\\u{ord(m.group()):04x}", text)
+    shown = _CONTROL.sub(
+        lambda m: (
+            f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}"
+        ),
+        text,
+    )
     try:
         shown.encode("utf-8")
     except UnicodeEncodeError:
