@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from builder.errors import InputError
-from hardening.strictdata import DataError, escape, loads_yaml, read_regular
+from hardening.strictdata import DataError, loads_yaml, read_regular
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -298,10 +296,6 @@ def load_spec(path: Path) -> TemplateSpec:
         data = loads_yaml(raw)
     except DataError as exc:
         raise InputError(path, None, str(exc)) from None
-    except yaml.YAMLError as exc:
-        # PyYAML's reader refuses some characters (NUL, other C0 controls)
-        # before parsing starts, outside what loads_yaml maps.
-        raise InputError(path, None, f"not valid YAML: {_yaml_problem(exc)}") from None
     if data is None:
         raise InputError(path, None, "expected a mapping of keys, got an empty file")
     folder = path.resolve().parent
@@ -319,13 +313,6 @@ def load_spec(path: Path) -> TemplateSpec:
         vm=_read_vm(top),
         timeouts=_read_timeouts(top),
     )
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
-        return f"{exc.reason} (#x{exc.character:04x} at character {exc.position + 1})"
-    lines = str(exc).splitlines()
-    return escape(lines[0] if lines else type(exc).__name__, 200)
 
 
 # Each section lists its keys, and whether each is required.

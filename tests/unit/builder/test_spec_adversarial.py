@@ -476,8 +476,8 @@ def test_the_wrong_shape_names_the_field(
         (b"# only a comment\n", "expected a mapping of keys, got an empty file"),
         (b"name: \xff\xfe\n", "not UTF-8"),
         ("name: demo\n".encode("utf-16"), "not UTF-8"),
-        (b"name: demo\x00\n", "not valid YAML: special characters are not allowed (#x0000"),
-        (b"name: demo\x1b[2J\n", "not valid YAML: special characters are not allowed (#x001b"),
+        (b"name: demo\x00\n", "#x0000"),
+        (b"name: demo\x1b[2J\n", "#x001b"),
     ],
 )
 def test_bytes_that_are_no_yaml_text(tmp_path: Path, data: bytes, expected: str) -> None:
