@@ -1,0 +1,440 @@
+"""Sealing proven at the block level: the template's disk image, byte by byte.
+
+The in-guest hygiene checks (validate/hygiene.py) see files. A file system also
+keeps what it no longer shows: blocks freed but never overwritten, copies of
+metadata in its journal, directory entries of deleted names. This scan reads
+the artifact's image itself, outside any guest (validate/diskimage.py: one
+sparse, streaming pass, no root, no mounts, no loop devices), and
+
+- searches every byte of the virtual disk for the build's identifiers: the
+  builder's and the build VM's SSH keys (raw, base64 at every alignment, and
+  fingerprint), the key comments, the build VM's machine-id (text, raw, UUID),
+  the seed's instance id, and the value of every host secret the build was
+  given. A hit names the needle and the offset, never the value;
+- counts, in every ext2/3/4 file system, the free blocks that are not all zero.
+  The bitmaps are read by a small parser of our own, on the same stream:
+  e2fsprogs reads neither qcow2 nor a pipe, so ``dumpe2fs``/``debugfs`` would
+  need a raw copy of the whole disk first.
+
+Needles live in memory only: they are built from build.json's public values
+and from secrets the caller passes in, and nothing here writes or logs a value.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import collections
+import dataclasses
+import hashlib
+import os
+import re
+import struct
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from builder.errors import GoldsmithError
+from builder.log import log
+from hardening.results import CheckResult, Status
+from validate.diskimage import (
+    CHUNK,
+    check_with_qemu,
+    find_partitions,
+    open_image,
+)
+from validate.extfs import ExtFs, FsError, read_ext_fs
+
+NEEDLES_ID = "HYG-BLOCK-NEEDLES"
+FREE_ZERO_ID = "HYG-BLOCK-FREE-ZERO"
+# Sealing zero-fills free space after the last deletion, so a free block that
+# still holds data is data the seal missed: nothing is tolerated.
+MAX_FREE_NONZERO = 0
+MIN_NEEDLE = 8  # shorter strings match by chance in gigabytes of data
+MAX_HITS_LISTED = 8
+_KEEP_HITS = 1000
+
+
+# --- needles ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Needle:
+    """A byte string that must not be anywhere on the disk.
+
+    ``family`` and ``form`` name it in results and logs; ``value`` never leaves
+    this process (it is left out of repr, so no traceback or log shows it).
+    """
+
+    family: str  # "builder key", "host secret DB_PASSWORD"
+    form: str  # "raw", "base64 from byte 1, first half", "text"
+    value: bytes = dataclasses.field(repr=False)
+    secret: bool = False
+
+    def __post_init__(self) -> None:
+        # Leading and trailing NULs are dropped, so no match can run into a
+        # hole (holes read as zeros and are never read), and no needle is only zeros.
+        object.__setattr__(self, "value", self.value.strip(b"\0"))
+        if len(self.value) < MIN_NEEDLE:
+            raise ValueError(f"needle {self.name!r} is shorter than {MIN_NEEDLE} bytes")
+
+    @property
+    def name(self) -> str:
+        return f"{self.family} ({self.form})"
+
+
+def encoded_needles(family: str, raw: bytes, *, secret: bool = False) -> list[Needle]:
+    """``raw`` as bytes and as base64 wherever it sits in a longer encoded blob.
+
+    Base64 encodes groups of three bytes, so the same bytes read differently
+    depending on their offset: one encoding per offset (0, 1, 2) covers them
+    all. Long encodings are also split in halves, so a line break inside a
+    PEM block (every 64 or 70 characters) hides at most one half.
+    """
+    forms = [("raw", raw)]
+    for shift in range(3):
+        body = raw[shift:]
+        text = base64.b64encode(body[: len(body) - len(body) % 3])
+        if len(text) >= 4 * MIN_NEEDLE:
+            half = len(text) // 2
+            forms.append((f"base64 from byte {shift}, first half", text[:half]))
+            forms.append((f"base64 from byte {shift}, second half", text[half:]))
+        elif len(text) >= MIN_NEEDLE:
+            forms.append((f"base64 from byte {shift}", text))
+    return [Needle(family, form, value, secret) for form, value in forms]
+
+
+def secret_needles(name: str, value: str | bytes) -> list[Needle]:
+    """Needles for one host secret the build used (kept in memory, never written)."""
+    raw = value.encode() if isinstance(value, str) else value
+    return encoded_needles(f"host secret {name}", raw, secret=True)
+
+
+def _ssh_key_needles(family: str, line: str) -> list[Needle]:
+    """An OpenSSH public key line: its key material, its fingerprint, its comment."""
+    words = line.split()
+    blob = base64.b64decode(words[1], validate=True)
+    # The blob is a sequence of length-prefixed strings; the last one is the key.
+    fields, at = [], 0
+    while at + 4 <= len(blob):
+        (size,) = struct.unpack_from(">I", blob, at)
+        fields.append(blob[at + 4 : at + 4 + size])
+        at += 4 + size
+    needles = encoded_needles(family, fields[-1] if len(fields) >= 2 else blob)
+    needles.append(Needle(family, "base64 key blob", words[1].encode()))
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).rstrip(b"=")
+    needles.append(Needle(family, "SHA256 fingerprint", digest))
+    if len(words) >= 3 and len(words[2]) >= MIN_NEEDLE:
+        needles.append(Needle(family, "comment", words[2].encode()))
+    return needles
+
+
+def needles_from_build(build_vm: Mapping[str, Any]) -> tuple[list[Needle], list[str]]:
+    """What build.json's ``build_vm`` lets us look for, and what it does not record."""
+    needles: list[Needle] = []
+    missing: list[str] = []
+    for key, family in (("builder_key", "builder key"), ("host_key", "build host key")):
+        line = str(build_vm.get(key) or "")
+        try:
+            needles += _ssh_key_needles(family, line)
+        except (IndexError, ValueError):
+            missing.append(family)
+    for kind, fingerprint in sorted(dict(build_vm.get("host_keys") or {}).items()):
+        value = str(fingerprint).removeprefix("SHA256:").encode()
+        if len(value) >= MIN_NEEDLE:
+            needles.append(Needle(f"build host key {kind}", "SHA256 fingerprint", value))
+    machine_id = str(build_vm.get("machine_id") or "")
+    if re.fullmatch(r"[0-9a-f]{32}", machine_id):
+        needles.append(Needle("build machine-id", "text", machine_id.encode()))
+        needles.append(Needle("build machine-id", "raw", bytes.fromhex(machine_id)))
+        dashed = "-".join(
+            machine_id[a:b] for a, b in ((0, 8), (8, 12), (12, 16), (16, 20), (20, 32))
+        )
+        needles.append(Needle("build machine-id", "UUID", dashed.encode()))
+    else:
+        missing.append("build machine-id")
+    instance = str(build_vm.get("instance_id") or "")
+    if len(instance) >= MIN_NEEDLE:
+        needles.append(Needle("seed instance id", "text", instance.encode()))
+    else:
+        missing.append("seed instance id")
+    return needles, missing
+
+
+def _unique(needles: Iterable[Needle]) -> list[Needle]:
+    seen: dict[bytes, Needle] = {}
+    for needle in needles:
+        seen.setdefault(needle.value, needle)
+    return list(seen.values())
+
+
+class _Search:
+    """Every needle over a stream of (offset, bytes) pieces, across piece seams."""
+
+    def __init__(self, needles: Sequence[Needle]) -> None:
+        self.needles = _unique(needles)
+        self.keep = max((len(n.value) for n in self.needles), default=1) - 1
+        self.tail = b""
+        self.end = -1
+        self.hits: list[tuple[Needle, int]] = []
+        self.count = 0
+
+    def _found(self, needle: Needle, offset: int) -> None:
+        self.count += 1
+        if len(self.hits) < _KEEP_HITS:
+            self.hits.append((needle, offset))
+
+    def feed(self, offset: int, data: bytes) -> None:
+        if offset == self.end and self.tail:
+            # Matches that start in the previous piece and end in this one.
+            seam = self.tail + data[: self.keep]
+            base, cut = offset - len(self.tail), len(self.tail)
+            for needle in self.needles:
+                i = seam.find(needle.value, max(0, cut - len(needle.value) + 1))
+                while 0 <= i < cut:
+                    self._found(needle, base + i)
+                    i = seam.find(needle.value, i + 1)
+        for needle in self.needles:
+            i = data.find(needle.value)
+            while i >= 0:
+                self._found(needle, offset + i)
+                i = data.find(needle.value, i + 1)
+        self.tail = data[-self.keep :] if self.keep else b""
+        self.end = offset + len(data)
+
+
+# --- free space ----------------------------------------------------------------
+
+
+class _FreeCheck:
+    """Free blocks of one file system that hold anything but zeros."""
+
+    def __init__(self, fs: ExtFs) -> None:
+        self.fs = fs
+        self.starts = [a for a, _ in fs.free_runs]
+        self.nonzero: set[int] = set()
+
+    def feed(self, offset: int, data: bytes) -> None:
+        fs, bs = self.fs, self.fs.block_size
+        lo, hi = max(offset, fs.offset), min(offset + len(data), fs.end)
+        if lo >= hi:
+            return
+        first, last = (lo - fs.offset) // bs, (hi - 1 - fs.offset) // bs
+        i = max(0, bisect.bisect_right(self.starts, first) - 1)
+        while i < len(fs.free_runs) and fs.free_runs[i][0] <= last:
+            a, b = fs.free_runs[i]
+            i += 1
+            x = max(fs.offset + max(a, first) * bs, offset) - offset
+            y = min(fs.offset + min(b, last + 1) * bs, offset + len(data)) - offset
+            if x >= y or data[x:y] == bytes(y - x):
+                continue
+            for at in range(x - (x + offset - fs.offset) % bs, y, bs):
+                s, e = max(at, x), min(at + bs, y)
+                if data[s:e] != bytes(e - s):
+                    self.nonzero.add((at + offset - fs.offset) // bs)
+
+
+# --- the scan -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Hit:
+    needle: str  # the needle's name, never its value
+    offset: int  # byte offset in the virtual disk
+    where: str  # "partition 1 block 166918 (free)", or outside any file system
+
+
+@dataclasses.dataclass(frozen=True)
+class FreeSpace:
+    label: str
+    block_size: int
+    free_blocks: int
+    nonzero: int
+    examples: tuple[int, ...]  # a few of the non-zero free block numbers
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockScan:
+    virtual_size: int
+    data_bytes: int  # what was read: the rest of the disk reads as zeros
+    seconds: float
+    needles: tuple[str, ...]  # names of what was searched
+    families: tuple[str, ...]
+    hits: tuple[Hit, ...]  # the first ones, in disk order
+    hit_count: int
+    filesystems: tuple[FreeSpace, ...]
+    notes: tuple[str, ...]  # partitions not examined, and why
+    problems: tuple[str, ...]  # file systems whose free space could not be read
+
+
+def scan_image(
+    path: Path, needles: Sequence[Needle], *, chunk: int = CHUNK, workers: int | None = None
+) -> BlockScan:
+    """One streaming pass over the image's data: needles and free-block contents."""
+    started = time.monotonic()
+    with open_image(path) as image:
+        check_with_qemu(image)
+        partitions, notes = find_partitions(image)
+        checks: list[_FreeCheck] = []
+        problems: list[str] = []
+        for part in partitions:
+            try:
+                fs = read_ext_fs(image, part.label, part.offset)
+            except FsError as exc:
+                problems.append(exc.message)
+                continue
+            if fs is None:
+                notes.append(f"{part.label} ({part.kind}): not ext2/3/4, free space not examined")
+            else:
+                checks.append(_FreeCheck(fs))
+        search = _Search(needles)
+        data_bytes = 0
+        for offset, data in image.stream(chunk, workers or min(4, os.cpu_count() or 1)):
+            data_bytes += len(data)
+            search.feed(offset, data)
+            for check in checks:
+                check.feed(offset, data)
+        virtual_size = image.virtual_size
+
+    def where(offset: int) -> str:
+        for check in checks:
+            if check.fs.offset <= offset < check.fs.end:
+                return check.fs.describe(offset)
+        return "outside any examined file system"
+
+    hits = sorted(search.hits, key=lambda h: h[1])
+    return BlockScan(
+        virtual_size=virtual_size,
+        data_bytes=data_bytes,
+        seconds=time.monotonic() - started,
+        needles=tuple(n.name for n in search.needles),
+        families=tuple(dict.fromkeys(n.family for n in search.needles)),
+        hits=tuple(Hit(n.name, at, where(at)) for n, at in hits),
+        hit_count=search.count,
+        filesystems=tuple(
+            FreeSpace(
+                c.fs.label,
+                c.fs.block_size,
+                c.fs.free_blocks,
+                len(c.nonzero),
+                tuple(sorted(c.nonzero)[:5]),
+            )
+            for c in checks
+        ),
+        notes=tuple(notes),
+        problems=tuple(problems),
+    )
+
+
+# --- results --------------------------------------------------------------------
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.0f} MiB"
+
+
+def evaluate_block_scan(scan: BlockScan, unrecorded: Sequence[str] = ()) -> list[CheckResult]:
+    searched = f"{len(scan.needles)} byte strings from: {', '.join(scan.families) or 'nothing'}"
+    if unrecorded:
+        searched += f"; not recorded in build.json: {', '.join(unrecorded)}"
+    if not scan.needles:
+        status, observed = Status.error, "nothing to search for: " + searched
+    elif scan.hit_count:
+        listed = "; ".join(
+            f"{h.needle} at {h.offset:#x} ({h.where})" for h in scan.hits[:MAX_HITS_LISTED]
+        )
+        more = scan.hit_count - min(len(scan.hits), MAX_HITS_LISTED)
+        status = Status.failed
+        observed = f"{scan.hit_count} hit(s): {listed}" + (f"; {more} more" if more else "")
+    else:
+        status = Status.passed
+        observed = (
+            f"0 hits in {_size(scan.data_bytes)} of data ({_size(scan.virtual_size)} virtual); "
+            + searched
+        )
+    needles = CheckResult(
+        id=NEEDLES_ID,
+        title="No trace of the build anywhere on the disk (block level)",
+        area="hygiene",
+        status=status,
+        expected="none of the build's keys, machine-id, instance id or secrets in any byte",
+        observed=observed,
+        severity="high",
+    )
+    per_fs = "; ".join(
+        f"{fs.label}: {fs.nonzero} of {fs.free_blocks} free {fs.block_size // 1024} KiB blocks "
+        "not zero" + (f" (e.g. {', '.join(map(str, fs.examples))})" if fs.examples else "")
+        for fs in scan.filesystems
+    )
+    reason = ""
+    if scan.problems:
+        free_status, free_observed = Status.error, "; ".join(scan.problems)
+    elif not scan.filesystems:
+        free_status, free_observed = Status.skipped, "no ext2/3/4 file system found"
+        reason = "free space is examined in ext2/3/4 file systems only"
+    elif any(fs.nonzero > MAX_FREE_NONZERO for fs in scan.filesystems):
+        free_status, free_observed = Status.failed, per_fs
+    else:
+        free_status, free_observed = Status.passed, per_fs
+    if scan.notes:
+        free_observed += "; " + "; ".join(scan.notes)
+    free = CheckResult(
+        id=FREE_ZERO_ID,
+        title="Free blocks hold nothing but zeros (block level)",
+        area="hygiene",
+        status=free_status,
+        expected=(
+            "every free block of each ext2/3/4 file system all zeros"
+            if MAX_FREE_NONZERO == 0
+            else f"at most {MAX_FREE_NONZERO} free blocks not all zero in each file system"
+        ),
+        observed=free_observed,
+        severity="medium",
+        reason=reason,
+    )
+    return [needles, free]
+
+
+def check_disk_blocks(
+    disk: Path, build_vm: Mapping[str, Any], secrets: Sequence[Needle] = ()
+) -> list[CheckResult]:
+    """The block-level hygiene results for one image; an unreadable image is an error."""
+    needles, unrecorded = needles_from_build(build_vm)
+    needles += secrets
+    try:
+        scan = scan_image(disk, needles)
+    except (GoldsmithError, OSError) as exc:
+        message = exc.message if isinstance(exc, GoldsmithError) else f"{disk}: {exc.strerror}"
+        failed = [
+            CheckResult(
+                id=check_id,
+                title=title,
+                area="hygiene",
+                status=Status.error,
+                expected="a readable disk image",
+                observed=message,
+                severity="high",
+            )
+            for check_id, title in (
+                (NEEDLES_ID, "No trace of the build anywhere on the disk (block level)"),
+                (FREE_ZERO_ID, "Free blocks hold nothing but zeros (block level)"),
+            )
+        ]
+        return failed
+    free = sum(fs.nonzero for fs in scan.filesystems)
+    log.info(
+        "Block scan: %s of data in %s virtual, %d needles, %d hits, %d free blocks not zero "
+        "(%.1fs, %.0f MiB/s of virtual disk)",
+        _size(scan.data_bytes),
+        _size(scan.virtual_size),
+        len(scan.needles),
+        scan.hit_count,
+        free,
+        scan.seconds,
+        scan.virtual_size / (1 << 20) / max(scan.seconds, 1e-6),
+    )
+    counts = collections.Counter(h.needle for h in scan.hits)
+    for name, count in sorted(counts.items()):
+        log.info("  %d hit(s) of %s", count, name)
+    return evaluate_block_scan(scan, unrecorded)
