@@ -53,8 +53,25 @@ SSH_NAMESPACE = "goldsmith-manifest"
 MAX_VALID_FOR_DAYS = 3650
 
 
+# The longest message printed whole: paths and digests make lines long.
+_LINE = 2000
+
+
 class SigningError(GoldsmithError):
     """The artifact is not fit to be signed (exit code 1)."""
+
+
+class PrintableError(GoldsmithError):
+    """A GoldsmithError whose text is safe for a terminal. Names, versions,
+    keyids and field names come from documents an attacker may have written; a
+    carriage return or an escape sequence in them could paint a fake
+    "TRUSTED:" line over a refusal. The commands that read manifests and
+    records raise this in place of what they caught."""
+
+    def __init__(self, error: GoldsmithError) -> None:
+        hint = escape(error.hint, _LINE) if error.hint else None
+        super().__init__(escape(error.message, _LINE), hint=hint)
+        self.exit_code = error.exit_code
 
 
 @dataclasses.dataclass(frozen=True)

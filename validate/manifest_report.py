@@ -21,7 +21,7 @@ from builder.errors import GoldsmithError, InputError
 from builder.log import log
 from hardening.results import CheckResult, Status
 from validate.dsse import read_envelope
-from validate.manifest import decode_statement
+from validate.manifest import PrintableError, decode_statement
 from validate.report import (
     count_statuses,
     render_page,
@@ -327,7 +327,10 @@ def report(manifest: Path, out: Path | None) -> None:
     The page shows what the manifest claims; it does not verify signatures or
     digests. Run `goldsmith verify` for that.
     """
-    page = render_manifest_report(manifest)
+    try:
+        page = render_manifest_report(manifest)
+    except GoldsmithError as exc:
+        raise PrintableError(exc) from exc
     log.info("rendered %s (claims only: run 'goldsmith verify' to check them)", manifest)
     if out is None:
         click.echo(page, nl=False)

@@ -23,8 +23,8 @@ SCHEMA = "https://goldsmith.dev/validation/v1"
 class RecordError(ValueError):
     """validation.json does not say what a validation record says; names the field."""
 
-    def __init__(self, field: str, expected: str) -> None:
-        super().__init__(f"{field}: {expected}")
+    def __init__(self, field: str | None, expected: str) -> None:
+        super().__init__(f"{field}: {expected}" if field else expected)
         self.field = field
         self.expected = expected
 
@@ -163,7 +163,7 @@ class ValidationRun:
         """The run a validation.json document describes; RecordError (a ValueError)
         naming the field otherwise."""
         if not isinstance(data, dict):
-            raise RecordError("(document)", "expected a JSON object")
+            raise RecordError(None, "expected a JSON object (a validation record)")
         if data.get("schema") != SCHEMA:
             raise RecordError("schema", f"expected {SCHEMA!r}")
         packages = [

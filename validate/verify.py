@@ -541,8 +541,9 @@ class Policy:
         except OSError as exc:
             raise InputError(path, None, f"policy file cannot be read ({exc.strerror})") from None
         except DataError as exc:
-            what = "is a directory" if path.is_dir() else f"expected YAML ({exc})"
-            raise InputError(path, None, what) from None
+            if path.is_dir():
+                raise InputError(path, None, "is a directory") from None
+            raise InputError(path, _field_of_inf(path), f"expected YAML ({exc})") from None
         return cls.from_dict(data if data is not None else {}, path)
 
     @classmethod
@@ -637,6 +638,22 @@ class Policy:
         return AllOf(tuple(checks))
 
 
+_INF_OR_NAN = re.compile(r"([A-Za-z_]+)\s*:\s*[-+]?\.(?:inf|Inf|INF|nan|NaN|NAN)\s*(?:#.*)?")
+
+
+def _field_of_inf(path: Path) -> str | None:
+    """The policy key set to .inf or .nan, if that is what was refused: the
+    strict reader refuses them before any key is known."""
+    try:
+        text = read_regular(path, MAX_POLICY_BYTES).decode("utf-8")
+    except (OSError, DataError, UnicodeDecodeError):
+        return None
+    for line in text.splitlines():
+        if match := _INF_OR_NAN.fullmatch(line.strip()):
+            return match.group(1)
+    return None
+
+
 # --- putting it together -------------------------------------------------------------
 
 
@@ -708,6 +725,8 @@ def verify_artifact(
     user's own files and options, or a manifest path that is no readable file).
     """
     if artifact_dir is not None:
+        if not artifact_dir.is_dir():
+            raise InputError(artifact_dir, None, "expected an artifact folder")
         image = image or artifact_dir / IMAGE_NAME
         manifest = manifest or artifact_dir / MANIFEST_NAME
     if image is None or manifest is None:
