@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from builder.errors import InputError
+from builder.provision import Step, parse_steps, steps_key
 from hardening.strictdata import DataError, loads_yaml, read_regular
 
 KIB = 1024
@@ -217,6 +218,8 @@ class TemplateSpec:
     disk_size: int  # bytes
     vm: VmResources
     timeouts: Timeouts
+    # The user's provisioning steps, in order (builder.provision).
+    provision: tuple[Step, ...] = ()
 
     def canonical(self) -> dict[str, Any]:
         """The spec's meaning as JSON-able data, for build keys.
@@ -252,6 +255,10 @@ class TemplateSpec:
                 "step": self.timeouts.step,
                 "shutdown": self.timeouts.shutdown,
             },
+            # Each step's settings and the digests of its inputs (file bytes,
+            # scripts, keys, playbook folders): a changed input rebuilds.
+            # Host secrets are named here, never their values.
+            "provision": steps_key(self.provision),
         }
 
 
@@ -312,6 +319,7 @@ def load_spec(path: Path) -> TemplateSpec:
         disk_size=_read_disk_size(top),
         vm=_read_vm(top),
         timeouts=_read_timeouts(top),
+        provision=parse_steps(top, folder),
     )
 
 
@@ -326,6 +334,7 @@ _TOP_KEYS = {
     "disk_size": False,
     "vm": False,
     "timeouts": False,
+    "provision": False,
 }
 _BASE_KEYS = {"debootstrap": False, "file": False, "url": False}
 _DEBOOTSTRAP_KEYS = {"suite": True, "mirror": False, "security_mirror": False, "packages": False}

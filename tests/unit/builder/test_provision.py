@@ -388,3 +388,23 @@ def test_apt_step_writes_a_signed_by_source(tree: Path) -> None:
     final = recorded[-1][0]
     assert "--error-on=any update" in final and "install acme-agent" in final
     assert "trusted=yes" not in final
+
+
+def test_spec_steps_are_part_of_its_meaning(tree: Path) -> None:
+    from builder.spec import load_spec
+
+    spec = tree / "spec.yaml"
+    spec.write_text(
+        "name: web\nversion: '1.0.0'\nbase: {debootstrap: {suite: bookworm}}\n"
+        "profile: baseline\nprovision:\n"
+        "  - file: {source: one.conf, destination: /etc/x.conf}\n"
+        "  - shell: {inline: 'echo hi', env_from_host: [TOKEN]}\n"
+    )
+    before = load_spec(spec)
+    assert [s.kind for s in before.provision] == ["file", "shell"]
+    meaning = before.canonical()["provision"]
+    assert meaning[0]["inputs"] == [
+        {"path": "one.conf", "sha256": before.provision[0].inputs[0].sha256}
+    ]
+    (tree / "one.conf").write_text("listen 8080;\n")
+    assert load_spec(spec).canonical() != before.canonical()
