@@ -178,16 +178,23 @@ class _Fields:
 
 def _read_controls(results: _Fields) -> tuple[CheckResult, ...]:
     controls = []
+    seen: set[str] = set()
     for i, raw in enumerate(results.raw_list("controls")):
         field = results.path(f"controls[{i}]")
         if not isinstance(raw, dict):
             raise InputError(results.source, field, "expected a result object")
         try:
-            controls.append(CheckResult.from_dict(raw))
+            control = CheckResult.from_dict(raw)
         except KeyError as exc:
             raise InputError(results.source, field, f"missing {exc.args[0]!r}") from None
         except (TypeError, ValueError) as exc:
             raise InputError(results.source, field, f"expected a result object ({exc})") from None
+        # A control listed failed and then passed would show the auditor both;
+        # verify refuses such a manifest, so the page does not pretend to read it.
+        if control.id in seen:
+            raise InputError(results.source, f"{field}.id", f"duplicate control id {control.id!r}")
+        seen.add(control.id)
+        controls.append(control)
     return tuple(controls)
 
 

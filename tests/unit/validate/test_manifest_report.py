@@ -260,6 +260,10 @@ def _bad(tmp_path: Path, kind: str) -> Path:
     elif kind == "bad-type":
         good["predicate"]["template"]["virtualSize"] = "4G"
         write_envelope(tmp_path, good)
+    elif kind == "dup-control":  # listed failed, then passed
+        controls = good["predicate"]["results"]["controls"]
+        controls.insert(2, {**controls[0], "status": "failed"})
+        write_envelope(tmp_path, good)
     return path
 
 
@@ -278,6 +282,7 @@ def _bad(tmp_path: Path, kind: str) -> Path:
         ("bad-control", "payload.predicate.results.controls[1]"),
         ("bad-status", "payload.predicate.results.controls[1]"),
         ("bad-type", "payload.predicate.template.virtualSize"),
+        ("dup-control", "payload.predicate.results.controls[2].id"),
     ],
 )
 def test_bad_input_is_an_input_error(tmp_path: Path, kind: str, field: str | None) -> None:
