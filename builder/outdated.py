@@ -180,6 +180,9 @@ class ManifestFacts:
     approval_time: str | None
     valid_until: str | None
     previous_manifest_sha256: str | None
+    # path (relative to the spec) -> sha256 of every provisioning input, or
+    # None for a manifest from before provisioning was recorded.
+    provision_inputs: Mapping[str, str] | None = None
 
 
 class JsonObject:
@@ -244,6 +247,13 @@ def read_manifest(path: Path) -> ManifestFacts:
     )
     waived = [w.need("control") for w in predicate.objs("waivers")]
     approval = predicate.obj("approval")
+    provision_inputs = None
+    if "provision" in predicate.data:
+        provision_inputs = {
+            i.need("path"): i.need("sha256")
+            for step in predicate.objs("provision")
+            for i in step.objs("inputs")
+        }
     return ManifestFacts(
         path=path,
         sha256=file_sha256,
@@ -261,6 +271,7 @@ def read_manifest(path: Path) -> ManifestFacts:
         approval_time=approval.text("time"),
         valid_until=approval.text("validUntil"),
         previous_manifest_sha256=predicate.obj("previousManifest").obj("digest").text("sha256"),
+        provision_inputs=provision_inputs,
     )
 
 
@@ -401,6 +412,7 @@ def fetch_index(
 class ReasonKind(enum.StrEnum):
     base = "base"
     spec = "spec"
+    provision = "provision"
     profile = "profile"
     waiver = "waiver"
     expired = "expired"
@@ -609,6 +621,7 @@ def _input_reasons(spec: TemplateSpec, profile: Profile, facts: ManifestFacts) -
                 f"the template was built from {(facts.spec_sha256 or 'none')[:16]}...",
             )
         )
+    reasons += _provision_reasons(spec, facts)
     if facts.profile_digest != profile.digest:
         reasons.append(
             Reason(
@@ -617,6 +630,29 @@ def _input_reasons(spec: TemplateSpec, profile: Profile, facts: ManifestFacts) -
                 f"{(facts.profile_digest or 'none')[:23]}... when built",
             )
         )
+    return reasons
+
+
+def _provision_reasons(spec: TemplateSpec, facts: ManifestFacts) -> list[Reason]:
+    """One reason per provisioning input that changed, appeared or went away,
+    named by its path relative to the spec."""
+    now = {i.path: i.sha256 for step in spec.provision for i in step.inputs}
+    then = dict(facts.provision_inputs or {})
+    reasons = []
+    for path in sorted(now.keys() | then.keys()):
+        shown = escape(path, 120)
+        if path not in then:
+            message = f"provisioning input added: {shown}"
+        elif path not in now:
+            message = f"provisioning input removed: {shown}"
+        elif now[path] != then[path]:
+            message = (
+                f"provisioning input changed: {shown} has sha256 {now[path][:16]}..., "
+                f"the template was built from {escape(then[path], 64)[:16]}..."
+            )
+        else:
+            continue
+        reasons.append(Reason(ReasonKind.provision, message))
     return reasons
 
 

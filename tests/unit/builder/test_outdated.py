@@ -238,6 +238,7 @@ def statement(
     image_sha256: str = "ab" * 32,
     build_record_sha256: str = "cd" * 32,
     previous: str | None = None,
+    provision: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """An in-toto statement shaped as the data formats define the goldsmith manifest."""
     predicate: dict[str, Any] = {
@@ -268,6 +269,8 @@ def statement(
             "validUntil": valid_until.strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     }
+    if provision is not None:
+        predicate["provision"] = provision
     if previous is not None:
         predicate["previousManifest"] = {"digest": {"sha256": previous}}
     return {
@@ -984,3 +987,30 @@ def test_a_redirect_away_from_http_is_refused(tmp_path: Path, scene: Scene) -> N
         thread.join()
     # urllib alone would follow a redirect to ftp://; goldsmith's opener does not.
     assert "redirect to a scheme other than http or https" in line
+
+
+def test_changed_provisioning_input_is_named(scene: Scene) -> None:
+    folder = scene.spec.parent
+    (folder / "files").mkdir()
+    (folder / "files/site.conf").write_text("listen 80;\n")
+    (folder / "files/ca.crt").write_text("ca\n")
+    scene.spec.write_text(
+        scene.spec.read_text()
+        + "provision:\n"
+        + "  - file: {source: files/site.conf, destination: /etc/nginx/site.conf}\n"
+        + "  - file: {source: files/ca.crt, destination: /usr/local/share/ca.crt}\n"
+    )
+    spec = load_spec(scene.spec)
+    recorded = [step.record() for step in spec.provision]
+    scene.write(provision=recorded)
+    assert kinds(check_outdated(scene.spec, scene.manifest, now=NOW)) == []
+    (folder / "files/site.conf").write_text("listen 81;\n")
+    report = check_outdated(scene.spec, scene.manifest, now=NOW)
+    assert kinds(report) == [ReasonKind.provision]
+    assert report.reasons[0].message.startswith(
+        "provisioning input changed: files/site.conf has sha256 "
+    )
+    scene.write(provision=[recorded[0]])
+    report = check_outdated(scene.spec, scene.manifest, now=NOW)
+    messages = [r.message for r in report.reasons]
+    assert "provisioning input added: files/ca.crt" in messages
