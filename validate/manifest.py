@@ -13,6 +13,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -101,6 +102,9 @@ class BuildRecord:
     accelerator: str
     started: str
     finished: str
+    # The spec's provisioning steps: kind, name, input digests by spec-relative
+    # path, the names of host secrets (never values), duration.
+    provision: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def from_dict(cls, data: Any, path: Path) -> BuildRecord:
@@ -144,7 +148,48 @@ class BuildRecord:
             accelerator=doc.text("accelerator"),
             started=doc.text("started"),
             finished=doc.text("finished"),
+            provision=_read_provision(data.get("provision", []), path),
         )
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _read_provision(value: Any, path: Path) -> tuple[dict[str, Any], ...]:
+    """build.json's provision list, each step checked field by field and copied
+    into a fresh dict, so nothing unexpected rides into the signed statement."""
+    if not isinstance(value, list):
+        raise InputError(path, "provision", "expected a list of steps")
+    steps = []
+    for index, raw in enumerate(value):
+        item = JsonFields(raw, path, f"provision[{index}]")
+        inputs = []
+        raw_inputs = item.get("inputs")
+        if not isinstance(raw_inputs, list):
+            raise InputError(path, f"provision[{index}].inputs", "expected a list")
+        for n, entry in enumerate(raw_inputs):
+            one = JsonFields(entry, path, f"provision[{index}].inputs[{n}]")
+            digest = one.text("sha256")
+            if not _SHA256.fullmatch(digest):
+                raise InputError(path, one._name("sha256"), "expected 64 lower-case hex digits")
+            inputs.append({"path": one.text("path"), "sha256": digest})
+        secrets = item.get("env_from_host")
+        if not isinstance(secrets, list) or not all(isinstance(n, str) for n in secrets):
+            raise InputError(path, f"provision[{index}].env_from_host", "expected names")
+        seconds = raw.get("seconds", 0)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise InputError(path, f"provision[{index}].seconds", "expected a number")
+        steps.append(
+            {
+                "index": item.integer("index"),
+                "kind": item.text("kind"),
+                "name": item.text("name"),
+                "inputs": inputs,
+                "envFromHost": list(secrets),
+                "seconds": seconds,
+            }
+        )
+    return tuple(steps)
 
 
 class JsonFields:
@@ -250,6 +295,8 @@ def build_statement(
             "spec": {"uri": build.spec_path, "digest": {"sha256": build.spec_sha256}},
             "profile": {"uri": build.profile_source, "digest": {"sha256": profile_hex}},
         },
+        # What went into the image beyond the base and the profile, step by step.
+        "provision": [dict(step) for step in build.provision],
         "build": {
             "accelerator": build.accelerator,
             "started": build.started,

@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -518,3 +519,52 @@ def test_sign_command_escapes_what_the_records_say(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "\x1b" not in result.output and "\r" not in result.output
     assert "x\\r\\x1b[2KTRUSTED: fake" in result.stderr
+
+
+STEP = {
+    "index": 0,
+    "kind": "file",
+    "name": "site configuration",
+    "inputs": [{"path": "files/site.conf", "sha256": "ab" * 32}],
+    "env_from_host": ["TOKEN"],
+    "seconds": 1.5,
+}
+
+
+def test_sign_lists_every_provisioning_step_and_its_inputs(tmp_path: Path) -> None:
+    artifact = make_artifact(tmp_path)
+    record = json.loads((artifact / "build.json").read_text())
+    record["provision"] = [STEP, {**STEP, "index": 1, "extra": "dropped"}]
+    (artifact / "build.json").write_text(json.dumps(record))
+    statement = read_statement(sign_artifact(artifact, make_key(tmp_path), now=NOW))
+    steps = statement["predicate"]["provision"]
+    assert steps[0] == {
+        "index": 0,
+        "kind": "file",
+        "name": "site configuration",
+        "inputs": [{"path": "files/site.conf", "sha256": "ab" * 32}],
+        "envFromHost": ["TOKEN"],
+        "seconds": 1.5,
+    }
+    assert "extra" not in steps[1]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"inputs": "x"}, "provision[0].inputs"),
+        ({"inputs": [{"path": "a", "sha256": "XYZ"}]}, "provision[0].inputs[0].sha256"),
+        ({"env_from_host": [1]}, "provision[0].env_from_host"),
+        ({"seconds": True}, "provision[0].seconds"),
+        ({"kind": 3}, "provision[0].kind"),
+    ],
+)
+def test_sign_names_a_bad_provisioning_record(
+    tmp_path: Path, change: dict[str, Any], field: str
+) -> None:
+    artifact = make_artifact(tmp_path)
+    record = json.loads((artifact / "build.json").read_text())
+    record["provision"] = [{**STEP, **change}]
+    (artifact / "build.json").write_text(json.dumps(record))
+    with pytest.raises(InputError, match=re.escape(f"build.json: {field}: ")):
+        sign_artifact(artifact, make_key(tmp_path), now=NOW)
