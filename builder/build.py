@@ -8,7 +8,7 @@ import json
 import os
 import shlex
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from builder.buildkey import BUILD_KEY_FIELD, base_identity, compute_build_key, 
 from builder.cache import hash_file
 from builder.errors import BuildError, GuestError, InputError
 from builder.log import complete_step, log, log_to_file
+from builder.provision import Provisioner, host_secrets
 from builder.run import run
 from builder.seal import render_seal_script, sealed_items, sealing_plan
 from builder.spec import TemplateSpec, load_spec
@@ -121,15 +122,19 @@ def build_template(
     if existing.exists() and not force and recorded_build_key(existing) is not None:
         log.info("%s exists with other inputs; rebuilding it", name)
         force = True
+    # Read before anything is made: a missing secret is bad input, not a failed build.
+    secrets = host_secrets(spec.provision, spec.path)
     with artifact_folder(out, name, force=force) as work, log_to_file(work / "build.log"):
-        record = _build_into(work, spec, profile, script)
+        record = _build_into(work, spec, profile, script, secrets)
         record[BUILD_KEY_FIELD] = key
         write_record(work / "build.json", record)
     log.info("Template ready: %s", existing)
     return BuildOutcome(existing, key, reused=False)
 
 
-def _build_into(work: Path, spec: TemplateSpec, profile: Profile, script: str) -> dict[str, Any]:
+def _build_into(
+    work: Path, spec: TemplateSpec, profile: Profile, script: str, secrets: Mapping[str, str]
+) -> dict[str, Any]:
     # Imported here, not at the top: a no-op build never needs SSH or ISO code.
     from builder.seed import new_access, render_seed_files, write_seed_iso
     from builder.ssh import Session, wait_for_machine
@@ -163,13 +168,31 @@ def _build_into(work: Path, spec: TemplateSpec, profile: Profile, script: str) -
     with qemu.start_vm(config, stop_timeout=spec.timeouts.shutdown) as vm:
         with timer.step("boot", f"Booting the build VM ({accel})"):
             client = wait_for_machine(vm, access, timeout=spec.timeouts.boot)
-        session = Session(client)
+        session = Session(client, secrets=secrets.values())
+        provisioned: list[dict[str, Any]] = []
         try:
-            identity = _provision(
-                session, spec, profile, script, timer, access.host_key.fingerprint
-            )
+            identity = _prepare(session, spec, timer, access.host_key.fingerprint)
+            if spec.provision:
+                with timer.step("provision", f"Provisioning ({len(spec.provision)} steps)"):
+                    provisioner = Provisioner(
+                        session,
+                        machine=vm,
+                        access=access,
+                        spec_path=spec.path,
+                        secrets=secrets,
+                        boot_timeout=spec.timeouts.boot,
+                        step_timeout=spec.timeouts.step,
+                    )
+                    try:
+                        provisioned = provisioner.run_all(spec.provision)
+                    finally:
+                        session = provisioner.session  # a reboot step reconnects
+            _harden(session, profile, script, timer, spec.timeouts.step)
             # Public half only: validation proves this key is in no authorized_keys.
             identity["builder_key"] = access.client_key.public_openssh
+            # Public values the block scan searches the sealed disk for.
+            identity["host_key"] = access.host_key.public_openssh
+            identity["instance_id"] = f"goldsmith-{access.run_id}"  # the seed's meta-data
             with timer.step("seal", "Sealing"):
                 plan = sealing_plan(BUILDER_USER, access.client_key.blob)
                 _, output = session.run(
@@ -223,6 +246,9 @@ def _build_into(work: Path, spec: TemplateSpec, profile: Profile, script: str) -
         "tools": tool_versions(),
         "accelerator": str(accel),
         "build_vm": identity,
+        # Each step with the digests of its inputs (paths relative to the spec)
+        # and the names, never the values, of the host secrets it was given.
+        "provision": provisioned,
         "sealed": removed,
         "started": started,
         "finished": utc_now(),
@@ -235,16 +261,10 @@ def base_record(base: BaseImage) -> dict[str, Any]:
     return record
 
 
-def _provision(
-    session: Session,
-    spec: TemplateSpec,
-    profile: Profile,
-    script: str,
-    timer: StepTimer,
-    pinned: str,
-) -> dict[str, Any]:
+def _prepare(session: Session, spec: TemplateSpec, timer: StepTimer, pinned: str) -> dict[str, Any]:
+    """cloud-init done, the guest's identity recorded, packages upgraded and installed."""
     with timer.step("cloud-init", "Waiting for cloud-init to finish"):
-        rc, out = session.run("cloud-init status --wait --long", step="cloud-init", check=False)
+        rc, _ = session.run("cloud-init status --wait --long", step="cloud-init", check=False)
         if rc != 0:
             log.warning("cloud-init reported problems (exit %d); see build.log", rc)
     _, machine_id = session.run("cat /etc/machine-id", step="identity")
@@ -270,10 +290,15 @@ def _provision(
             # anyway keeps this shell line safe whatever that pattern becomes.
             names = " ".join(shlex.quote(name) for name in spec.packages)
             session.run(f"{APT} -y install {names}", step="packages", timeout=timeout)
+    return {"machine_id": machine_id.strip(), "host_keys": host_keys}
+
+
+def _harden(
+    session: Session, profile: Profile, script: str, timer: StepTimer, timeout: float
+) -> None:
     with timer.step("harden", f"Applying profile {profile.id} ({len(profile.controls)} controls)"):
         remote = f"/home/{BUILDER_USER}/goldsmith-apply.sh"
         session.put(script.encode(), remote)
         _, out = session.run(f"bash -euo pipefail {remote}", step="harden", timeout=timeout)
         changed = sum(1 for line in out.splitlines() if line.startswith("goldsmith: changed "))
         log.info("  %d of %d controls changed the guest", changed, len(profile.controls))
-    return {"machine_id": machine_id.strip(), "host_keys": host_keys}
