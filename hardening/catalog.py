@@ -10,7 +10,12 @@ that type.
 Resolving a control is the one place values meet mechanism parameters
 (:meth:`Control.resolve_params`): keys holding bash (a mechanism's
 ``code_keys``) keep their ``${name}`` as a shell expansion and get the values as
-variables; every other key gets the checked values in place.
+variables; every other key gets the checked values in place. Loading refuses
+bash in which a declared parameter is expanded outside double quotes.
+
+A profile may define controls of its own (hardening.custom): the same fields,
+parsed here with ``custom=True``, under an id ``<namespace>.<id>`` that no
+shipped id (which never holds a dot) can equal.
 """
 
 from __future__ import annotations
@@ -33,9 +38,19 @@ from hardening.mechanisms.parameters import (
     as_text,
     parse_declaration,
 )
+from hardening.mechanisms.quoting import QuotingError, unquoted_expansions
 from hardening.strictdata import DataError, loads_yaml, read_regular
 
 ID = r"[a-z0-9]+(-[a-z0-9]+)*"
+# A profile's own controls: <namespace>.<id>. The dot keeps them apart from
+# shipped ids for good, whatever goldsmith ships later.
+NAMESPACE = r"[a-z][a-z0-9-]*"
+CUSTOM_ID = rf"{NAMESPACE}\.{ID}"
+RESERVED_NAMESPACES = frozenset({"goldsmith"})
+MAX_ID = 100
+# Free-form references of a profile's own controls: {acme: [WEB-7]}.
+REFERENCE_SOURCE = r"[A-Za-z][A-Za-z0-9_.-]{0,39}"
+REFERENCE_ITEM = r"[A-Za-z0-9][A-Za-z0-9_.:/#()-]{0,63}"
 CIS_BENCHMARK = "CIS Debian 12 v1.1.0"
 _REF = re.compile(r"\$\{(" + NAME + r")\}")
 
@@ -52,11 +67,14 @@ class References:
     cis_level: int | None = None  # the server profile level (1 or 2)
     devsec: tuple[str, ...] = ()  # dev-sec linux-baseline / ssh-baseline control ids
     no_reference_reason: str = ""
+    # Any other standard, by name: (("acme", ("WEB-7",)),), shown "acme WEB-7".
+    other: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def strings(self) -> tuple[str, ...]:
         level = f" (L{self.cis_level})" if self.cis_level else ""
         out = [f"{CIS_BENCHMARK} {number}{level}" for number in self.cis]
         out += [f"dev-sec {ident}" for ident in self.devsec]
+        out += [f"{source} {ident}" for source, idents in self.other for ident in idents]
         return tuple(out)
 
 
@@ -71,6 +89,15 @@ class Condition:
         if self.installed:
             return f"package {self.installed} is not installed"
         return f"parameter {self.param_set} is not set"
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeFile:
+    """A file beside a profile holding one of its control's code keys."""
+
+    key: str  # the mechanism parameter it fills: apply or check
+    path: str  # relative to the profile's folder, as the profile names it
+    sha256: str  # of its bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +119,13 @@ class Control:
     # When it is applied, overriding its mechanism's phase (0-99); from
     # hardening.apply.AFTER_RELOADS on, after sysctl, grub, sshd ... reloads.
     phase: int | None = None
+    # Code keys read from files beside the profile (a profile's own controls).
+    files: tuple[CodeFile, ...] = ()
+
+    @property
+    def custom(self) -> bool:
+        """Defined by a profile rather than shipped."""
+        return "." in self.id
 
     @property
     def parameters(self) -> Mapping[str, Any]:
@@ -193,6 +227,7 @@ CONTROL_KEYS = frozenset(
         "cis_level",
         "devsec",
         "no_reference_reason",
+        "references",
         "mechanism",
         "params",
         "parameters",
@@ -220,7 +255,34 @@ def _str_list(data: Mapping[str, Any], key: str, path: str, field: str) -> tuple
     return tuple(value)
 
 
-def parse_control(data: Any, path: str, field: str) -> Control:
+def check_custom_id(ident: Any, path: str, field: str) -> str:
+    """A profile's own control id, ``<namespace>.<id>``."""
+    shape = "<namespace>.<id> like acme.nginx-server-tokens (namespace [a-z][a-z0-9-]*)"
+    if not isinstance(ident, str) or len(ident) > MAX_ID:
+        raise ProfileError(path, field, shape)
+    if re.fullmatch(ID, ident):
+        raise ProfileError(
+            path, field, f"{shape}: ids without a namespace are goldsmith's own, not {ident}"
+        )
+    if not re.fullmatch(CUSTOM_ID, ident):
+        raise ProfileError(path, field, shape)
+    namespace = ident.split(".", 1)[0]
+    if namespace in RESERVED_NAMESPACES:
+        raise ProfileError(path, field, f"{shape}: the namespace {namespace} is reserved")
+    return ident
+
+
+def parse_control(
+    data: Any,
+    path: str,
+    field: str,
+    *,
+    custom: bool = False,
+    files: Sequence[CodeFile] = (),
+) -> Control:
+    """One control from its mapping. ``custom``: a profile's own, named
+    ``<namespace>.<id>``; ``files``: which code keys came from which file
+    (their text is already in ``params``)."""
     if not isinstance(data, Mapping):
         raise ProfileError(path, field, "a mapping describing one control")
     for key in data:
@@ -229,7 +291,9 @@ def parse_control(data: Any, path: str, field: str) -> Control:
                 path, f"{field}.{key}", "unknown key" + suggest(str(key), CONTROL_KEYS)
             )
     ident = data.get("id")
-    if not isinstance(ident, str) or not re.fullmatch(ID, ident):
+    if custom:
+        ident = check_custom_id(ident, path, f"{field}.id")
+    elif not isinstance(ident, str) or not re.fullmatch(ID, ident):
         raise ProfileError(path, f"{field}.id", "a lower-case id like ssh-root-login")
     field = f"{field}({ident})"
     try:
@@ -252,12 +316,13 @@ def parse_control(data: Any, path: str, field: str) -> Control:
         cis_level=level if cis else None,
         devsec=_str_list(data, "devsec", path, field),
         no_reference_reason=str(data.get("no_reference_reason", "") or ""),
+        other=_other_references(data, path, field),
     )
-    if not refs.cis and not refs.devsec and not refs.no_reference_reason.strip():
+    if not (refs.cis or refs.devsec or refs.other) and not refs.no_reference_reason.strip():
         raise ProfileError(
             path,
             f"{field}.no_reference_reason",
-            "a reason, since there is no cis or devsec reference",
+            "a reason, since there is no cis, devsec or other reference",
         )
     mechanism_name = data.get("mechanism")
     if not isinstance(mechanism_name, str) or mechanism_name not in MECHANISMS:
@@ -276,6 +341,7 @@ def parse_control(data: Any, path: str, field: str) -> Control:
     parameters = _parameter_types(data, path, field)
     for name in sorted(references_in(params) - set(parameters)):
         raise ProfileError(path, f"{field}.params", f"${{{name}}} is not declared under parameters")
+    _check_code(params, MECHANISMS[mechanism_name].code_keys, parameters, path, field, files)
     only_if = None
     if "only_if" in data:
         cond = data["only_if"]
@@ -313,9 +379,92 @@ def parse_control(data: Any, path: str, field: str) -> Control:
         source=path,
         needs=needs,
         phase=phase,
+        files=tuple(files),
     )
     validate_params(control, control.parameters, path, field)
     return control
+
+
+def _other_references(
+    data: Mapping[str, Any], path: str, field: str
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    value = data.get("references", {}) or {}
+    expected = "a mapping of standards to lists of their ids, like {acme: [WEB-7]}"
+    if not isinstance(value, Mapping):
+        raise ProfileError(path, f"{field}.references", expected)
+    out = []
+    for source, idents in value.items():
+        where = f"{field}.references.{source}"
+        if not isinstance(source, str) or not re.fullmatch(REFERENCE_SOURCE, source):
+            raise ProfileError(path, f"{field}.references", expected)
+        if source.lower() in ("cis", "cis_level", "devsec"):
+            raise ProfileError(path, where, f"under the control's own {source.lower()} key")
+        if isinstance(idents, str | int) and not isinstance(idents, bool):
+            idents = [idents]
+        if (
+            not isinstance(idents, list)
+            or not idents
+            or not all(
+                isinstance(i, str | int)
+                and not isinstance(i, bool)
+                and re.fullmatch(REFERENCE_ITEM, str(i))
+                for i in idents
+            )
+        ):
+            raise ProfileError(
+                path, where, "a non-empty list of ids (letters, digits and _ . : / # ( ) -)"
+            )
+        out.append((source, tuple(str(i) for i in idents)))
+    return tuple(out)
+
+
+# Tab and newline are the only control characters bash code needs; a carriage
+# return (a file saved with Windows line endings) would reach bash as part of
+# a word, an escape sequence would reach a terminal through the apply log.
+_CODE_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _check_code(
+    params: Mapping[str, Any],
+    code_keys: frozenset[str],
+    parameters: Mapping[str, ParamSpec],
+    path: str,
+    field: str,
+    files: Sequence[CodeFile],
+) -> None:
+    """Bash in ``code_keys`` is plain text, and expands every declared
+    parameter inside double quotes: its value is data, and unquoted it would
+    still be split into words and globbed (``rm $path`` with a space in it)."""
+    origin = {f.key: f.path for f in files}
+    for key in sorted(code_keys):
+        code = params.get(key)
+        if not isinstance(code, str):
+            continue  # the mechanism says what it wants
+        where = f"{field}.params.{key}" + (".file" if key in origin else "")
+        prefix = f"{origin[key]}: " if key in origin else ""
+        bad = _CODE_CONTROL.search(code)
+        if bad:
+            line = code.count("\n", 0, bad.start()) + 1
+            raise ProfileError(
+                path,
+                where,
+                f"{prefix}bash without control characters other than tab and newline "
+                f"(line {line} holds U+{ord(bad.group()):04X})",
+            )
+        if not parameters:
+            continue
+        try:
+            unquoted = unquoted_expansions(code + "\n", set(parameters))
+        except QuotingError as exc:
+            raise ProfileError(path, where, f"{prefix}bash whose quoting ends ({exc})") from None
+        if unquoted:
+            first = unquoted[0]
+            raise ProfileError(
+                path,
+                where,
+                f'{prefix}every parameter expanded in double quotes ("${{{first.name}}}"); '
+                + first.describe(),
+            )
 
 
 def _parameter_types(data: Mapping[str, Any], path: str, field: str) -> dict[str, ParamSpec]:

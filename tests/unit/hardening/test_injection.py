@@ -39,6 +39,7 @@ from hardening.catalog import Control, load_catalog, parse_catalog
 from hardening.errors import ProfileError
 from hardening.mechanisms import MECHANISMS
 from hardening.mechanisms.parameters import ParamType, as_text
+from hardening.mechanisms.quoting import QuotingError, unquoted_expansions
 from hardening.profile import load_profile
 from hardening.shell import PRELUDE
 
@@ -468,14 +469,27 @@ def test_parameter_names_are_bash_variable_names(bad: str) -> None:
         parse_catalog([("c.yaml", text)])
 
 
+def quoted_control(name: str) -> str:
+    """CONTROL with every expansion quoted, as the loader wants it."""
+    text = CONTROL.format(name=name, type="text", default="x")
+    text = text.replace(f'check: "echo ${{{name}}}"', f"check: 'echo \"${{{name}}}\"'")
+    return text.replace(f"'%s\\n' ${{{name}}}", f"'%s\\n' \"${{{name}}}\"")
+
+
 @pytest.mark.parametrize("label", ["command-substitution", "backticks", "single-quote", "home"])
 def test_even_an_unquoted_expansion_in_catalog_code_runs_nothing(
     label: str, sandbox: Sandbox
 ) -> None:
-    # A careless custom control: ${banner} unquoted. Splitting and globbing
-    # may mangle the text, but the result of an expansion is never run.
-    catalog = parse_catalog([("c.yaml", CONTROL.format(name="banner", type="text", default="x"))])
-    control = catalog["custom"]
+    # A careless control: ${banner} unquoted. Loading refuses it (below), so
+    # it is made by hand here: splitting and globbing may mangle the text, but
+    # the result of an expansion is never run.
+    control = parse_catalog([("c.yaml", quoted_control("banner"))])["custom"]
+    careless = {
+        **control.params,
+        "check": "echo ${banner}",
+        "apply": control.params["apply"].replace('"${banner}"', "${banner}"),
+    }
+    control = dataclasses.replace(control, params=careless)
     mechanism = MECHANISMS["script"]
     parsed = mechanism.parse(control.resolve_params({"banner": HOSTILE[label]}))
     assert sandbox.run(mechanism.render(parsed)).returncode == 0
@@ -495,85 +509,46 @@ def test_values_are_checked_again_where_they_meet_the_mechanism() -> None:
 
 
 # ---- every expansion of a parameter in catalog code is quoted ---------------------------
+# The model lives in hardening.mechanisms.quoting; the catalog loader refuses
+# what it finds (and so does a profile defining its own controls).
 
 
-def unquoted_expansions(code: str, names: set[str]) -> list[str]:
-    """Expansions of ``names`` outside double quotes, by a small model of bash
-    quoting: '...', "...", backslash, $(...), comments and here-documents
-    (an unquoted here-document's expansions are not split, so they count as
-    quoted)."""
-    found: list[str] = []
-    ref = re.compile(r"\$\{?([a-z_][a-z0-9_]*)")
-    stack: list[list[Any]] = [["top", 0]]  # context, open parentheses
-    heredocs: list[str] = []
-    i = 0
-    while i < len(code):
-        context = stack[-1]
-        char = code[i]
-        if context[0] == "dq":
-            if char == "\\":
-                i += 2
-                continue
-            if char == '"':
-                stack.pop()
-            elif code.startswith("$(", i):
-                stack.append(["cmd", 0])
-                i += 2
-                continue
-            i += 1
-            continue
-        # top level or inside $( )
-        if char == "\n" and heredocs:
-            for tag in heredocs:
-                end = code.find(f"\n{tag}\n", i)
-                assert end >= 0, f"here-document {tag} never ends"
-                i = end + len(tag) + 1
-            heredocs = []
-            continue
-        if char == "'":
-            i = code.index("'", i + 1) + 1
-            continue
-        if char == "\\":
-            i += 2
-            continue
-        if char == '"':
-            stack.append(["dq", 0])
-        elif char == "#" and (i == 0 or code[i - 1] in " \t\n;"):
-            i = code.find("\n", i) if "\n" in code[i:] else len(code)
-            continue
-        elif code.startswith("<<<", i):
-            i += 3
-            continue
-        elif code.startswith("<<", i):
-            match = re.match(r"<<-?\s*(['\"]?)([A-Za-z0-9_]+)\1", code[i:])
-            assert match, code[i : i + 20]
-            heredocs.append(match.group(2))
-            i += match.end()
-            continue
-        elif code.startswith("$(", i):
-            stack.append(["cmd", 0])
-            i += 2
-            continue
-        elif char == "(" and context[0] == "cmd":
-            context[1] += 1
-        elif char == ")" and context[0] == "cmd":
-            if context[1] == 0:
-                stack.pop()
-            else:
-                context[1] -= 1
-        elif char == "$":
-            match = ref.match(code, i)
-            if match and match.group(1) in names:
-                found.append(code[i : code.find("\n", i)])
-        i += 1
-    return found
+def unquoted(code: str, names: set[str]) -> list[str]:
+    return [e.text for e in unquoted_expansions(code, names)]
 
 
 def test_the_quoting_model_finds_unquoted_expansions() -> None:
     names = {"g"}
-    assert unquoted_expansions('a "${g}" "$(b "$g")"\nc <<X\n${g}\nX\n', names) == []
-    assert unquoted_expansions("echo '${g}' # ${g}\n", names) == []
-    assert len(unquoted_expansions('a ${g}\nb "$(c ${g})"\nd=$g\n', names)) == 3
+    assert unquoted('a "${g}" "$(b "$g")"\nc <<X\n${g}\nX\n', names) == []
+    assert unquoted("echo '${g}' # ${g}\n", names) == []
+    assert len(unquoted('a ${g}\nb "$(c ${g})"\nd=$g\n', names)) == 3
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        'x=$(( g + 1 ))\necho "$(( $g << 2 ))"\n',
+        "cat <<-'EOF'\n\t$g\n\tEOF\n",
+        "echo $'it\\'s' \"$g\"\n",
+        'echo "$(printf %s "$g")" "`printf %s "$g"`"\n',
+        "echo \\$g $gx ${gx} $G\n",
+    ],
+)
+def test_the_quoting_model_knows_quoted_forms(code: str) -> None:
+    assert unquoted(code, {"g"}) == []
+
+
+@pytest.mark.parametrize(
+    "code", ['echo "`echo $g`"\n', "echo `echo $g`\n", "f ${g:-x}\n", "[ -n $g ]\n"]
+)
+def test_the_quoting_model_finds_unquoted_forms(code: str) -> None:
+    assert len(unquoted(code, {"g"})) == 1
+
+
+@pytest.mark.parametrize("code", ["echo 'x\n", 'echo "x\n', "cat <<EOF\nx\n", "echo $(x\n"])
+def test_the_quoting_model_refuses_code_it_cannot_follow(code: str) -> None:
+    with pytest.raises(QuotingError):
+        unquoted_expansions(code, {"g"})
 
 
 @pytest.mark.parametrize(
@@ -584,4 +559,14 @@ def test_the_quoting_model_finds_unquoted_expansions() -> None:
 def test_catalog_code_quotes_every_parameter(control: Control) -> None:
     for key in sorted(MECHANISMS[control.mechanism].code_keys):
         code = control.params.get(key, "")
-        assert unquoted_expansions(code + "\n", set(control.parameter_types)) == [], key
+        assert unquoted(code + "\n", set(control.parameter_types)) == [], key
+
+
+def test_an_unquoted_expansion_is_refused_at_catalog_load() -> None:
+    text = quoted_control("banner").replace("'%s\\n' \"${banner}\"", "'%s\\n' ${banner}")
+    assert text != quoted_control("banner")
+    with pytest.raises(ProfileError) as caught:
+        parse_catalog([("c.yaml", text)])
+    message = str(caught.value)
+    assert message.startswith("c.yaml: controls[0](custom).params.apply: ")
+    assert "line 1: $banner unquoted" in message and "\n" not in message
