@@ -4,6 +4,10 @@ A profile may ``extends`` another (a shipped name or a file path relative to
 it). Resolution is parent first, then the child's additions, removals,
 parameters and waivers. Selection keeps catalog order so a profile's digest
 does not depend on how its YAML happens to be ordered.
+
+Its ``controls`` list may also define controls of its own (hardening.custom),
+which it selects; they follow the shipped catalog, parent's first, and whoever
+extends the profile inherits them like any other selection.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hardening.catalog import ID, Catalog, Control, load_catalog, loads_document, validate_params
+from hardening.custom import define_controls
 from hardening.errors import ParamError, ProfileError, suggest
 from hardening.strictdata import DataError, read_regular
 
@@ -96,6 +101,7 @@ def canonical(
         "parameters": dict(sorted(parameters.items())),
         "controls": [
             {
+                **({"definition": definition(sc.control)} if sc.control.custom else {}),
                 "id": sc.control.id,
                 "title": sc.control.title,
                 "area": sc.control.area,
@@ -114,6 +120,31 @@ def canonical(
             }
             for sc in controls
         ],
+    }
+
+
+def definition(control: Control) -> dict[str, Any]:
+    """What a profile's own control says beyond what every selected control
+    records: shipped controls change only with goldsmith's version (part of a
+    build key), a profile's own with the profile, so the digest carries all of
+    it. The code files by their bytes' digest; paths relative to the profile,
+    so the digest does not depend on where the profile is checked out."""
+    condition = control.only_if
+    return {
+        "rationale": control.rationale,
+        "only_if": None
+        if condition is None
+        else {k: v for k, v in dataclasses.asdict(condition).items() if v},
+        "parameters": {
+            name: {
+                "type": str(spec.type),
+                "default": spec.default,
+                **({"min": spec.minimum} if spec.minimum is not None else {}),
+                **({"max": spec.maximum} if spec.maximum is not None else {}),
+            }
+            for name, spec in sorted(control.parameter_types.items())
+        },
+        "files": [{"param": f.key, "path": f.path, "sha256": f.sha256} for f in control.files],
     }
 
 
@@ -146,6 +177,7 @@ def _locate(ref: str | Path, relative_to: Path | None = None) -> Path:
 
 @dataclasses.dataclass
 class _Draft:
+    catalog: Catalog  # the shipped controls, then those the profiles define
     ident: str = ""
     version: str = ""
     title: str = ""
@@ -172,17 +204,29 @@ def _read(path: Path) -> Mapping[str, Any]:
 
 
 def _ids(data: Mapping[str, Any], key: str, path: Path, catalog: Catalog) -> list[str]:
+    """The ids a list names; in ``controls``, definitions (mappings) are
+    skipped: hardening.custom reads them."""
     value = data.get(key, []) or []
+    definitions = key == "controls"
     if not isinstance(value, list):
-        raise ProfileError(path, key, "a list of control ids")
+        raise ProfileError(
+            path,
+            key,
+            "a list of control ids and definitions" if definitions else "a list of control ids",
+        )
+    out = []
     for index, ident in enumerate(value):
+        if definitions and isinstance(ident, Mapping):
+            continue
         if not isinstance(ident, str) or ident not in catalog:
             raise ProfileError(
                 path,
                 f"{key}[{index}]",
-                "a control id from the catalog" + suggest(str(ident), catalog),
+                "a control id from the catalog (or defined by this profile or its parents)"
+                + suggest(str(ident), catalog),
             )
-    return list(value)
+        out.append(ident)
+    return out
 
 
 def _select(data: Mapping[str, Any], path: Path, catalog: Catalog) -> set[str]:
@@ -269,7 +313,7 @@ def _parameters(data: Mapping[str, Any], path: Path, catalog: Catalog) -> dict[s
     return out
 
 
-def _apply(path: Path, draft: _Draft, catalog: Catalog, seen: tuple[Path, ...]) -> None:
+def _apply(path: Path, draft: _Draft, seen: tuple[Path, ...]) -> None:
     if path.resolve() in seen:
         chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
         raise ProfileError(path, "extends", f"no cycle ({chain})")
@@ -282,7 +326,7 @@ def _apply(path: Path, draft: _Draft, catalog: Catalog, seen: tuple[Path, ...]) 
             parent_path = _locate(parent, path.parent)
         except ProfileError as exc:
             raise ProfileError(path, "extends", exc.expected) from None
-        _apply(parent_path, draft, catalog, (*seen, path.resolve()))
+        _apply(parent_path, draft, (*seen, path.resolve()))
     for key, (pattern, expected) in _IDENTITY.items():
         value = data.get(key)
         if value is None and parent is None:
@@ -302,6 +346,11 @@ def _apply(path: Path, draft: _Draft, catalog: Catalog, seen: tuple[Path, ...]) 
     if not isinstance(data.get("description", ""), str):
         raise ProfileError(path, "description", "a string")
     draft.title = title or draft.title or draft.ident
+    listed = data.get("controls", []) or []
+    if isinstance(listed, list):
+        draft.catalog, defined = define_controls(listed, path, draft.catalog)
+        draft.selected |= set(defined)
+    catalog = draft.catalog
     draft.selected |= _select(data, path, catalog)
     draft.selected |= set(_ids(data, "controls", path, catalog))
     draft.selected -= set(_ids(data, "exclude", path, catalog))
@@ -318,10 +367,10 @@ def _apply(path: Path, draft: _Draft, catalog: Catalog, seen: tuple[Path, ...]) 
 
 def load_profile(ref: str | Path) -> Profile:
     """A shipped profile by name, or a profile file by path, fully resolved."""
-    catalog = load_catalog()
     path = _locate(ref)
-    draft = _Draft()
-    _apply(path, draft, catalog, ())
+    draft = _Draft(load_catalog())
+    _apply(path, draft, ())
+    catalog = draft.catalog
     if not draft.selected:
         raise ProfileError(path, "controls", "at least one control")
     selected: list[SelectedControl] = []

@@ -1,5 +1,8 @@
 """goldsmith controls and goldsmith profile: browse the catalog and resolved profiles.
 
+With ``--profile`` (a shipped name or a path), the controls a profile defines
+itself are shown beside the shipped ones.
+
 Results (tables, JSON) go to stdout; bad input becomes an InputError (exit 2).
 """
 
@@ -39,6 +42,16 @@ def _control_dict(control: Control, params: Any = None) -> dict[str, Any]:
         "only_if": None
         if control.only_if is None
         else {k: v for k, v in vars(control.only_if).items() if v},
+        **(
+            {
+                "defined_in": str(control.source),
+                "files": [
+                    {"param": f.key, "path": f.path, "sha256": f.sha256} for f in control.files
+                ],
+            }
+            if control.custom
+            else {}
+        ),
     }
 
 
@@ -82,12 +95,21 @@ def list_controls(profile_ref: str | None, as_json: bool) -> None:
 
 @controls.command("show")
 @click.argument("control_id")
-def show_control(control_id: str) -> None:
+@click.option(
+    "--profile", "profile_ref", help="Look in this profile too (its own controls, its values)."
+)
+def show_control(control_id: str, profile_ref: str | None) -> None:
     """Show one control as JSON."""
-    catalog = load_catalog()
+    catalog: dict[str, Control] = dict(load_catalog())
+    params: dict[str, Any] = {}
+    if profile_ref:
+        for sc in _load(profile_ref).controls:
+            catalog[sc.id] = sc.control
+            params[sc.id] = sc.params
     if control_id not in catalog:
         raise InputError(None, "control", f"a control id{suggest(control_id, catalog)}")
-    click.echo(json.dumps(_control_dict(catalog[control_id]), indent=2, default=str))
+    control = catalog[control_id]
+    click.echo(json.dumps(_control_dict(control, params.get(control_id)), indent=2, default=str))
 
 
 @click.group("profile")
