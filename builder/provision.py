@@ -620,16 +620,7 @@ class Provisioner:
         self._run(command, step)
 
     def _ansible(self, step: AnsibleStep) -> None:
-        # The one installed beside goldsmith (the ansible extra) first, then PATH.
-        beside = Path(sys.executable).parent / "ansible-playbook"
-        playbook_cmd = str(beside) if beside.is_file() else shutil.which("ansible-playbook")
-        if playbook_cmd is None:
-            raise InputError(
-                self.spec_path,
-                f"provision[{step.index}].ansible",
-                "ansible-playbook is not installed",
-                hint="install goldsmith's ansible extra: pip install 'goldsmith[ansible]'",
-            )
+        playbook_cmd = ansible_playbook(self.spec_path, step)
         host_line = _known_hosts_line(self.machine.ssh_port, self.access.host_key.public_openssh)
         with tempfile.TemporaryDirectory(prefix="goldsmith-ansible-") as tmp:
             folder = Path(tmp)
@@ -721,6 +712,21 @@ class Provisioner:
             time.sleep(1)
         self.session = session
         self._run("cloud-init status --wait >/dev/null || true", step)
+
+
+def ansible_playbook(spec_path: Path, step: Step) -> str:
+    """ansible-playbook: the one installed beside goldsmith (the ansible extra)
+    first, then PATH; bad input naming the step and the extra when missing."""
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    found = str(beside) if beside.is_file() else shutil.which("ansible-playbook")
+    if found is None:
+        raise InputError(
+            spec_path,
+            f"provision[{step.index}].ansible",
+            "ansible-playbook is not installed",
+            hint="install goldsmith's ansible extra: pip install 'goldsmith[ansible]'",
+        )
+    return found
 
 
 def _known_hosts_line(port: int, public_openssh: str) -> str:

@@ -30,6 +30,7 @@ COMMAND_MODULES = {
     "build": "builder.cli.build",
     "release": "builder.cli.build",
     "doctor": "builder.cli.build",
+    "lint": "builder.cli.lint",
     "validate": "builder.cli.validate",
     "keygen": "builder.cli.stamp",
     "sign": "builder.cli.stamp",
