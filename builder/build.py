@@ -8,7 +8,7 @@ import json
 import os
 import shlex
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,11 +43,11 @@ class StepTimer:
     steps: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @contextlib.contextmanager
-    def step(self, name: str, text: str) -> Iterator[None]:
+    def step(self, name: str, text: str, detail: Callable[[], str] | None = None) -> Iterator[None]:
         start = time.monotonic()
         status = "failed"
         try:
-            with complete_step(text):
+            with complete_step(text, detail=detail):
                 yield
             status = "ok"
         finally:
@@ -166,7 +166,7 @@ def _build_into(
         ssh_port=qemu.free_port(),
     )
     with qemu.start_vm(config, stop_timeout=spec.timeouts.shutdown) as vm:
-        with timer.step("boot", f"Booting the build VM ({accel})"):
+        with timer.step("boot", f"Booting the build VM ({accel})", lambda: vm.serial_tail(3)):
             client = wait_for_machine(vm, access, timeout=spec.timeouts.boot)
         session = Session(client, secrets=secrets.values())
         provisioned: list[dict[str, Any]] = []

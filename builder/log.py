@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from hardening.strictdata import escape
 
 log = logging.getLogger("goldsmith")
 
@@ -58,19 +61,47 @@ def log_to_file(path: Path) -> Iterator[logging.Handler]:
         handler.close()
 
 
+# A stage that runs longer than this says so again, and what it is waiting for:
+# a silent mmdebstrap or a slow TCG boot must not look hung.
+HEARTBEAT_SECONDS = 15.0
+
+
 @contextlib.contextmanager
-def complete_step(text: str) -> Iterator[None]:
-    """Log a stage, then its elapsed time once it ends (or that it failed)."""
+def complete_step(text: str, *, detail: Callable[[], str] | None = None) -> Iterator[None]:
+    """Log a stage, then its elapsed time once it ends (or that it failed).
+
+    While it runs, the innermost open stage logs a heartbeat every
+    HEARTBEAT_SECONDS, with ``detail()`` (e.g. the last serial-console line)."""
     global _depth
     indent = "  " * _depth
     log.info("%s%s", indent, text)
     start = time.monotonic()
     _depth += 1
+    depth = _depth
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            if _depth != depth:  # a nested stage is open: it speaks instead
+                continue
+            extra = ""
+            if detail is not None:
+                try:
+                    line = detail().strip().splitlines()
+                except Exception:  # a heartbeat never fails the stage
+                    line = []
+                if line:
+                    extra = f"; last console line: {escape(line[-1], 160)}"
+            log.info("%s  ... still: %s (%.0fs)%s", indent, text, time.monotonic() - start, extra)
+
+    thread = threading.Thread(target=beat, name="goldsmith-heartbeat", daemon=True)
+    thread.start()
     try:
         yield
     except BaseException:
         log.info("%s%s failed after %.1fs", indent, text, time.monotonic() - start)
         raise
     finally:
+        stop.set()
         _depth -= 1
     log.info("%s%s done in %.1fs", indent, text, time.monotonic() - start)
