@@ -1,0 +1,52 @@
+"""Stage logging: elapsed times and a heartbeat while a stage runs long."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from builder import log as logmod
+from builder.log import complete_step
+
+
+def test_a_long_stage_beats_with_its_detail_and_nested_stages_speak_for_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(logmod, "HEARTBEAT_SECONDS", 0.05)
+    caplog.set_level(logging.INFO, logger="goldsmith")
+    logmod.log.propagate = True
+    try:
+        with complete_step("Booting", detail=lambda: "first\n\x1b[2Jlogin: "):
+            time.sleep(0.2)
+            with complete_step("Inner"):
+                before = len(caplog.records)
+                time.sleep(0.2)
+                inner = [r.getMessage() for r in caplog.records[before:]]
+    finally:
+        logmod.log.propagate = False
+    messages = [r.getMessage() for r in caplog.records]
+    beats = [m for m in messages if "still: Booting" in m]
+    assert beats, messages
+    # The console line is shown escaped: a guest cannot clear the host's terminal.
+    assert beats[0].endswith("; last console line: \\x1b[2Jlogin:")
+    assert all("still: Booting" not in m for m in inner)
+    assert any("still: Inner" in m for m in inner)
+    assert messages[-1].startswith("Booting done in ")
+
+
+def test_no_heartbeat_after_the_stage_ends(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(logmod, "HEARTBEAT_SECONDS", 0.05)
+    caplog.set_level(logging.INFO, logger="goldsmith")
+    logmod.log.propagate = True
+    try:
+        with complete_step("Quick"):
+            pass
+        count = len(caplog.records)
+        time.sleep(0.2)
+        assert len(caplog.records) == count
+    finally:
+        logmod.log.propagate = False
