@@ -18,6 +18,7 @@ from builder.base import BaseImage, prepare_base, qemu_img_info
 from builder.buildkey import BUILD_KEY_FIELD, base_identity, compute_build_key, recorded_build_key
 from builder.cache import hash_file
 from builder.errors import BuildError, GuestError, InputError
+from builder.formats import Hardware, Output, OutputFormat, make_outputs
 from builder.log import complete_step, log, log_to_file
 from builder.provision import Provisioner, host_secrets
 from builder.run import run
@@ -224,6 +225,15 @@ def _build_into(
         raise BuildError(f"{disk}: the compacted template still depends on another file")
     with timer.step("digest", "Hashing the template"):
         digests = hash_file(disk, "sha256", "sha512")
+    # Every other format is converted from the compacted qcow2, which stays the
+    # template validation boots; each output is hashed from its own file.
+    hardware = Hardware(spec.name, spec.version, cpus=spec.vm.cpus, memory=spec.vm.memory)
+    outputs = [
+        Output(
+            OutputFormat.qcow2, disk.name, digests["sha256"], digests["sha512"], disk.stat().st_size
+        ),
+        *make_outputs(disk, spec.outputs, hardware, step=timer.step),
+    ]
     return {
         "schema": BUILD_SCHEMA,
         "template": {"name": spec.name, "version": spec.version},
@@ -242,6 +252,7 @@ def _build_into(
             "virtual_size": int(info["virtual-size"]),
             "size": disk.stat().st_size,
         },
+        "outputs": [output.record() for output in outputs],
         "steps": timer.steps,
         "tools": tool_versions(),
         "accelerator": str(accel),

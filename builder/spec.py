@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from builder.errors import InputError
+from builder.formats import ALL_FORMATS, OutputFormat
 from builder.provision import Step, parse_steps, steps_key
 from hardening.strictdata import DataError, loads_yaml, read_regular
 
@@ -220,6 +221,8 @@ class TemplateSpec:
     timeouts: Timeouts
     # The user's provisioning steps, in order (builder.provision).
     provision: tuple[Step, ...] = ()
+    # The formats the artifact holds, qcow2 always first (builder.formats).
+    outputs: tuple[OutputFormat, ...] = (OutputFormat.qcow2,)
 
     def canonical(self) -> dict[str, Any]:
         """The spec's meaning as JSON-able data, for build keys.
@@ -259,6 +262,8 @@ class TemplateSpec:
             # scripts, keys, playbook folders): a changed input rebuilds.
             # Host secrets are named here, never their values.
             "provision": steps_key(self.provision),
+            # Another output format is another artifact: its build key differs.
+            "outputs": [str(fmt) for fmt in self.outputs],
         }
 
 
@@ -320,6 +325,7 @@ def load_spec(path: Path) -> TemplateSpec:
         vm=_read_vm(top),
         timeouts=_read_timeouts(top),
         provision=parse_steps(top, folder),
+        outputs=_read_outputs(top),
     )
 
 
@@ -335,6 +341,7 @@ _TOP_KEYS = {
     "vm": False,
     "timeouts": False,
     "provision": False,
+    "outputs": False,
 }
 _BASE_KEYS = {"debootstrap": False, "file": False, "url": False}
 _DEBOOTSTRAP_KEYS = {"suite": True, "mirror": False, "security_mirror": False, "packages": False}
@@ -618,3 +625,30 @@ def _read_timeouts(top: _Section) -> Timeouts:
         for key, default in DEFAULT_TIMEOUTS.items()
     }
     return Timeouts(**seconds)
+
+
+def _read_outputs(top: _Section) -> tuple[OutputFormat, ...]:
+    """The output formats, in goldsmith's order with qcow2 first: the qcow2 is
+    what validation boots and verify checks by default, so it is always made."""
+    if not top.has("outputs"):
+        return (OutputFormat.qcow2,)
+    value = top.data["outputs"]
+    known = ", ".join(ALL_FORMATS)
+    if not isinstance(value, list) or not value:
+        raise top.error(
+            "outputs", f"expected a non-empty list of formats ({known}), got {_describe(value)}"
+        )
+    seen: set[OutputFormat] = set()
+    for index, item in enumerate(value):
+        field = f"outputs[{index}]"
+        if not isinstance(item, str) or item not in ALL_FORMATS:
+            shown = _show(item) if isinstance(item, str) else _describe(item)
+            names = [str(fmt) for fmt in ALL_FORMATS]
+            close = difflib.get_close_matches(item, names, n=1) if isinstance(item, str) else []
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise top.error(field, f"expected one of {known}, got {shown}{hint}")
+        fmt = OutputFormat(item)
+        if fmt in seen:
+            raise top.error(field, f"expected each format once, got {item!r} twice")
+        seen.add(fmt)
+    return tuple(fmt for fmt in ALL_FORMATS if fmt in seen or fmt is OutputFormat.qcow2)
