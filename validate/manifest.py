@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import GoldsmithError, InputError
+from builder.formats import Output
 from builder.log import complete_step, log
 from builder.run import run
 from hardening.results import Status
@@ -33,6 +34,7 @@ from validate.dsse import (
     sign_envelope,
 )
 from validate.keys import PassphraseSource, PrivateKey, load_private_key, passphrase_from_env_or_tty
+from validate.outputs import changed_outputs, output_subjects, read_output_records
 from validate.qcow2 import hash_image, require_self_contained
 from validate.results import RecordError, ValidationRun
 
@@ -105,6 +107,8 @@ class BuildRecord:
     # The spec's provisioning steps: kind, name, input digests by spec-relative
     # path, the names of host secrets (never values), duration.
     provision: tuple[dict[str, Any], ...] = ()
+    # The other output formats (raw, vmdk, vhd, vhdx, ova) with their digests.
+    outputs: tuple[Output, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Any, path: Path) -> BuildRecord:
@@ -149,6 +153,7 @@ class BuildRecord:
             started=doc.text("started"),
             finished=doc.text("finished"),
             provision=_read_provision(data.get("provision", []), path),
+            outputs=read_output_records(data.get("outputs"), path),
         )
 
 
@@ -322,7 +327,9 @@ def build_statement(
             {
                 "name": f"{build.template_name}-{build.template_version}.qcow2",
                 "digest": {"sha256": image_sha256, "sha512": image_sha512},
-            }
+            },
+            # Each other output format is a subject of its own, after the qcow2.
+            *output_subjects(build.template_name, build.template_version, build.outputs),
         ],
         "predicateType": PREDICATE_TYPE,
         "predicate": predicate,
@@ -438,6 +445,9 @@ def sign_artifact(
                 f"(recorded sha256 {want256[:16]}..., image has {sha256[:16]}...); "
                 "refusing to sign"
             )
+    # Each other format is signed as the file it is now, which must be the one built.
+    if problems := changed_outputs(artifact_dir, build.outputs):
+        raise SigningError(f"{build_path}: {'; '.join(problems)}; refusing to sign")
 
     statement = build_statement(
         build,

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import GoldsmithError, InputError
+from builder.formats import OutputFormat, file_name
 from builder.log import complete_step
 from hardening.results import Status
 from hardening.strictdata import DataError, escape, loads_json, loads_yaml, read_regular
@@ -47,7 +48,6 @@ from validate.dsse import (
 )
 from validate.keys import PublicKey, load_public_key
 from validate.manifest import (
-    IMAGE_NAME,
     MANIFEST_NAME,
     MAX_VALID_FOR_DAYS,
     PREDICATE_TYPE,
@@ -55,6 +55,7 @@ from validate.manifest import (
     JsonFields,
     format_time,
 )
+from validate.outputs import OutputSubject, check_output, read_output_subjects
 from validate.qcow2 import ImageError, hash_image, require_self_contained
 
 # A signer's clock may run a little ahead of ours; more than this is refused.
@@ -96,6 +97,7 @@ class Claims:
     approval_time: datetime.datetime
     approval_keyid: str
     valid_until: datetime.datetime
+    outputs: tuple[OutputSubject, ...] = ()  # subjects after the qcow2: raw, vmdk, ...
 
 
 def read_claims(payload: bytes, source: Path) -> Claims:
@@ -128,8 +130,12 @@ def _read_claims(payload: bytes, source: Path) -> Claims:
         )
     fields = JsonFields(doc, source, "payload")
     subjects = fields.get("subject")
-    if not isinstance(subjects, list) or len(subjects) != 1:
-        raise InputError(source, "payload.subject", "expected exactly one subject (the image)")
+    if not isinstance(subjects, list) or not 1 <= len(subjects) <= len(OutputFormat):
+        raise InputError(
+            source,
+            "payload.subject",
+            "expected exactly one subject (the qcow2 image), then one per other output format",
+        )
     subject = JsonFields(subjects[0], source, "payload.subject[0]")
     predicate = JsonFields(fields.get("predicate"), source, "payload.predicate")
     controls = predicate.get("results.controls")
@@ -169,6 +175,7 @@ def _read_claims(payload: bytes, source: Path) -> Claims:
         approval_time=_read_time(predicate, "approval.time"),
         approval_keyid=predicate.text("approval.keyid"),
         valid_until=_read_time(predicate, "approval.validUntil"),
+        outputs=read_output_subjects(subjects[1:], source),
     )
 
 
@@ -498,6 +505,36 @@ def image_self_contained(evidence: Evidence) -> None:
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class OutputsMatch:
+    """The image checks of ``--format`` and ``--all``: each chosen format's file
+    against its own subject (the qcow2 by the two checks above)."""
+
+    formats: tuple[OutputFormat, ...]
+    folder: Path | None  # None: the one image given is of formats[0]
+    every: bool = False  # every format the manifest signs
+
+    def chosen(self, claims: Claims) -> tuple[OutputFormat, ...]:
+        if self.every:
+            return (OutputFormat.qcow2, *(s.format for s in claims.outputs))
+        return self.formats
+
+    def __call__(self, evidence: Evidence) -> None:
+        for fmt in self.chosen(evidence.claims):
+            path = evidence.image if self.folder is None else self.folder / file_name(fmt)
+            if fmt is OutputFormat.qcow2:
+                image_self_contained(dataclasses.replace(evidence, image=path))
+                image_digests_match(dataclasses.replace(evidence, image=path))
+                continue
+            subject = next((s for s in evidence.claims.outputs if s.format is fmt), None)
+            if subject is None:
+                raise VerificationError(f"{evidence.manifest}: the manifest signs no {fmt} output")
+            try:
+                check_output(path, subject, evidence.claims.virtual_size)
+            except ImageError as exc:
+                raise VerificationError(exc.message) from None
+
+
 def image_digests_match(evidence: Evidence) -> None:
     claims = evidence.claims
     with complete_step(f"Hashing {evidence.image}"):
@@ -619,7 +656,9 @@ class Policy:
             flags=False,
         )
 
-    def checks(self, threshold: int, pins: Pins | None = None) -> AllOf:
+    def checks(
+        self, threshold: int, pins: Pins | None = None, image_checks: Sequence[Check] = ()
+    ) -> AllOf:
         """Every check this policy (and the command line's pins) demand; the
         threshold is the stricter of the two, and every pin from either holds."""
         checks: list[Check] = [
@@ -634,7 +673,7 @@ class Policy:
             checks.append(MaxAge(self.max_age_days))
         if self.required_controls:
             checks.append(RequiredControls(self.required_controls))
-        checks += [image_self_contained, image_digests_match]
+        checks += image_checks or [image_self_contained, image_digests_match]
         return AllOf(tuple(checks))
 
 
@@ -664,6 +703,7 @@ class Verdict:
     signers: tuple[PublicKey, ...]
     threshold: int
     claims: Claims
+    formats: tuple[str, ...] = ("qcow2",)  # the outputs whose files were checked
 
     def to_dict(self) -> dict[str, Any]:
         c = self.claims
@@ -682,6 +722,7 @@ class Verdict:
                 "keyid": c.approval_keyid,
                 "validUntil": format_time(c.valid_until),
             },
+            "formats": list(self.formats),
         }
 
     def describe(self) -> str:
@@ -700,6 +741,11 @@ class Verdict:
                 f"  approved:  {format_time(c.approval_time)}, "
                 f"valid until {format_time(c.valid_until)}",
                 f"  sha256:    {c.sha256}",
+                *(
+                    [f"  formats:   {', '.join(self.formats)}"]
+                    if self.formats != ("qcow2",)
+                    else []
+                ),
             ]
         )
 
@@ -718,16 +764,35 @@ def verify_artifact(
     policy: Policy | Path | None = None,
     pins: Pins | None = None,
     now: datetime.datetime | None = None,
+    formats: Sequence[str] = (),
+    all_formats: bool = False,
 ) -> Verdict:
     """Verify an artifact folder, or an image and its manifest; the Verdict if trusted.
+
+    ``formats`` names the outputs whose files are checked (the qcow2 when
+    empty; with an image rather than a folder, the image's format);
+    ``all_formats`` checks every output the manifest signs.
 
     Raises VerificationError (not trusted) or InputError (unusable input: the
     user's own files and options, or a manifest path that is no readable file).
     """
+    known = [str(f) for f in OutputFormat]
+    if unknown := [f for f in formats if f not in known]:
+        raise InputError(
+            None, "--format", f"expected one of {', '.join(known)}, got {unknown[0]!r}"
+        )
+    wanted = tuple(dict.fromkeys(OutputFormat(f) for f in formats)) or (OutputFormat.qcow2,)
+    image_given = image is not None
+    if all_formats:
+        wanted = (OutputFormat.qcow2,)
+        if artifact_dir is None or image_given:
+            raise InputError(None, "--all", "expected an artifact folder, not an image")
+    if image_given and len(wanted) > 1:
+        raise InputError(None, "--format", "expected one format: the image's")
     if artifact_dir is not None:
         if not artifact_dir.is_dir():
             raise InputError(artifact_dir, None, "expected an artifact folder")
-        image = image or artifact_dir / IMAGE_NAME
+        image = image or artifact_dir / file_name(wanted[0])
         manifest = manifest or artifact_dir / MANIFEST_NAME
     if image is None or manifest is None:
         raise InputError(None, None, "expected an artifact folder, or both an image and manifest")
@@ -739,12 +804,15 @@ def verify_artifact(
     if isinstance(policy, Path):
         policy = Policy.load(policy)
     policy = policy or Policy()
-    checks = policy.checks(threshold, pins)  # bad pins are bad input, before anything is read
+    outputs_match = OutputsMatch(wanted, None if image_given else artifact_dir, all_formats)
+    image_checks = [] if wanted == (OutputFormat.qcow2,) and not all_formats else [outputs_match]
+    # Bad pins are bad input, before anything is read.
+    checks = policy.checks(threshold, pins, image_checks)
     moment = (now or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC)
     if not image.exists():
         raise InputError(image, None, "image not found")
     if not image.is_file():
-        raise InputError(image, None, "expected the qcow2 image, a regular file")
+        raise InputError(image, None, f"expected the {wanted[0]} image, a regular file")
 
     try:
         envelope = load_envelope(manifest)
@@ -761,6 +829,7 @@ def verify_artifact(
         signers=tuple(by_id[k] for k in sorted(signers - policy.revoked_keys)),
         threshold=max(threshold, policy.threshold),
         claims=claims,
+        formats=tuple(str(f) for f in outputs_match.chosen(claims)),
     )
 
 

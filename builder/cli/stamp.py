@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from builder.errors import GoldsmithError, InputError
+from builder.formats import OutputFormat
 from builder.log import log
 from validate.dsse import MAX_SIGNATURES
 from validate.keys import (
@@ -166,6 +167,14 @@ def sign(
     metavar="sha256:HEX",
     help="The digest of the resolved profile validation must have used.",
 )
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice([str(f) for f in OutputFormat]),
+    multiple=True,
+    help="Check this output's file (default qcow2); repeat for several.",
+)
+@click.option("--all", "all_formats", is_flag=True, help="Check every output the manifest signs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 @click.pass_context
 def verify(
@@ -181,6 +190,8 @@ def verify(
     min_version: str | None,
     profile: str | None,
     profile_digest: str | None,
+    formats: tuple[str, ...],
+    all_formats: bool,
     as_json: bool,
 ) -> None:
     """Verify a signed template.
@@ -213,6 +224,8 @@ def verify(
             threshold=threshold,
             policy=policy,
             pins=pins,
+            formats=formats,
+            all_formats=all_formats,
         )
     except GoldsmithError as exc:
         shown = PrintableError(exc)
