@@ -613,7 +613,13 @@ class Provisioner:
             f"/etc/apt/sources.list.d/goldsmith-{step.repo}.sources && "
             # apt refuses a repository whose Release is unsigned or signed by
             # another key; --error-on=any makes that a failed step, not a warning.
-            f"{apt} --error-on=any update"
+            # Only the new repository's indexes when the archive's were read
+            # already (the upgrade); everything when they were not.
+            "if compgen -G '/var/lib/apt/lists/*_InRelease' >/dev/null; then "
+            f"{apt} --error-on=any update "
+            f"-o Dir::Etc::sourcelist=sources.list.d/goldsmith-{step.repo}.sources "
+            "-o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0; "
+            f"else {apt} --error-on=any update; fi"
         )
         if step.packages:
             command += f" && {apt} -y install " + " ".join(map(shlex.quote, step.packages))
