@@ -110,6 +110,22 @@ def sign_envelope(payload_type: str, payload: bytes, signers: Sequence[Signer]) 
     return Envelope(payload_type, payload, signatures)
 
 
+def add_signature(envelope: Envelope, signer: Signer) -> Envelope:
+    """The envelope with one more signature over the very same payload bytes.
+
+    A second approver signs what the first one signed, byte for byte: the
+    payload is never decoded and re-encoded here. One key signs once; a
+    keyid already present is refused (as ``parse_envelope`` would refuse the
+    result).
+    """
+    if any(s.keyid == signer.keyid for s in envelope.signatures):
+        raise ValueError(f"the envelope already holds a signature under keyid {signer.keyid}")
+    if len(envelope.signatures) >= MAX_SIGNATURES:
+        raise ValueError(f"the envelope already holds {MAX_SIGNATURES} signatures, the most read")
+    signature = Signature(signer.keyid, signer.sign(envelope.pae()))
+    return dataclasses.replace(envelope, signatures=(*envelope.signatures, signature))
+
+
 def verified_keyids(envelope: Envelope, verifiers: Iterable[Verifier]) -> frozenset[str]:
     """The keyids of the trusted keys that signed this envelope.
 

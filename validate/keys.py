@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -106,6 +107,21 @@ class PrivateKey:
         return self.key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
         )
+
+
+class SigningKey(Protocol):
+    """A private key, in a file or in a token: whatever signs and names its public half."""
+
+    @property
+    def public(self) -> PublicKey: ...
+
+    @property
+    def keyid(self) -> str: ...
+
+    @property
+    def type(self) -> KeyType: ...
+
+    def sign(self, data: bytes) -> bytes: ...
 
 
 def generate_key(key_type: KeyType = KeyType.ed25519) -> PrivateKey:

@@ -17,7 +17,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builder.errors import GoldsmithError, InputError
 from builder.formats import Output
@@ -37,6 +37,9 @@ from validate.keys import PassphraseSource, PrivateKey, load_private_key, passph
 from validate.outputs import changed_outputs, output_subjects, read_output_records
 from validate.qcow2 import hash_image, require_self_contained
 from validate.results import RecordError, ValidationRun
+
+if TYPE_CHECKING:
+    from validate.attestations import SignMode
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://goldsmith.dev/template/v1"
@@ -376,16 +379,27 @@ def sign_artifact(
     artifact_dir: Path,
     key_path: Path,
     *,
-    valid_for_days: int = 180,
+    valid_for_days: int | None = None,
     previous: Path | None = None,
     ssh_key: Path | None = None,
     now: datetime.datetime | None = None,
     passphrase: PassphraseSource = passphrase_from_env_or_tty,
+    mode: SignMode | str = "renew",
 ) -> Path:
-    """Sign the approved template in ``artifact_dir``; returns the manifest's path."""
+    """Sign the approved template in ``artifact_dir``; returns the manifest's path.
+
+    With a manifest already there, ``mode`` decides (``validate.attestations.SignMode``):
+    add a signature to it (refused when it no longer describes the artifact or
+    the key signed it already), replace it (fresh), or (renew, the default) replace it
+    only when it no longer describes the artifact. ``valid_for_days`` is 180
+    for a new statement; for an added signature it must agree with the statement.
+    """
+    from validate.attestations import Current, SignMode, add_approval, locked_folder
+
+    mode = SignMode(mode)
     if not artifact_dir.is_dir():
         raise InputError(artifact_dir, None, "expected an artifact folder")
-    if not 1 <= valid_for_days <= MAX_VALID_FOR_DAYS:
+    if valid_for_days is not None and not 1 <= valid_for_days <= MAX_VALID_FOR_DAYS:
         raise InputError(None, "--valid-for", f"expected 1..{MAX_VALID_FOR_DAYS} days")
     approved_at = (now or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC)
     image = artifact_dir / IMAGE_NAME
@@ -459,10 +473,18 @@ def sign_artifact(
         virtual_size=header.virtual_size,
         keyid=key.keyid,
         approved_at=approved_at,
-        valid_until=approved_at + datetime.timedelta(days=valid_for_days),
+        valid_until=approved_at + datetime.timedelta(days=valid_for_days or 180),
         previous_manifest_sha256=previous_sha256,
     )
-    manifest = write_manifest(artifact_dir, statement, key, ssh_key=ssh_key)
+    with locked_folder(artifact_dir):
+        if mode is not SignMode.fresh and (artifact_dir / MANIFEST_NAME).exists():
+            current = Current(statement, valid_for_days, previous_sha256)
+            added = add_approval(
+                artifact_dir, key, current, mode=mode, ssh_key=ssh_key, now=approved_at
+            )
+            if added is not None:
+                return added
+        manifest = write_manifest(artifact_dir, statement, key, ssh_key=ssh_key)
     log.info("signed %s with key %s (%s)", manifest, key.keyid, key.type)
     return manifest
 

@@ -35,6 +35,7 @@ COMMAND_MODULES = {
     "keygen": "builder.cli.stamp",
     "sign": "builder.cli.stamp",
     "verify": "builder.cli.stamp",
+    "signers": "builder.cli.stamp",
     "controls": "builder.cli.controls",
     "profile": "builder.cli.controls",
     "outdated": "builder.cli.pipeline",

@@ -12,11 +12,14 @@ import click
 from builder.errors import GoldsmithError, InputError
 from builder.formats import OutputFormat
 from builder.log import log
+from hardening.strictdata import escape
+from validate.attestations import SignMode, list_signers
 from validate.dsse import MAX_SIGNATURES
 from validate.keys import (
     PASSPHRASE_ENV,
     KeyType,
     generate_key,
+    load_public_key,
     public_key_path,
     write_keypair,
 )
@@ -85,10 +88,9 @@ def keygen(key_type: str, passphrase_prompt: bool, out: Path) -> None:
     "--valid-for",
     "valid_for",
     type=click.IntRange(min=1),
-    default=180,
-    show_default=True,
+    default=None,
     metavar="DAYS",
-    help="Days until the manifest expires.",
+    help="Days until the manifest expires (180 for a new statement).",
 )
 @click.option(
     "--previous",
@@ -100,18 +102,27 @@ def keygen(key_type: str, passphrase_prompt: bool, out: Path) -> None:
     type=_FILE,
     help="Also write an OpenSSH signature (manifest.dsse.json.sig) with this key.",
 )
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Sign a new statement even if the artifact is signed (its signatures are dropped).",
+)
 def sign(
     artifact_dir: Path,
     key_path: Path,
-    valid_for: int,
+    valid_for: int | None,
     previous: Path | None,
     ssh_key: Path | None,
+    replace: bool,
 ) -> None:
-    """Sign an approved template.
+    """Sign an approved template, or add a second approver's signature.
 
     Writes ARTIFACT_DIR/manifest.dsse.json, only if validation.json approved the
-    very image in ARTIFACT_DIR (both digests are recomputed). An encrypted key's
-    passphrase comes from $GOLDSMITH_KEY_PASSPHRASE or a prompt.
+    very image in ARTIFACT_DIR (both digests are recomputed). When the artifact
+    is signed already, adds this key's signature to the exact statement the
+    first approver signed, if it still describes the image and records in the
+    folder; the same key twice is refused. An encrypted key's passphrase comes
+    from $GOLDSMITH_KEY_PASSPHRASE or a prompt.
     """
     try:
         manifest = sign_artifact(
@@ -121,6 +132,7 @@ def sign(
             previous=previous,
             ssh_key=ssh_key,
             passphrase=_prompt_passphrase,
+            mode=SignMode.fresh if replace else SignMode.add,
         )
     except GoldsmithError as exc:
         raise PrintableError(exc) from exc
@@ -239,4 +251,39 @@ def verify(
     click.echo(json.dumps(verdict.to_dict(), indent=2) if as_json else verdict.describe())
 
 
-COMMANDS: list[click.Command] = [keygen, sign, verify]
+@click.command()
+@click.argument("artifact_dir", type=_DIR)
+@click.option(
+    "--key",
+    "keys",
+    type=_FILE,
+    multiple=True,
+    help="A public key (PEM) to check the signatures with; repeat for several.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the signers as JSON.")
+def signers(artifact_dir: Path, keys: tuple[Path, ...], as_json: bool) -> None:
+    """List who signed ARTIFACT_DIR's manifest and attestations.
+
+    One line per signature: the envelope, the keyid it is filed under, the key
+    type (from a matching --key, else guessed from the signature) and whether
+    a given key verifies it. Listing is not verifying: `goldsmith verify` is
+    the deployment gate.
+    """
+    try:
+        trusted = [load_public_key(k) for k in keys]
+        rows = list_signers(artifact_dir, trusted)
+    except GoldsmithError as exc:
+        raise PrintableError(exc) from exc
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    for row in rows:
+        verdict = {True: "verifies", False: "DOES NOT VERIFY", None: "no --key for it"}
+        guessed = "" if row.type_from == "key" else "?"
+        keyid = escape(row.keyid, 80) or "(no keyid)"
+        click.echo(
+            f"{row.envelope:22} {keyid:64}  {row.key_type}{guessed:1}  {verdict[row.verifies]}"
+        )
+
+
+COMMANDS: list[click.Command] = [keygen, sign, verify, signers]
