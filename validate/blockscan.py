@@ -40,17 +40,23 @@ from builder.log import log
 from hardening.results import CheckResult, Status
 from validate.diskimage import (
     CHUNK,
+    DiskImage,
     check_with_qemu,
     find_partitions,
     open_image,
 )
-from validate.extfs import ExtFs, FsError, read_ext_fs
+from validate.extfs import ExtFs, FsError, read_ext_fs, structure_only
 
 NEEDLES_ID = "HYG-BLOCK-NEEDLES"
 FREE_ZERO_ID = "HYG-BLOCK-FREE-ZERO"
 # Sealing zero-fills free space after the last deletion, so a free block that
-# still holds data is data the seal missed: nothing is tolerated.
-MAX_FREE_NONZERO = 0
+# still holds data is data the seal missed: none is tolerated. Blocks that hold
+# bare ext4 structure (empty directories, extent nodes: inode and block
+# numbers, no bytes of any file) are counted apart and allowed; the fill's own
+# extent nodes and the private /tmp folders of services stopped at power-off
+# are freed after the last fill, and no sealing from inside the guest can
+# zero what the guest frees while it shuts down.
+MAX_FREE_DATA_BLOCKS = 0
 MIN_NEEDLE = 8  # shorter strings match by chance in gigabytes of data
 MAX_HITS_LISTED = 8
 _KEEP_HITS = 1000
@@ -213,7 +219,16 @@ class _FreeCheck:
     def __init__(self, fs: ExtFs) -> None:
         self.fs = fs
         self.starts = [a for a, _ in fs.free_runs]
-        self.nonzero: set[int] = set()
+        self.data: set[int] = set()
+        self.structure: dict[int, str] = {}  # block -> what ext4 structure it holds
+        self.straddling: set[int] = set()  # split between two pieces: judged at the end
+
+    def _judge(self, block: int, content: bytes) -> None:
+        kind = structure_only(content)
+        if kind is None:
+            self.data.add(block)
+        else:
+            self.structure[block] = kind
 
     def feed(self, offset: int, data: bytes) -> None:
         fs, bs = self.fs, self.fs.block_size
@@ -232,7 +247,25 @@ class _FreeCheck:
             for at in range(x - (x + offset - fs.offset) % bs, y, bs):
                 s, e = max(at, x), min(at + bs, y)
                 if data[s:e] != bytes(e - s):
-                    self.nonzero.add((at + offset - fs.offset) // bs)
+                    block = (at + offset - fs.offset) // bs
+                    if (s, e) == (at, at + bs):
+                        self._judge(block, data[s:e])
+                    else:
+                        self.straddling.add(block)
+
+    def finish(self, image: DiskImage) -> FreeSpace:
+        bs = self.fs.block_size
+        for block in sorted(self.straddling):
+            self._judge(block, image.read(self.fs.offset + block * bs, bs))
+        kinds = collections.Counter(self.structure.values())
+        return FreeSpace(
+            self.fs.label,
+            bs,
+            self.fs.free_blocks,
+            len(self.data),
+            tuple(sorted(kinds.items())),
+            tuple(sorted(self.data)[:5]),
+        )
 
 
 # --- the scan -------------------------------------------------------------------
@@ -250,8 +283,9 @@ class FreeSpace:
     label: str
     block_size: int
     free_blocks: int
-    nonzero: int
-    examples: tuple[int, ...]  # a few of the non-zero free block numbers
+    data_blocks: int  # free blocks holding anything but zeros and bare ext4 structure
+    structure: tuple[tuple[str, int], ...]  # ("empty directory", 9), ("extent node", 1)
+    examples: tuple[int, ...]  # a few of the data blocks' numbers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,6 +330,7 @@ def scan_image(
             for check in checks:
                 check.feed(offset, data)
         virtual_size = image.virtual_size
+        filesystems = [check.finish(image) for check in checks]
 
     def where(offset: int) -> str:
         for check in checks:
@@ -312,16 +347,7 @@ def scan_image(
         families=tuple(dict.fromkeys(n.family for n in search.needles)),
         hits=tuple(Hit(n.name, at, where(at)) for n, at in hits),
         hit_count=search.count,
-        filesystems=tuple(
-            FreeSpace(
-                c.fs.label,
-                c.fs.block_size,
-                c.fs.free_blocks,
-                len(c.nonzero),
-                tuple(sorted(c.nonzero)[:5]),
-            )
-            for c in checks
-        ),
+        filesystems=tuple(filesystems),
         notes=tuple(notes),
         problems=tuple(problems),
     )
@@ -334,7 +360,11 @@ def _size(n: int) -> str:
     return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.0f} MiB"
 
 
-def evaluate_block_scan(scan: BlockScan, unrecorded: Sequence[str] = ()) -> list[CheckResult]:
+def evaluate_block_scan(
+    scan: BlockScan, unrecorded: Sequence[str] = (), unsearched: Sequence[str] = ()
+) -> list[CheckResult]:
+    """``unrecorded``: identifiers build.json lacks (an older build); ``unsearched``:
+    host secrets the build used whose values this run cannot search for."""
     searched = f"{len(scan.needles)} byte strings from: {', '.join(scan.families) or 'nothing'}"
     if unrecorded:
         searched += f"; not recorded in build.json: {', '.join(unrecorded)}"
@@ -353,6 +383,10 @@ def evaluate_block_scan(scan: BlockScan, unrecorded: Sequence[str] = ()) -> list
             f"0 hits in {_size(scan.data_bytes)} of data ({_size(scan.virtual_size)} virtual); "
             + searched
         )
+        if unsearched:
+            # The build used them; no proof they are gone until they are searched for.
+            status = Status.error
+            observed += "; not searched, so not proven absent: " + "; ".join(unsearched)
     needles = CheckResult(
         id=NEEDLES_ID,
         title="No trace of the build anywhere on the disk (block level)",
@@ -362,18 +396,27 @@ def evaluate_block_scan(scan: BlockScan, unrecorded: Sequence[str] = ()) -> list
         observed=observed,
         severity="high",
     )
-    per_fs = "; ".join(
-        f"{fs.label}: {fs.nonzero} of {fs.free_blocks} free {fs.block_size // 1024} KiB blocks "
-        "not zero" + (f" (e.g. {', '.join(map(str, fs.examples))})" if fs.examples else "")
-        for fs in scan.filesystems
-    )
+
+    def describe(fs: FreeSpace) -> str:
+        text = (
+            f"{fs.label}: {fs.data_blocks} of {fs.free_blocks} free "
+            f"{fs.block_size // 1024} KiB blocks hold data"
+        )
+        if fs.examples:
+            text += f" (e.g. {', '.join(map(str, fs.examples))})"
+        if fs.structure:
+            kinds = ", ".join(f"{count} {kind}" for kind, count in fs.structure)
+            text += f", {sum(n for _, n in fs.structure)} bare ext4 structure ({kinds})"
+        return text
+
+    per_fs = "; ".join(describe(fs) for fs in scan.filesystems)
     reason = ""
     if scan.problems:
         free_status, free_observed = Status.error, "; ".join(scan.problems)
     elif not scan.filesystems:
         free_status, free_observed = Status.skipped, "no ext2/3/4 file system found"
         reason = "free space is examined in ext2/3/4 file systems only"
-    elif any(fs.nonzero > MAX_FREE_NONZERO for fs in scan.filesystems):
+    elif any(fs.data_blocks > MAX_FREE_DATA_BLOCKS for fs in scan.filesystems):
         free_status, free_observed = Status.failed, per_fs
     else:
         free_status, free_observed = Status.passed, per_fs
@@ -381,13 +424,12 @@ def evaluate_block_scan(scan: BlockScan, unrecorded: Sequence[str] = ()) -> list
         free_observed += "; " + "; ".join(scan.notes)
     free = CheckResult(
         id=FREE_ZERO_ID,
-        title="Free blocks hold nothing but zeros (block level)",
+        title="Free blocks hold no data (block level)",
         area="hygiene",
         status=free_status,
         expected=(
-            "every free block of each ext2/3/4 file system all zeros"
-            if MAX_FREE_NONZERO == 0
-            else f"at most {MAX_FREE_NONZERO} free blocks not all zero in each file system"
+            f"at most {MAX_FREE_DATA_BLOCKS} free blocks holding data in each ext2/3/4 file "
+            "system (zeros, or bare structure: empty directories, extent nodes)"
         ),
         observed=free_observed,
         severity="medium",
@@ -396,11 +438,45 @@ def evaluate_block_scan(scan: BlockScan, unrecorded: Sequence[str] = ()) -> list
     return [needles, free]
 
 
+def host_secret_needles(
+    record: Mapping[str, Any], environ: Mapping[str, str]
+) -> tuple[list[Needle], list[str]]:
+    """Needles for the host secrets build.json says the provisioning steps were
+    given (by name only), read from goldsmith's environment as the build read
+    them; and, for each that cannot be searched for, why."""
+    names: dict[str, None] = {}
+    for step in record.get("provision") or ():
+        if isinstance(step, Mapping):
+            names.update(dict.fromkeys(str(n) for n in step.get("env_from_host") or ()))
+    needles: list[Needle] = []
+    unsearched: list[str] = []
+    for name in names:
+        value = environ.get(name)
+        if value is None:
+            unsearched.append(f"host secret {name} (not set in goldsmith's environment)")
+            continue
+        try:
+            needles += secret_needles(name, value)
+        except ValueError:
+            unsearched.append(f"host secret {name} (shorter than {MIN_NEEDLE} bytes)")
+    return needles, unsearched
+
+
 def check_disk_blocks(
-    disk: Path, build_vm: Mapping[str, Any], secrets: Sequence[Needle] = ()
+    disk: Path,
+    record: Mapping[str, Any],
+    secrets: Sequence[Needle] = (),
+    environ: Mapping[str, str] | None = None,
 ) -> list[CheckResult]:
-    """The block-level hygiene results for one image; an unreadable image is an error."""
-    needles, unrecorded = needles_from_build(build_vm)
+    """The block-level hygiene results for one image and its build record.
+
+    Searched for: the identifiers in ``build_vm``, the host secrets the build's
+    provisioning named (values from ``environ``, goldsmith's environment by
+    default), and ``secrets`` given by the caller. An unreadable image is an error.
+    """
+    needles, unrecorded = needles_from_build(dict(record.get("build_vm") or {}))
+    from_host, unsearched = host_secret_needles(record, os.environ if environ is None else environ)
+    needles += from_host
     needles += secrets
     try:
         scan = scan_image(disk, needles)
@@ -418,13 +494,13 @@ def check_disk_blocks(
             )
             for check_id, title in (
                 (NEEDLES_ID, "No trace of the build anywhere on the disk (block level)"),
-                (FREE_ZERO_ID, "Free blocks hold nothing but zeros (block level)"),
+                (FREE_ZERO_ID, "Free blocks hold no data (block level)"),
             )
         ]
         return failed
-    free = sum(fs.nonzero for fs in scan.filesystems)
+    free = sum(fs.data_blocks for fs in scan.filesystems)
     log.info(
-        "Block scan: %s of data in %s virtual, %d needles, %d hits, %d free blocks not zero "
+        "Block scan: %s of data in %s virtual, %d needles, %d hits, %d free blocks with data "
         "(%.1fs, %.0f MiB/s of virtual disk)",
         _size(scan.data_bytes),
         _size(scan.virtual_size),
@@ -437,4 +513,4 @@ def check_disk_blocks(
     counts = collections.Counter(h.needle for h in scan.hits)
     for name, count in sorted(counts.items()):
         log.info("  %d hit(s) of %s", count, name)
-    return evaluate_block_scan(scan, unrecorded)
+    return evaluate_block_scan(scan, unrecorded, unsearched)

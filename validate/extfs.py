@@ -210,3 +210,37 @@ def _extent_runs(
             child = image.read(offset + ((high << 32) | low) * bs, bs)
             runs += _extent_runs(image, offset, bs, child, depth=depth - 1)
     return runs
+
+
+def structure_only(block: bytes) -> str | None:
+    """What a block holds when it holds nothing but ext4 structure, else None.
+
+    An empty directory ("." and ".." and, with metadata_csum, its checksum
+    tail) or an extent-tree node names inode and block numbers and nothing
+    else: no file's bytes, no name. Any other non-zero byte, a deleted entry's
+    name in a directory's slack included, makes the block data. Such blocks
+    are freed after the last zero-fill: the fill file's own extent nodes, and
+    the private /tmp folders systemd removes when services stop at power-off.
+    """
+    size = len(block)
+
+    def zero(start: int, end: int) -> bool:
+        return block.count(0, start, end) == end - start
+
+    # ext4 zeroes a block it makes an extent node, and a node shrinks without
+    # clearing its old records: past the header there are only block numbers.
+    magic, entries, maximum, depth = struct.unpack_from("<4H", block, 0)
+    node = magic == 0xF30A and entries <= maximum == (size - 12) // 12 and depth <= 5
+    if node and zero(12 + 12 * maximum + 4, size):
+        return "extent node"
+    _, length, name_length, _ = struct.unpack_from("<IHBB", block, 0)
+    if (length, name_length, block[8:12]) == (12, 1, b".\0\0\0"):
+        _, length, name_length, _ = struct.unpack_from("<IHBB", block, 12)
+        end = 12 + length
+        if name_length == 2 and block[20:24] == b"..\0\0" and zero(24, min(end, size)):
+            if end == size:
+                return "empty directory"
+            # metadata_csum: a fake entry (inode 0, length 12, type 0xDE), then the checksum.
+            if end == size - 12 and block[size - 12 : size - 4] == b"\0\0\0\0\x0c\0\0\xde":
+                return "empty directory"
+    return None

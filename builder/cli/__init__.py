@@ -41,6 +41,8 @@ COMMAND_MODULES = {
     "outdated": "builder.cli.pipeline",
     "history": "builder.cli.pipeline",
     "report": "validate.manifest_report",
+    "push": "builder.cli.ship",
+    "pull": "builder.cli.ship",
 }
 
 

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import struct
 import subprocess
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from validate.blockscan import (
     secret_needles,
 )
 from validate.diskimage import DiskImageError, check_with_qemu, find_partitions, open_image
-from validate.extfs import read_ext_fs
+from validate.extfs import read_ext_fs, structure_only
 
 MiB = 1 << 20
 SECRET = b"correct horse battery staple 8d1f0c7e"
@@ -50,6 +51,7 @@ BUILD_VM = {
     "host_key": HOST,
     "instance_id": "goldsmith-aba918df242e",
 }
+RECORD = {"build_vm": BUILD_VM, "provision": []}
 
 
 def sh(*cmd: str | Path, cwd: Path | None = None) -> str:
@@ -137,7 +139,7 @@ def test_a_needle_in_a_freed_block_is_found_and_the_block_counted(tmp_path: Path
     needle = Needle("builder key", "comment", b"goldsmith-build-0123456789ab")
     before = scan_image(image, [needle])
     assert before.hit_count == 100 and all("(in use)" in h.where for h in before.hits)
-    assert before.filesystems[0].nonzero == 0
+    assert before.filesystems[0].data_blocks == 0
 
     free_file(image, "authorized_keys")
     for disk in (image, qcow2(image, compress=True)):
@@ -146,13 +148,16 @@ def test_a_needle_in_a_freed_block_is_found_and_the_block_counted(tmp_path: Path
         assert all(h.where.startswith("whole disk block ") for h in scan.hits)
         assert all(h.where.endswith("(free)") for h in scan.hits)
         (fs,) = scan.filesystems
-        assert fs.nonzero == 2  # 4700 bytes: two 4 KiB blocks
+        assert fs.data_blocks == 2  # 4700 bytes: two 4 KiB blocks
         results = {r.id: r for r in evaluate_block_scan(scan)}
         assert results[NEEDLES_ID].status is Status.failed
         assert "builder key (comment) at 0x" in results[NEEDLES_ID].observed
         assert "; 92 more" in results[NEEDLES_ID].observed
         assert results[FREE_ZERO_ID].status is Status.failed
-        assert "2 of " in results[FREE_ZERO_ID].observed
+        assert (
+            "2 of " in results[FREE_ZERO_ID].observed
+            and "hold data" in results[FREE_ZERO_ID].observed
+        )
 
 
 @pytest.mark.parametrize(
@@ -180,7 +185,7 @@ def test_free_blocks_match_dumpe2fs(tmp_path: Path, opts: str) -> None:
     scan = scan_image(image, [Needle("x", "text", b"not anywhere on this disk")])
     (space,) = scan.filesystems
     assert space.free_blocks == total
-    assert space.nonzero > 0  # the two deleted files' blocks
+    assert space.data_blocks > 0  # the two deleted files' blocks
     assert scan.hit_count == 0
 
 
@@ -189,11 +194,14 @@ def test_zero_free_blocks_are_counted_right(tmp_path: Path) -> None:
     total, _ = dumpe2fs_free(image)
     for disk in (image, qcow2(image), qcow2(image, compress=True)):
         scan = scan_image(disk, [Needle("x", "text", b"not anywhere on this disk")])
-        assert [(fs.free_blocks, fs.nonzero) for fs in scan.filesystems] == [(total, 0)]
+        assert [(fs.free_blocks, fs.data_blocks) for fs in scan.filesystems] == [(total, 0)]
         results = {r.id: r for r in evaluate_block_scan(scan)}
         assert results[NEEDLES_ID].status is Status.passed
         assert results[FREE_ZERO_ID].status is Status.passed
-        assert f"0 of {total} free 4 KiB blocks not zero" in results[FREE_ZERO_ID].observed
+        assert (
+            results[FREE_ZERO_ID].observed
+            == f"whole disk: 0 of {total} free 4 KiB blocks hold data"
+        )
 
 
 def test_a_free_block_made_dirty_by_hand_is_counted(tmp_path: Path) -> None:
@@ -205,7 +213,7 @@ def test_a_free_block_made_dirty_by_hand_is_counted(tmp_path: Path) -> None:
     write_at(image, (end - 1) * 4096 + 4095, b"\1")  # the last byte of the last free block
     write_at(image, first * 4096, b"\1")
     (space,) = scan_image(image, [Needle("x", "text", b"not anywhere on this disk")]).filesystems
-    assert space.nonzero == 2 and space.examples == (first, end - 1)
+    assert space.data_blocks == 2 and space.examples == (first, end - 1)
 
 
 def test_partitioned_disks_mbr_and_gpt(tmp_path: Path) -> None:
@@ -264,7 +272,7 @@ def test_images_the_reader_cannot_vouch_for_are_refused(tmp_path: Path) -> None:
     for image, reason in ((overlay, "backing file"), (zstd, "zstd")):
         with pytest.raises(DiskImageError, match=reason):
             open_image(image)
-        results = check_disk_blocks(image, BUILD_VM)
+        results = check_disk_blocks(image, RECORD)
         assert [r.status for r in results] == [Status.error, Status.error]
         assert reason in results[0].observed
 
@@ -283,7 +291,7 @@ def test_qemu_disagreeing_on_extents_stops_the_scan(
 
 
 def test_an_unreadable_image_is_an_error_result(tmp_path: Path) -> None:
-    results = check_disk_blocks(tmp_path / "missing.qcow2", BUILD_VM)
+    results = check_disk_blocks(tmp_path / "missing.qcow2", RECORD)
     assert [r.id for r in results] == [NEEDLES_ID, FREE_ZERO_ID]
     assert {r.status for r in results} == {Status.error}
 
@@ -356,7 +364,7 @@ def test_a_secret_is_reported_by_name_and_never_by_value(
     secrets = secret_needles("API_TOKEN", SECRET.decode())
     assert all(n.secret for n in secrets)
     with caplog.at_level(logging.DEBUG):
-        results = check_disk_blocks(disk, BUILD_VM, secrets)
+        results = check_disk_blocks(disk, RECORD, secrets)
     by_id = {r.id: r for r in results}
     assert by_id[NEEDLES_ID].status is Status.failed
     assert "host secret API_TOKEN (raw) at 0x" in by_id[NEEDLES_ID].observed
@@ -386,7 +394,7 @@ def scan_with(**changes: object) -> BlockScan:
         families=("builder key", "build machine-id"),
         hits=(),
         hit_count=0,
-        filesystems=(FreeSpace("partition 1", 4096, 890000, 0, ()),),
+        filesystems=(FreeSpace("partition 1", 4096, 890000, 0, (), ()),),
         notes=(),
         problems=(),
     )
@@ -401,12 +409,16 @@ def test_a_clean_scan_passes_and_says_what_it_searched() -> None:
         "build machine-id; not recorded in build.json: seed instance id"
     )
     assert (free.id, free.status) == (FREE_ZERO_ID, Status.passed)
-    assert free.observed == "partition 1: 0 of 890000 free 4 KiB blocks not zero"
+    assert free.observed == "partition 1: 0 of 890000 free 4 KiB blocks hold data"
 
 
 def test_free_space_rules() -> None:
-    dirty = (FreeSpace("partition 1", 4096, 890000, blockscan.MAX_FREE_NONZERO + 1, (7,)),)
+    dirty = (FreeSpace("partition 1", 4096, 890000, blockscan.MAX_FREE_DATA_BLOCKS + 1, (), (7,)),)
     assert evaluate_block_scan(scan_with(filesystems=dirty))[1].status is Status.failed
+    bare = (FreeSpace("partition 1", 4096, 890000, 0, (("empty directory", 9),), ()),)
+    (_, passed) = evaluate_block_scan(scan_with(filesystems=bare))
+    assert passed.status is Status.passed
+    assert passed.observed.endswith("hold data, 9 bare ext4 structure (9 empty directory)")
     none = evaluate_block_scan(scan_with(filesystems=(), notes=("partition 1 (MBR 0x83): x",)))
     assert none[1].status is Status.skipped and none[1].reason
     broken = evaluate_block_scan(scan_with(problems=("partition 1: group 3 ...",)))
@@ -423,3 +435,72 @@ def test_hits_are_listed_by_name_offset_and_place() -> None:
         "30 hit(s): builder key (raw) at 0x0 (partition 1 block 0 (free)); "
     )
     assert needles.observed.endswith("; 22 more")
+
+
+def test_freed_bare_structure_is_told_apart_from_data(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "empty").mkdir(parents=True)
+    with open(tree / "sparse", "wb") as f:  # 40 separate extents: more than an inode holds
+        for i in range(40):
+            f.seek(i * 65536)
+            f.write(b"x" * 4096)
+    image = blank(tmp_path / "fs.raw", 64 * MiB)
+    sh("mkfs.ext4", "-q", "-F", "-b", "4096", "-d", tree, image)
+    sh("debugfs", "-w", "-R", "rmdir /empty", image)
+    free_file(image, "sparse")
+    (space,) = scan_image(image, [Needle("x", "text", b"not anywhere on this disk")]).filesystems
+    assert space.data_blocks == 40  # the file's own blocks
+    assert space.structure == (("empty directory", 1), ("extent node", 1))
+
+
+def test_structure_only_refuses_anything_with_bytes_of_data() -> None:
+    empty = struct.pack("<IHBB", 11, 12, 1, 2) + b".\0\0\0"
+    empty += struct.pack("<IHBB", 2, 4096 - 12, 2, 2) + b"..\0\0"
+    empty += bytes(4096 - len(empty))
+    assert structure_only(empty) == "empty directory"
+    # A deleted entry's name left in the slack of ".." is data.
+    assert structure_only(empty[:24] + b"\x0c\0\0\0\x10\0\x06\x01secret" + empty[38:]) is None
+    with_tail = empty[:16] + struct.pack("<H", 4096 - 24) + empty[18:4084]
+    with_tail += struct.pack("<IHBB", 0, 12, 0, 0xDE) + b"\xaa\xbb\xcc\xdd"
+    assert structure_only(with_tail) == "empty directory"
+    node = struct.pack("<4HI", 0xF30A, 1, 340, 0, 0) + struct.pack("<IHHI", 0, 8, 0, 1234)
+    assert structure_only(node + bytes(4096 - len(node))) == "extent node"
+    # Only a node of a block's own size (an inode's root node holds four entries).
+    root = struct.pack("<4HI", 0xF30A, 1, 4, 0, 0) + struct.pack("<IHHI", 0, 8, 0, 1234)
+    assert structure_only(root + bytes(4096 - len(root))) is None
+    assert structure_only(bytes(4096)) is None and structure_only(os.urandom(4096)) is None
+
+
+def test_host_secrets_named_by_the_build_are_searched_for(tmp_path: Path) -> None:
+    image = ext4(tmp_path, "fs.raw", {"env": b"TOKEN=" + SECRET + b"\n"})
+    free_file(image, "env")
+    record = {
+        "build_vm": BUILD_VM,
+        "provision": [
+            {"index": 0, "kind": "shell", "env_from_host": ["API_TOKEN"]},
+            {"index": 1, "kind": "ansible", "env_from_host": ["API_TOKEN", "SHORT", "GONE"]},
+        ],
+    }
+    environ = {"API_TOKEN": SECRET.decode(), "SHORT": "abc", "UNRELATED": "x" * 20}
+    needles, unsearched = blockscan.host_secret_needles(record, environ)
+    assert {n.family for n in needles} == {"host secret API_TOKEN"} and all(
+        n.secret for n in needles
+    )
+    assert unsearched == [
+        "host secret SHORT (shorter than 8 bytes)",
+        "host secret GONE (not set in goldsmith's environment)",
+    ]
+    results = {r.id: r for r in check_disk_blocks(image, record, environ=environ)}
+    assert results[NEEDLES_ID].status is Status.failed  # found: a hit wins over what is missing
+    assert "host secret API_TOKEN (raw) at 0x" in results[NEEDLES_ID].observed
+    assert SECRET.decode() not in results[NEEDLES_ID].observed
+
+    clean = ext4(tmp_path, "clean.raw", {"a": b"nothing to see"})
+    (needles_result, _) = check_disk_blocks(clean, record, environ=environ)
+    assert needles_result.status is Status.error
+    assert needles_result.observed.endswith(
+        "; not searched, so not proven absent: host secret SHORT (shorter than 8 bytes); "
+        "host secret GONE (not set in goldsmith's environment)"
+    )
+    environ.update(SHORT="long enough now", GONE="set at last, too")
+    assert check_disk_blocks(clean, record, environ=environ)[0].status is Status.passed
