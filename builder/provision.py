@@ -182,7 +182,9 @@ def _local_path(section: _Section, key: str, folder: Path) -> Path:
     if _CONTROL.search(text):
         raise section.error(key, "a path without control characters")
     path = Path(os.path.normpath(folder / text))
-    if not path.exists() and not path.is_symlink():
+    # lexists: a dangling symlink is named (and refused) later; a name too long
+    # for the file system does not exist rather than raise OSError.
+    if not os.path.lexists(path):
         raise section.error(
             key,
             f"{path} does not exist",

@@ -14,6 +14,7 @@ import datetime
 import difflib
 import hashlib
 import ipaddress
+import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -556,7 +557,8 @@ def _read_base(top: _Section, folder: Path) -> Base:
     if base.has("file"):
         section = base.section("file", _FILE_KEYS)
         image = (folder / section.string("path")).resolve()
-        if not image.is_file():
+        # os.path: a name too long for the file system is no file, not an OSError.
+        if not os.path.isfile(image):
             raise section.error(
                 "path",
                 f"base image {image} does not exist or is not a file",
@@ -573,7 +575,7 @@ def _read_profile(top: _Section, folder: Path) -> str:
     value = top.string("profile")
     if "/" in value or value.endswith((".yaml", ".yml")):
         profile = (folder / value).resolve()
-        if not profile.is_file():
+        if not os.path.isfile(profile):
             raise top.error(
                 "profile",
                 f"profile file {profile} does not exist or is not a file",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from datetime import date
@@ -163,11 +164,12 @@ def _locate(ref: str | Path, relative_to: Path | None = None) -> Path:
         path = Path(text)
         if not path.is_absolute() and relative_to is not None:
             path = relative_to / path
-        if not path.is_file():
+        # os.path: a name too long for the file system is no file, not an OSError.
+        if not os.path.isfile(path):
             raise ProfileError(path, None, "no such profile file")
         return path
     shipped = _profiles_dir() / f"{text}.yaml"
-    if not shipped.is_file():
+    if not os.path.isfile(shipped):
         names = list_profiles()
         raise ProfileError(
             text, None, "no such profile; shipped: " + ", ".join(names) + suggest(text, names)

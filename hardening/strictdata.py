@@ -163,6 +163,19 @@ class _StrictLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (LookupError, AttributeError):
+            # PyYAML's own constructors fail this way on an explicitly tagged
+            # scalar they cannot read: !!bool maybe (KeyError), !!int '' and
+            # !!float '' (IndexError), !!timestamp x (AttributeError).
+            tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+            shown = escape(repr(node.value), 60) if isinstance(node, yaml.ScalarNode) else "value"
+            raise DataError(
+                f"line {node.start_mark.line + 1}: {escape(tag, 60)} {shown} cannot be read"
+            ) from None
+
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
             seen: set[Any] = set()

@@ -119,11 +119,13 @@ def format_time(value: str | None) -> str:
         return "—"
     try:
         when = datetime.datetime.fromisoformat(value)
-    except ValueError:
+        if when.tzinfo is None:
+            return value
+        # A time near year 1 or 9999 whose offset carries it out of range in
+        # UTC (an unverified manifest may say anything): shown as given.
+        return when.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (ValueError, OverflowError):
         return value
-    if when.tzinfo is None:
-        return value
-    return when.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def format_rate(rate: float | None) -> str:

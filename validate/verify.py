@@ -216,7 +216,12 @@ def _read_time(fields: JsonFields, dotted: str) -> datetime.datetime:
     text = fields.text(dotted)
     try:
         moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
+        # In UTC, as every check and message reads it: a time whose offset
+        # carries it past year 1 or 9999 is refused here, not met as an
+        # OverflowError while the refusal of an expired manifest is written.
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(datetime.UTC)
+    except (ValueError, OverflowError):
         moment = None
     if moment is None or moment.tzinfo is None:
         raise InputError(fields.path, f"{fields.prefix}.{dotted}", "expected an RFC 3339 time")
