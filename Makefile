@@ -60,6 +60,7 @@ bench: deps
 	$(BIN)/python tests/bench/checks.py $(OUT)/bench/debian-12-baseline-1.0.0
 	$(BIN)/python tests/bench/checks.py $(OUT)/bench/debian-12-baseline-1.0.0 --profile cis-level1-server
 	$(BIN)/python -m tests.bench.verify_hash
+	$(BIN)/python -m tests.bench.ship
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
