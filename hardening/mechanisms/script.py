@@ -71,7 +71,9 @@ class Script(Mechanism[ScriptSpec]):
                 raise ParamError("pattern", "a regular expression for pass_if: matches")
             try:
                 re.compile(pattern)
-            except re.error:
+            except (re.error, OverflowError, RecursionError):
+                # re raises these too: a{99999999999} (OverflowError), a
+                # thousand nested groups (RecursionError).
                 raise ParamError("pattern", "a valid regular expression") from None
         return ScriptSpec(
             apply=get_opt_str(params, "apply"),

@@ -324,6 +324,24 @@ NASTY_TEXT = [
     "kernel-aslr",
     "script",
     "sysctl",
+    "matches",
+    "a{99999999999}",
+    "(" * 1000 + ")" * 1000,
+    "[",
+    "(?P<",
+    "acme_banner",
+    "$acme_banner",
+    "${acme_banner",
+    'echo "$acme_banner',
+    "echo $acme_banner",
+    "$(echo $acme_port)",
+    "`echo $acme_port`",
+    "$((acme_min + 1))",
+    "cat <<EOF\n$acme_banner\nEOF\n",
+    "cat <<'EOF'\n$acme_banner\n",
+    "cat <<-EOF\n\t$acme_port\n\tEOF\n",
+    "echo $'\\'' $acme_port",
+    "# $acme_port\n",
 ]
 
 NASTY_NUMBERS: list[Any] = [
@@ -897,6 +915,56 @@ base:
 profile: baseline
 """
 
+# A profile defining a control of its own with typed parameters, inline bash
+# that expands them (quoted, so the quoting model passes it), a pattern, and
+# every other field; it extends parent.yaml beside it.
+OWN_PROFILE = """\
+id: fuzz-own
+version: 1.0.0-rc1
+title: Own controls with parameters
+extends: parent.yaml
+select: [{area: kernel}]
+exclude: [kernel-aslr]
+parameters:
+  acme_banner: Authorised use only
+  acme_port: 8443
+controls:
+  - kernel-ptrace-scope
+  - id: acme.banner
+    title: The banner is set
+    area: acme
+    severity: high
+    rationale: Users are told the rules before they log in.
+    references: {acme: [WEB-1, 7], other-std: ["A.1"]}
+    devsec: [os-01]
+    needs: [cron]
+    phase: 50
+    only_if: {param_set: acme_banner}
+    mechanism: script
+    parameters:
+      acme_banner: {type: text, default: hello}
+      acme_port: {type: port, default: 443}
+      acme_paths: {type: path_list, default: [/etc/issue, /etc/issue.net]}
+      acme_min: {type: int, min: 1, max: 10, default: 3}
+    params:
+      expected: the banner reads ${acme_banner} on port ${acme_port}
+      pass_if: matches
+      pattern: "^ok( [0-9]+)?$"
+      check: |
+        grep -qx -- "${acme_banner}" /etc/issue && echo "ok $acme_port"
+        [ "${acme_min}" -gt 0 ] || echo 'no'  # a comment with $acme_port
+      apply: |
+        printf '%s\\n' "${acme_banner}" > /etc/issue
+        IFS=, ; for p in $(echo "$acme_paths"); do :; done
+        cat <<EOF >/etc/issue.net
+        $acme_banner
+        EOF
+waivers:
+  - control: acme.banner
+    reason: A waiver with a date
+    expires: 2030-01-01
+"""
+
 POLICY = {
     "required_profile": "baseline",
     "required_profile_digest": "sha256:" + "22" * 32,
@@ -921,6 +989,7 @@ PROFILES = [
     _load(ROOT / "hardening" / "data" / "profiles" / "cis-level1-server.yaml"),
     _load(ROOT / "examples" / "custom-profile.yaml"),
     _load(ROOT / "examples" / "webserver" / "profile.yaml"),
+    yaml.safe_load(OWN_PROFILE),
 ]
 
 
@@ -965,6 +1034,7 @@ def make_workspace(root: Path) -> Path:
     (controls / "dir").mkdir()
     (controls / "zero").symlink_to("/dev/zero")
     (root / "spec.yaml").write_text(PROVISION_SPEC)
+    (root / "own.yaml").write_text(OWN_PROFILE)
     return root
 
 
@@ -1047,10 +1117,37 @@ PROFILE_KEYS = key_pool(*PROFILES)
 @given(data=yaml_documents(PROFILES, PROFILE_KEYS))
 @example(data=f"extends: {TOO_LONG}.yaml\n".encode())  # OSError (profile._locate)
 @example(data=f"extends: {TOO_LONG}\n".encode())
+# re.compile raised OverflowError and RecursionError for these patterns
+# (hardening/mechanisms/script.py now refuses them as invalid).
+@example(data=OWN_PROFILE.replace('"^ok( [0-9]+)?$"', '"a{99999999999}"').encode())
+@example(data=OWN_PROFILE.replace('"^ok( [0-9]+)?$"', '"' + "(" * 1000 + ")" * 1000 + '"').encode())
 def test_profile(workspace: Path, data: bytes) -> None:
     path = workspace / "fuzzed.yaml"
     path.write_bytes(data)
     judge(lambda: load_profile(path), ProfileError)
+
+
+BASH = st.lists(
+    st.sampled_from(list("\"'`$(){}[]\\<>|&;#-= \t\nEOFx,"))
+    | st.sampled_from(
+        ["$acme_banner", "${acme_port}", "<<EOF", "<<-'EOF'", "EOF", "$((", "$'", "$(", "\r"]
+    ),
+    max_size=60,
+).map("".join)
+
+
+@FUZZ
+@given(code=BASH | st.sampled_from(NASTY_TEXT) | TEXT)
+def test_bash_quoting_model(code: str) -> None:
+    """The quoting model every profile's own bash passes through at load."""
+    from hardening.mechanisms.quoting import QuotingError, unquoted_expansions
+
+    found = judge(
+        lambda: unquoted_expansions(code + "\n", {"acme_banner", "acme_port"}), QuotingError
+    )
+    for expansion in found or []:
+        assert expansion.name in {"acme_banner", "acme_port"}
+        assert len(expansion.describe().splitlines()) == 1
 
 
 POLICY_KEYS = key_pool(POLICY)
