@@ -20,26 +20,41 @@ import datetime
 import enum
 import fcntl
 import hashlib
+import hmac
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from builder.errors import InputError
+from builder.errors import GoldsmithError, InputError
 from builder.log import log
-from hardening.strictdata import escape
-from validate.dsse import Envelope, add_signature, read_envelope
+from hardening.strictdata import DataError, escape, loads_json, read_regular
+from validate import provenance, sbom
+from validate.dsse import (
+    MAX_ENVELOPE_BYTES,
+    PAYLOAD_TYPE_IN_TOTO,
+    Envelope,
+    add_signature,
+    read_envelope,
+    sign_envelope,
+    verified_keyids,
+)
 from validate.keys import KeyType, PublicKey, SigningKey
 from validate.manifest import (
     MANIFEST_NAME,
     SSH_SIGNATURE_NAME,
+    STATEMENT_TYPE,
+    BuildRecord,
     SigningError,
     decode_statement,
+    encode_statement,
+    format_time,
     ssh_sign,
 )
+from validate.results import ValidationRun
 
-SBOM_NAME = "sbom.cdx.json"
+SBOM_NAME = "sbom.cdx.json"  # the CycloneDX document itself, for tools that read files
 SBOM_ENVELOPE_NAME = "sbom.dsse.json"
 PROVENANCE_ENVELOPE_NAME = "provenance.dsse.json"
 # Every envelope of a template, the template statement last: it names the
@@ -143,6 +158,98 @@ def add_approval(
     return manifest
 
 
+@dataclasses.dataclass(frozen=True)
+class Attachments:
+    """The attestations signed with a new template statement."""
+
+    bom: bytes  # sbom.cdx.json
+    payloads: dict[str, bytes]  # envelope file name -> its in-toto statement
+
+    def refs(self) -> list[dict[str, Any]]:
+        """predicate.attestations: each envelope by its payload's digest, which
+        stays the same however many approvers sign it."""
+        kinds = {SBOM_ENVELOPE_NAME: sbom.PREDICATE_TYPE}
+        kinds[PROVENANCE_ENVELOPE_NAME] = provenance.PREDICATE_TYPE
+        return [
+            {
+                "name": name,
+                "predicateType": kinds[name],
+                "payloadDigest": {"sha256": hashlib.sha256(payload).hexdigest()},
+            }
+            for name, payload in self.payloads.items()
+        ]
+
+    def attach(self, statement: dict[str, Any]) -> None:
+        """Name the attestations in the template statement (before it is signed)."""
+        predicate = statement["predicate"]
+        predicate["attestations"] = self.refs()
+        predicate["sbom"]["cyclonedx"] = {
+            "name": SBOM_NAME,
+            "mediaType": sbom.MEDIA_TYPE,
+            "specVersion": sbom.SPEC_VERSION,
+            "digest": {"sha256": hashlib.sha256(self.bom).hexdigest()},
+        }
+
+
+def make_attachments(
+    build: BuildRecord,
+    validation: ValidationRun,
+    statement: Mapping[str, Any],
+    *,
+    approved_at: datetime.datetime,
+) -> Attachments:
+    """The CycloneDX SBOM and the SLSA provenance about the statement's subjects."""
+    subjects = statement["subject"]
+    digest = subjects[0]["digest"]
+    image = sbom.Image(
+        build.template_name, build.template_version, digest["sha256"], digest["sha512"]
+    )
+    bom = sbom.make_bom(image, validation.packages, timestamp=format_time(approved_at))
+    spec = provenance.locate_spec(build.spec_path, build.spec_sha256)
+    predicates = {
+        SBOM_ENVELOPE_NAME: (sbom.PREDICATE_TYPE, sbom.read_bom(bom)),
+        PROVENANCE_ENVELOPE_NAME: (
+            provenance.PREDICATE_TYPE,
+            provenance.make_provenance(build, spec),
+        ),
+    }
+    payloads = {
+        name: encode_statement(
+            {
+                "_type": STATEMENT_TYPE,
+                "subject": subjects,
+                "predicateType": kind,
+                "predicate": predicate,
+            }
+        )
+        for name, (kind, predicate) in predicates.items()
+    }
+    return Attachments(bom, payloads)
+
+
+def write_signed(
+    artifact_dir: Path,
+    statement: Mapping[str, Any],
+    key: SigningKey,
+    attachments: Attachments | None,
+    *,
+    ssh_key: Path | None,
+) -> Path:
+    """Sign the statement and its attestations with ``key`` and write them all;
+    an old statement's attestations that this one lacks are removed."""
+    files: dict[str, bytes] = {}
+    if attachments is not None:
+        files[SBOM_NAME] = attachments.bom
+        for name, payload in attachments.payloads.items():
+            files[name] = sign_envelope(PAYLOAD_TYPE_IN_TOTO, payload, [key]).to_json()
+    files[MANIFEST_NAME] = sign_envelope(
+        PAYLOAD_TYPE_IN_TOTO, encode_statement(statement), [key]
+    ).to_json()
+    drop = [n for n in (SBOM_NAME, *ENVELOPE_NAMES) if n not in files]
+    write_envelopes(artifact_dir, files, ssh_key=ssh_key, drop=drop)
+    return artifact_dir / MANIFEST_NAME
+
+
 def signed_by(envelope: Envelope, public: PublicKey) -> bool:
     """True when the envelope holds a signature filed under this key's id, or
     one this key made under any id."""
@@ -215,6 +322,17 @@ def check_attestations_bound(
     """Each attestation envelope must be the one the template statement names
     (by the digest of its payload); refused otherwise, before anyone signs it."""
     refs = attestation_refs(statement)
+    bom_path = artifact_dir / SBOM_NAME
+    bom_digest = _get(statement, "predicate", "sbom", "cyclonedx", "digest", "sha256")
+    if (
+        bom_digest is not None
+        and bom_path.exists()
+        and hashlib.sha256(bom_path.read_bytes()).hexdigest() != bom_digest
+    ):
+        raise SigningError(
+            f"{bom_path}: not the SBOM {MANIFEST_NAME} names; refusing to sign",
+            hint="`goldsmith sign --replace` signs a new statement and attestations",
+        )
     for name, envelope in envelopes.items():
         if name == MANIFEST_NAME:
             continue
@@ -336,3 +454,104 @@ def guess_key_type(signature: bytes) -> str:
     if len(signature) >= 8 and signature[0] == 0x30 and signature[1] == len(signature) - 2:
         return "p256" if len(signature) <= 72 else "ecdsa"
     return "unknown"
+
+
+# --- verifying the attestations beside a manifest --------------------------------------
+
+
+class AttestationError(GoldsmithError):
+    """An attestation beside a trusted manifest is not trusted (exit code 1)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Attested:
+    name: str  # the envelope's file name
+    predicate_type: str
+    present: bool  # False: the manifest names it, the folder lacks it
+    signers: int = 0  # distinct trusted, unrevoked keys that signed it
+    named: bool = True  # the manifest names it by its payload's digest
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"predicateType": self.predicate_type}
+
+    def describe(self) -> str:
+        if not self.present:
+            return f"{self.name} absent (named by the manifest)"
+        named = "" if self.named else ", not named by the manifest"
+        return f"{self.name} verified ({self.signers} key(s){named})"
+
+
+_KINDS = {
+    SBOM_ENVELOPE_NAME: sbom.PREDICATE_TYPE,
+    PROVENANCE_ENVELOPE_NAME: provenance.PREDICATE_TYPE,
+}
+
+
+def verify_attestations(
+    folder: Path,
+    payload: bytes,
+    trusted: Sequence[PublicKey],
+    *,
+    threshold: int,
+    revoked: frozenset[str] = frozenset(),
+) -> tuple[Attested, ...]:
+    """Check the SBOM and provenance envelopes in ``folder`` against the
+    verified template statement ``payload``: the same keys and threshold, the
+    payload digest the statement names, the very same subjects (so the same
+    image digests), and the SBOM file's digest. An absent file is reported,
+    not refused: it takes nothing away from what the manifest proves."""
+    statement = loads_json(payload)  # verified and read already; cannot fail here
+    refs = attestation_refs(statement)
+    found = []
+    for name, kind in _KINDS.items():
+        path = folder / name
+        ref = refs.get(name)
+        if not path.exists():
+            if ref is not None:
+                found.append(Attested(name, ref[0], present=False))
+            continue
+        try:
+            envelope, _ = read_envelope(path, expected="a DSSE envelope")
+        except InputError as exc:
+            raise AttestationError(exc.message) from None
+        if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
+            raise AttestationError(f"{path}: payloadType is not {PAYLOAD_TYPE_IN_TOTO!r}")
+        signers = verified_keyids(envelope, trusted) - revoked
+        if len(signers) < threshold:
+            raise AttestationError(
+                f"{path}: {len(signers)} distinct trusted key(s) signed; "
+                f"the threshold is {threshold}"
+            )
+        digest = hashlib.sha256(envelope.payload).hexdigest()
+        if ref is not None and not hmac.compare_digest(ref[1], digest):
+            raise AttestationError(
+                f"{path}: its payload (sha256 {digest[:16]}...) is not the one the manifest "
+                f"names ({escape(ref[1], 80)[:16]}...)"
+            )
+        try:
+            doc = loads_json(envelope.payload)
+        except DataError as exc:
+            raise AttestationError(f"{path}: the payload is not a JSON statement ({exc})") from None
+        if _get(doc, "_type") != STATEMENT_TYPE or _get(doc, "predicateType") != kind:
+            raise AttestationError(f"{path}: expected an in-toto statement of type {kind}")
+        if doc.get("subject") != statement.get("subject"):
+            raise AttestationError(
+                f"{path}: its subjects are not the manifest's: it is about another image"
+            )
+        if name == SBOM_ENVELOPE_NAME:
+            _check_bom_file(folder, statement)
+        found.append(Attested(name, kind, True, len(signers), named=ref is not None))
+    return tuple(found)
+
+
+def _check_bom_file(folder: Path, statement: Mapping[str, Any]) -> None:
+    path = folder / SBOM_NAME
+    want = _get(statement, "predicate", "sbom", "cyclonedx", "digest", "sha256")
+    if want is None or not path.exists():
+        return
+    try:
+        data = read_regular(path, MAX_ENVELOPE_BYTES)
+    except (OSError, DataError) as exc:
+        raise AttestationError(f"{path}: cannot be read ({exc})") from None
+    if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), str(want)):
+        raise AttestationError(f"{path}: its sha256 is not the one the manifest names")

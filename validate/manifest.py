@@ -12,9 +12,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,15 +29,20 @@ from validate.dsse import (
     Envelope,
     EnvelopeError,
     read_envelope,
-    sign_envelope,
 )
-from validate.keys import PassphraseSource, PrivateKey, load_private_key, passphrase_from_env_or_tty
+from validate.keys import (
+    PassphraseSource,
+    SigningKey,
+    load_private_key,
+    passphrase_from_env_or_tty,
+)
 from validate.outputs import changed_outputs, output_subjects, read_output_records
+from validate.provenance import locate_spec, portable_profile, portable_uri
 from validate.qcow2 import hash_image, require_self_contained
 from validate.results import RecordError, ValidationRun
 
 if TYPE_CHECKING:
-    from validate.attestations import SignMode
+    from validate.attestations import Attachments, SignMode
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://goldsmith.dev/template/v1"
@@ -265,6 +268,7 @@ def build_statement(
 ) -> dict[str, Any]:
     """The in-toto statement for an approved template, as the data formats define it."""
     profile_hex = build.profile_digest.removeprefix("sha256:")
+    spec = locate_spec(build.spec_path, build.spec_sha256)
     predicate: dict[str, Any] = {
         "template": {
             "name": build.template_name,
@@ -273,7 +277,12 @@ def build_statement(
             "virtualSize": virtual_size,
         },
         "base": [
-            {"name": b.name, "uri": b.uri, "digest": dict(b.digest), "source": b.source}
+            {
+                "name": b.name,
+                "uri": portable_uri(b.uri),
+                "digest": dict(b.digest),
+                "source": b.source,
+            }
             for b in build.base
         ],
         "profile": {
@@ -299,9 +308,13 @@ def build_statement(
         },
         "builder": {"id": BUILDER_ID, "version": build.tools["goldsmith"]},
         "tools": {"qemu": build.tools["qemu"], "goldsmith": build.tools["goldsmith"]},
+        # Named as they are in the spec's repository, never by a path on this host.
         "inputs": {
-            "spec": {"uri": build.spec_path, "digest": {"sha256": build.spec_sha256}},
-            "profile": {"uri": build.profile_source, "digest": {"sha256": profile_hex}},
+            "spec": {"uri": spec.path, "digest": {"sha256": build.spec_sha256}},
+            "profile": {
+                "uri": portable_profile(build.profile_source, spec, build.spec_path),
+                "digest": {"sha256": profile_hex},
+            },
         },
         # What went into the image beyond the base and the profile, step by step.
         "provision": [dict(step) for step in build.provision],
@@ -394,7 +407,13 @@ def sign_artifact(
     only when it no longer describes the artifact. ``valid_for_days`` is 180
     for a new statement; for an added signature it must agree with the statement.
     """
-    from validate.attestations import Current, SignMode, add_approval, locked_folder
+    from validate.attestations import (
+        Current,
+        SignMode,
+        add_approval,
+        locked_folder,
+        make_attachments,
+    )
 
     mode = SignMode(mode)
     if not artifact_dir.is_dir():
@@ -484,7 +503,11 @@ def sign_artifact(
             )
             if added is not None:
                 return added
-        manifest = write_manifest(artifact_dir, statement, key, ssh_key=ssh_key)
+        attachments = make_attachments(build, validation, statement, approved_at=approved_at)
+        attachments.attach(statement)
+        manifest = write_manifest(
+            artifact_dir, statement, key, ssh_key=ssh_key, attachments=attachments
+        )
     log.info("signed %s with key %s (%s)", manifest, key.keyid, key.type)
     return manifest
 
@@ -521,31 +544,20 @@ def decode_statement(path: Path, envelope: Envelope) -> dict[str, Any]:
 def write_manifest(
     artifact_dir: Path,
     statement: Mapping[str, Any],
-    key: PrivateKey,
+    key: SigningKey,
     *,
     ssh_key: Path | None = None,
+    attachments: Attachments | None = None,
 ) -> Path:
-    """Sign ``statement`` into artifact_dir/manifest.dsse.json (and its OpenSSH .sig).
+    """Sign ``statement`` into artifact_dir/manifest.dsse.json (and its OpenSSH .sig),
+    with its attestations (SBOM, provenance) beside it.
 
-    Both files are made in a scratch folder and renamed into place, so a reader
+    Every file is made in a scratch folder and renamed into place, so a reader
     never sees half an envelope, nor a signature file left over from an older one.
     """
-    envelope = sign_envelope(PAYLOAD_TYPE_IN_TOTO, encode_statement(statement), [key])
-    data = envelope.to_json()
-    final = artifact_dir / MANIFEST_NAME
-    final_sig = artifact_dir / SSH_SIGNATURE_NAME
-    with tempfile.TemporaryDirectory(dir=artifact_dir, prefix=".manifest-") as scratch:
-        staged = Path(scratch) / MANIFEST_NAME
-        staged.write_bytes(data)
-        staged.chmod(0o644)
-        if ssh_key is not None:
-            ssh_sign(staged, ssh_key)
-        os.replace(staged, final)
-        if ssh_key is not None:
-            os.replace(Path(scratch) / SSH_SIGNATURE_NAME, final_sig)
-        else:
-            final_sig.unlink(missing_ok=True)
-    return final
+    from validate.attestations import write_signed
+
+    return write_signed(artifact_dir, statement, key, attachments, ssh_key=ssh_key)
 
 
 def ssh_sign(path: Path, ssh_key: Path) -> Path:

@@ -13,11 +13,8 @@ against its descriptor while it streams, then runs goldsmith's own verify
 (signature, every output's digests and header, the policy) on that folder,
 and only then renames it into place: a refused pull leaves nothing in ``--out``.
 
-Transport is the ORAS Python SDK's registry client (``oras``): its requests
-session, the 401 dance and bearer-token exchange. It has no referrers API, no
-tag-schema fallback and no progress, and re-serialises manifests it sends, so
-manifests (whose exact bytes are their digest) are built and sent here, and
-blobs go up in chunks and come down in streams counted here.
+The registry itself (references, credentials, TLS, blobs, manifests) is
+``validate.registry``; the manifests are built here, as exact bytes.
 """
 
 from __future__ import annotations
@@ -27,15 +24,11 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import secrets
 import shutil
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-import requests
 
 from builder.cache import hash_file
 from builder.errors import GoldsmithError, InputError
@@ -50,6 +43,19 @@ from validate.manifest import (
     VALIDATION_RECORD_NAME,
     decode_statement,
 )
+from validate.registry import (
+    INDEX_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE,
+    Descriptor,
+    Reference,
+    RegistryClient,
+    RegistryError,
+    descriptor,
+    descriptors,
+    fallback_tag,
+    json_object,
+    sha256_digest,
+)
 from validate.verify import Pins, Policy, Verdict, VerificationError, verify_artifact
 
 # --- media types (README: "Registry") ---------------------------------------------------
@@ -59,8 +65,6 @@ TEMPLATE_ARTIFACT_TYPE = "application/vnd.goldsmith.template.v1"
 ATTESTATION_ARTIFACT_TYPE = "application/vnd.dsse.envelope.v1+json"
 ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 PREDICATE_TYPE_ANNOTATION = "in-toto.io/predicate-type"
-MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
-INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_CONFIG = b"{}"
 TITLE = "org.opencontainers.image.title"
@@ -81,466 +85,7 @@ LAYER_MEDIA_TYPES = {
     **RECORD_MEDIA_TYPES,
 }
 
-USERNAME_ENV = "GOLDSMITH_REGISTRY_USERNAME"
-PASSWORD_ENV = "GOLDSMITH_REGISTRY_PASSWORD"
-CHUNK = 32 * 1024 * 1024  # bytes per upload request (PATCH)
-READ_CHUNK = 1024 * 1024
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # what distribution itself accepts
 MAX_REFERRERS = 16
-TIMEOUT = (15, 300)  # connect, read (seconds)
-
-
-class RegistryError(GoldsmithError):
-    """The registry failed or served something that is not what was asked for (exit 1)."""
-
-
-# --- references -------------------------------------------------------------------------
-
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]{{2,45}}\])(?::([0-9]{{1,5}}))?")
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-REFERENCE_FORMAT = "host[:port]/path[:tag|@sha256:<64 hex>]"
-
-
-@dataclasses.dataclass(frozen=True)
-class Reference:
-    host: str  # with its port, if any
-    path: str
-    tag: str | None = None
-    digest: str | None = None
-
-    @property
-    def reference(self) -> str:
-        """What /v2/<path>/manifests/<reference> takes: the digest, else the tag."""
-        return self.digest or self.tag or "latest"
-
-    def __str__(self) -> str:
-        suffix = f"@{self.digest}" if self.digest else f":{self.tag}" if self.tag else ""
-        return f"{self.host}/{self.path}{suffix}"
-
-
-def parse_reference(text: str, *, field: str = "REF") -> Reference:
-    """A registry reference, read strictly: an explicit host (no default
-    registry is guessed), lower-case path components, a tag or a sha256
-    digest; ASCII only, no spaces or control characters anywhere."""
-
-    def bad(why: str) -> InputError:
-        return InputError(
-            None, field, f"expected {REFERENCE_FORMAT} ({why}), got {escape(repr(text), 300)}"
-        )
-
-    if not text or len(text) > 512 or not text.isascii() or not text.isprintable() or " " in text:
-        raise bad("printable ASCII without spaces, at most 512 characters")
-    host, sep, rest = text.partition("/")
-    if not sep:
-        raise bad("no path")
-    match = _HOST.fullmatch(host)
-    if match is None or not ("." in host or ":" in host or host == "localhost"):
-        raise bad("the registry's host name first, e.g. registry.example.com or localhost:5000")
-    if match.group(1) is not None and not 0 < int(match.group(1)) < 65536:
-        raise bad("a port from 1 to 65535")
-    digest = tag = None
-    if "@" in rest:
-        rest, _, digest = rest.partition("@")
-        if _DIGEST.fullmatch(digest) is None:
-            raise bad("a digest is sha256: and 64 lower-case hex digits")
-    last = rest.rpartition("/")[2]
-    if ":" in last:
-        rest, _, tag = rest.rpartition(":")
-        if _TAG.fullmatch(tag) is None:
-            raise bad("a tag is letters, digits, '_', '.', '-', at most 128")
-    if len(rest) > 255 or _PATH.fullmatch(rest) is None:
-        raise bad("path components of a-z, 0-9 and single separators . _ __ -")
-    if tag is not None and digest is not None:
-        raise bad("a tag or a digest, not both")
-    return Reference(host, rest, tag, digest)
-
-
-# --- credentials and TLS ---------------------------------------------------------------
-
-
-def credentials(host: str, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
-    """(username, password) for ``host``: the environment first, then the docker
-    config file ($DOCKER_CONFIG/config.json or ~/.docker/config.json, its
-    ``auths`` entry for the host). Credential helpers are not run."""
-    env = os.environ if env is None else env
-    user, password = env.get(USERNAME_ENV), env.get(PASSWORD_ENV)
-    if user and password:
-        return user, password
-    if user or password:
-        raise InputError(None, USERNAME_ENV, f"expected both {USERNAME_ENV} and {PASSWORD_ENV}")
-    folder = Path(env["DOCKER_CONFIG"]) if env.get("DOCKER_CONFIG") else Path.home() / ".docker"
-    config = folder / "config.json"
-    if not config.exists():
-        return None
-    try:
-        doc = loads_json(read_regular(config, 1 << 20))
-    except (OSError, DataError) as exc:
-        raise InputError(config, None, f"cannot be read as a docker config ({exc})") from None
-    auths = doc.get("auths") if isinstance(doc, dict) else None
-    entry = auths.get(host) if isinstance(auths, dict) else None
-    if entry is None and isinstance(auths, dict):
-        entry = auths.get(f"https://{host}") or auths.get(f"http://{host}")
-    if not isinstance(entry, dict):
-        return None
-    if isinstance(entry.get("auth"), str) and entry["auth"]:
-        try:
-            user, _, password = (
-                base64.b64decode(entry["auth"], validate=True).decode().partition(":")
-            )
-        except (ValueError, UnicodeDecodeError):
-            raise InputError(
-                config, f"auths.{host}.auth", "expected base64 of user:password"
-            ) from None
-        return user, password
-    if isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
-        return entry["username"], entry["password"]
-    return None
-
-
-def ca_bundle(ca_file: Path | None, env: Mapping[str, str] | None = None) -> str | bool:
-    """What requests verifies the registry's certificate with: --ca-file, else
-    $SSL_CERT_FILE (which requests itself ignores), else the system's bundle."""
-    env = os.environ if env is None else env
-    chosen = ca_file or (Path(env["SSL_CERT_FILE"]) if env.get("SSL_CERT_FILE") else None)
-    if chosen is None:
-        return True
-    if not chosen.is_file():
-        raise InputError(chosen, None, "expected a PEM file of CA certificates")
-    return str(chosen)
-
-
-# --- the client -------------------------------------------------------------------------
-
-
-class _TimedSession(requests.Session):
-    """A requests session that never waits forever (oras passes no timeout)."""
-
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", TIMEOUT)
-        return super().request(*args, **kwargs)
-
-
-@dataclasses.dataclass(frozen=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    artifact_type: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "mediaType": self.media_type,
-            "digest": self.digest,
-            "size": self.size,
-        }
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
-
-
-class Progress:
-    """Bytes moved, on stderr at most once a second, and the rate at the end."""
-
-    def __init__(self, verb: str, name: str, total: int) -> None:
-        self.verb, self.name, self.total = verb, name, total
-        self.done = 0
-        self.start = self.last = time.monotonic()
-
-    def add(self, n: int) -> None:
-        self.done += n
-        now = time.monotonic()
-        if now - self.last >= 1.0:
-            self.last = now
-            log.info(
-                "  %s %s: %d/%d MiB (%.1f MiB/s)",
-                self.verb,
-                self.name,
-                self.done >> 20,
-                self.total >> 20,
-                self.rate(),
-            )
-
-    def rate(self) -> float:
-        return self.done / (1 << 20) / max(time.monotonic() - self.start, 1e-6)
-
-    def finish(self) -> None:
-        log.info("  %s %s: %d MiB (%.1f MiB/s)", self.verb, self.name, self.done >> 20, self.rate())
-
-
-class RegistryClient:
-    """One repository of one registry, over oras's registry client."""
-
-    def __init__(
-        self,
-        ref: Reference,
-        *,
-        plain_http: bool = False,
-        ca_file: Path | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> None:
-        import oras.provider  # imported here: only push and pull need requests and oras
-
-        self.ref = ref
-        self.base = f"{'http' if plain_http else 'https'}://{ref.host}/v2/{ref.path}"
-        verify = ca_bundle(ca_file, env)
-        self.creds = credentials(ref.host, env)
-        scheme = self._challenge(verify, plain_http)
-        self.oras = oras.provider.Registry(
-            hostname=ref.host,
-            insecure=plain_http,
-            tls_verify=verify,
-            auth_backend="basic" if scheme == "basic" else "token",
-        )
-        session = _TimedSession()
-        self.oras.session = self.oras.auth.session = session
-        # A Basic registry gets the header on every request: otherwise each
-        # chunk would be sent twice, once to meet the 401.
-        self.headers: dict[str, str] = {}
-        if self.creds is not None:
-            self.oras.auth.set_basic_auth(*self.creds)
-            if scheme == "basic":
-                self.headers = dict(self.oras.auth.get_auth_header())
-        elif scheme == "basic":
-            raise RegistryError(
-                f"{ref.host} asks for a user name and password",
-                hint=f"set {USERNAME_ENV} and {PASSWORD_ENV}, or log in with docker login",
-            )
-
-    def _challenge(self, verify: str | bool, plain_http: bool) -> str | None:
-        """The registry's auth scheme (basic, bearer or none), from GET /v2/."""
-        url = f"{'http' if plain_http else 'https'}://{self.ref.host}/v2/"
-        try:
-            response = requests.get(url, verify=verify, timeout=TIMEOUT)
-        except requests.exceptions.SSLError as exc:
-            raise RegistryError(
-                f"{self.ref.host}: TLS verification failed ({_short(exc)})",
-                hint="give the registry's CA with --ca-file (or SSL_CERT_FILE)",
-            ) from None
-        except requests.RequestException as exc:
-            raise RegistryError(f"{self.ref.host}: unreachable ({_short(exc)})") from None
-        if response.status_code == 401:
-            header = response.headers.get("WWW-Authenticate", "")
-            return header.split(" ", 1)[0].lower() or None
-        if response.status_code != 200:
-            raise RegistryError(f"{url}: HTTP {response.status_code}; not an OCI registry")
-        return None
-
-    def request(
-        self, method: str, url: str, *, data: bytes | None = None, **kwargs: Any
-    ) -> requests.Response:
-        headers = {**self.headers, **kwargs.pop("headers", {})}
-        # oras retries every failure five times with growing sleeps (minutes in
-        # all); a deploy pipeline wants the error now. The undecorated method
-        # keeps oras's auth handling.
-        method_of = type(self.oras).do_request
-        call: Callable[..., requests.Response] = getattr(method_of, "__wrapped__", method_of)
-        try:
-            return call(self.oras, url, method, data=data, headers=headers, **kwargs)
-        except requests.RequestException as exc:
-            raise RegistryError(f"{method} {url}: {_short(exc)}") from None
-        except ValueError as exc:  # oras: "Cannot respond to request for authentication."
-            raise RegistryError(f"{method} {url}: {exc}") from None
-
-    def _expect(self, response: requests.Response, *codes: int) -> requests.Response:
-        if response.status_code not in codes:
-            raise RegistryError(
-                f"{response.request.method} {response.url}: HTTP {response.status_code} "
-                f"{escape(response.text[:300])}"
-            )
-        return response
-
-    # -- blobs --
-
-    def has_blob(self, digest: str) -> bool:
-        return self.request("HEAD", f"{self.base}/blobs/{digest}").status_code == 200
-
-    def push_blob(self, source: Path | bytes, digest: str, size: int, name: str) -> None:
-        if self.has_blob(digest):
-            log.info("  %s: already in the registry", name)
-            return
-        response = self._expect(
-            self.request("POST", f"{self.base}/blobs/uploads/", headers={"Content-Length": "0"}),
-            202,
-        )
-        location = self._location(response)
-        progress = Progress("pushing", name, size)
-        start = 0
-        for chunk in _chunks(source):
-            headers = {
-                "Content-Type": "application/octet-stream",
-                "Content-Range": f"{start}-{start + len(chunk) - 1}",
-            }
-            response = self._expect(
-                self.request("PATCH", location, data=chunk, headers=headers), 202
-            )
-            location = self._location(response)
-            start += len(chunk)
-            progress.add(len(chunk))
-        separator = "&" if "?" in location else "?"
-        self._expect(self.request("PUT", f"{location}{separator}digest={digest}"), 201)
-        if size > READ_CHUNK:
-            progress.finish()
-
-    def _location(self, response: requests.Response) -> str:
-        location = response.headers.get("Location", "")
-        if not location:
-            raise RegistryError(f"{response.url}: the registry gave no upload location")
-        if location.startswith("/"):
-            location = self.base.split("/v2/", 1)[0] + location
-        return location
-
-    def pull_blob(self, descriptor: Descriptor, target: Path, name: str) -> None:
-        """Stream a blob into ``target``, refusing the moment it is longer than
-        its descriptor, and at the end unless its sha256 is the descriptor's."""
-        response = self.request("GET", f"{self.base}/blobs/{descriptor.digest}", stream=True)
-        self._expect(response, 200)
-        digest = hashlib.sha256()
-        progress = Progress("pulling", name, descriptor.size)
-        with response, open(target, "xb") as f:
-            for chunk in response.iter_content(chunk_size=READ_CHUNK):
-                progress.add(len(chunk))
-                if progress.done > descriptor.size:
-                    raise RegistryError(
-                        f"{name}: the registry sent more than {descriptor.size} bytes"
-                    )
-                digest.update(chunk)
-                f.write(chunk)
-        if progress.done != descriptor.size or f"sha256:{digest.hexdigest()}" != descriptor.digest:
-            raise RegistryError(
-                f"{name}: the blob the registry sent is not {descriptor.digest} "
-                f"(sha256:{digest.hexdigest()}, {progress.done} bytes); "
-                "it was altered in the registry"
-            )
-        if descriptor.size > READ_CHUNK:
-            progress.finish()
-
-    def blob_bytes(self, descriptor: Descriptor, limit: int) -> bytes:
-        if descriptor.size > limit:
-            raise RegistryError(f"{descriptor.digest}: {descriptor.size} bytes, more than {limit}")
-        response = self._expect(self.request("GET", f"{self.base}/blobs/{descriptor.digest}"), 200)
-        data = response.content
-        if len(data) != descriptor.size or _digest(data) != descriptor.digest:
-            raise RegistryError(f"{descriptor.digest}: the registry sent other bytes")
-        return data
-
-    # -- manifests --
-
-    def put_manifest(self, reference: str, data: bytes, media_type: str) -> requests.Response:
-        return self._expect(
-            self.request(
-                "PUT",
-                f"{self.base}/manifests/{reference}",
-                data=data,
-                headers={"Content-Type": media_type},
-            ),
-            201,
-        )
-
-    def get_manifest(self, reference: str, accept: str) -> bytes | None:
-        """The exact bytes of a manifest, or None when the registry has none by that name."""
-        response = self.request(
-            "GET", f"{self.base}/manifests/{reference}", headers={"Accept": accept}, stream=True
-        )
-        if response.status_code == 404:
-            return None
-        self._expect(response, 200)
-        with response:
-            data = response.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise RegistryError(f"{reference}: a manifest larger than {MAX_MANIFEST_BYTES} bytes")
-        if _DIGEST.fullmatch(reference) and _digest(data) != reference:
-            raise RegistryError(f"{reference}: the registry sent a manifest with another digest")
-        return bytes(data)
-
-    def referrers(self, digest: str) -> list[Descriptor]:
-        """The attestations whose subject is ``digest``: from the referrers API,
-        else from the referrers tag schema's index."""
-        response = self.request(
-            "GET",
-            f"{self.base}/referrers/{digest}",
-            headers={"Accept": INDEX_MEDIA_TYPE},
-        )
-        data: bytes | None
-        if response.status_code == 200 and response.headers.get("Content-Type", "").startswith(
-            INDEX_MEDIA_TYPE
-        ):
-            data = response.content
-        else:
-            data = self.get_manifest(fallback_tag(digest), INDEX_MEDIA_TYPE)
-        if data is None:
-            return []
-        index = _json(data, "referrers index")
-        return [
-            d
-            for d in _descriptors(index.get("manifests"), "manifests")
-            if d.artifact_type == ATTESTATION_ARTIFACT_TYPE
-        ]
-
-
-def fallback_tag(digest: str) -> str:
-    """The referrers tag schema's tag for a subject: sha256:<hex> -> sha256-<hex>."""
-    return digest.replace(":", "-")
-
-
-def _chunks(source: Path | bytes) -> Iterator[bytes]:
-    if isinstance(source, bytes):
-        yield source
-        return
-    with open(source, "rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
-
-
-def _digest(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"
-
-
-def _short(exc: Exception) -> str:
-    return escape(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 300)
-
-
-def _json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        doc = loads_json(data)
-    except DataError as exc:
-        raise RegistryError(f"the {what} is not acceptable JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise RegistryError(f"the {what} is not a JSON object")
-    return doc
-
-
-def _descriptors(value: Any, field: str) -> list[Descriptor]:
-    if not isinstance(value, list) or len(value) > 256:
-        raise RegistryError(f"{field}: expected a list of descriptors")
-    return [_descriptor(item, f"{field}[{i}]") for i, item in enumerate(value)]
-
-
-def _descriptor(item: Any, field: str) -> Descriptor:
-    if not isinstance(item, dict):
-        raise RegistryError(f"{field}: expected a descriptor")
-    media_type, digest, size = item.get("mediaType"), item.get("digest"), item.get("size")
-    annotations = item.get("annotations", {})
-    artifact_type = item.get("artifactType")
-    if (
-        not isinstance(media_type, str)
-        or not isinstance(digest, str)
-        or _DIGEST.fullmatch(digest) is None
-        or isinstance(size, bool)
-        or not isinstance(size, int)
-        or size < 0
-        or not isinstance(annotations, dict)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items())
-        or not (artifact_type is None or isinstance(artifact_type, str))
-    ):
-        raise RegistryError(f"{field}: expected mediaType, a sha256 digest and a size")
-    return Descriptor(media_type, digest, size, annotations, artifact_type)
 
 
 def image_manifest(
@@ -557,7 +102,7 @@ def image_manifest(
         "artifactType": artifact_type,
         "config": {
             "mediaType": EMPTY_MEDIA_TYPE,
-            "digest": _digest(EMPTY_CONFIG),
+            "digest": sha256_digest(EMPTY_CONFIG),
             "size": len(EMPTY_CONFIG),
             "data": base64.b64encode(EMPTY_CONFIG).decode(),
         },
@@ -619,17 +164,17 @@ def push_template(
         )
     envelope = read_regular(envelope_path, MAX_ENVELOPE_BYTES)
     client = RegistryClient(ref, plain_http=plain_http, ca_file=ca_file, env=env)
-    client.push_blob(EMPTY_CONFIG, _digest(EMPTY_CONFIG), len(EMPTY_CONFIG), "config")
+    client.push_blob(EMPTY_CONFIG, sha256_digest(EMPTY_CONFIG), len(EMPTY_CONFIG), "config")
     layers = []
     for path in template_files(artifact_dir):
-        digest, size = _file_digest(path)
+        digest, size = _filesha256_digest(path)
         client.push_blob(path, digest, size, path.name)
         layers.append(Descriptor(LAYER_MEDIA_TYPES[path.name], digest, size, {TITLE: path.name}))
     manifest = image_manifest(TEMPLATE_ARTIFACT_TYPE, layers)
     client.put_manifest(ref.reference, manifest, MANIFEST_MEDIA_TYPE)
-    subject = Descriptor(MANIFEST_MEDIA_TYPE, _digest(manifest), len(manifest))
+    subject = Descriptor(MANIFEST_MEDIA_TYPE, sha256_digest(manifest), len(manifest))
 
-    envelope_digest = _digest(envelope)
+    envelope_digest = sha256_digest(envelope)
     client.push_blob(envelope, envelope_digest, len(envelope), MANIFEST_NAME)
     attestation = image_manifest(
         ATTESTATION_ARTIFACT_TYPE,
@@ -637,7 +182,7 @@ def push_template(
         subject=subject,
         annotations={PREDICATE_TYPE_ANNOTATION: _predicate_type(envelope)},
     )
-    attestation_digest = _digest(attestation)
+    attestation_digest = sha256_digest(attestation)
     response = client.put_manifest(attestation_digest, attestation, MANIFEST_MEDIA_TYPE)
     # A registry with the referrers API says so by naming the subject it indexed.
     api = response.headers.get("OCI-Subject") == subject.digest
@@ -661,8 +206,8 @@ def _add_to_fallback_index(client: RegistryClient, subject: str, entry: Descript
     existing = client.get_manifest(tag, INDEX_MEDIA_TYPE)
     manifests: list[dict[str, Any]] = []
     if existing is not None:
-        old = _json(existing, f"index {tag}")
-        manifests = [d.to_dict() for d in _descriptors(old.get("manifests", []), "manifests")]
+        old = json_object(existing, f"index {tag}")
+        manifests = [d.to_dict() for d in descriptors(old.get("manifests", []), "manifests")]
     manifests = [m for m in manifests if m["digest"] != entry.digest] + [entry.to_dict()]
     index = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": manifests}
     data = json.dumps(index, separators=(",", ":"), sort_keys=True).encode()
@@ -680,7 +225,7 @@ def _predicate_type(envelope: bytes) -> str:
     return value if isinstance(value, str) else "unknown"
 
 
-def _file_digest(path: Path) -> tuple[str, int]:
+def _filesha256_digest(path: Path) -> tuple[str, int]:
     return "sha256:" + hash_file(path, "sha256")["sha256"], path.stat().st_size
 
 
@@ -739,7 +284,7 @@ def _fetch_template(
     data = client.get_manifest(ref.reference, MANIFEST_MEDIA_TYPE)
     if data is None:
         raise RegistryError(f"{ref}: no such manifest in the registry")
-    doc = _json(data, f"manifest of {ref}")
+    doc = json_object(data, f"manifest of {ref}")
     if (
         doc.get("mediaType") != MANIFEST_MEDIA_TYPE
         or doc.get("artifactType") != TEMPLATE_ARTIFACT_TYPE
@@ -748,7 +293,7 @@ def _fetch_template(
             f"{ref}: not a goldsmith template (artifactType "
             f"{escape(repr(doc.get('artifactType')), 100)}, expected {TEMPLATE_ARTIFACT_TYPE})"
         )
-    layers = _descriptors(doc.get("layers"), "layers")
+    layers = descriptors(doc.get("layers"), "layers")
     names = [layer.annotations.get(TITLE, "") for layer in layers]
     for layer, name in zip(layers, names, strict=True):
         # File names are goldsmith's own, never a path from the registry.
@@ -761,7 +306,7 @@ def _fetch_template(
         raise RegistryError(f"{ref}: the template has no disk.qcow2")
     for layer, name in zip(layers, names, strict=True):
         client.pull_blob(layer, staging / name, name)
-    return _digest(data), layers
+    return sha256_digest(data), layers
 
 
 def _verify_with_referrers(
@@ -773,7 +318,9 @@ def _verify_with_referrers(
     pins: Pins | None,
 ) -> Verdict:
     """The first attestation that verifies; the last refusal when none does."""
-    candidates = client.referrers(digest)[:MAX_REFERRERS]
+    candidates = [
+        d for d in client.referrers(digest) if d.artifact_type == ATTESTATION_ARTIFACT_TYPE
+    ][:MAX_REFERRERS]
     if not candidates:
         raise VerificationError(f"{client.ref}: no signed manifest is attached to {digest}")
     refusal: GoldsmithError | None = None
@@ -784,13 +331,13 @@ def _verify_with_referrers(
             data = client.get_manifest(candidate.digest, MANIFEST_MEDIA_TYPE)
             if data is None:
                 raise RegistryError(f"{candidate.digest}: listed as a referrer, but absent")
-            doc = _json(data, "attestation manifest")
-            subject = _descriptor(doc.get("subject"), "subject")
+            doc = json_object(data, "attestation manifest")
+            subject = descriptor(doc.get("subject"), "subject")
             if subject.digest != digest:
                 raise RegistryError(f"{candidate.digest}: its subject is another manifest")
             layers = [
                 d
-                for d in _descriptors(doc.get("layers"), "layers")
+                for d in descriptors(doc.get("layers"), "layers")
                 if d.media_type == ENVELOPE_MEDIA_TYPE
             ]
             if len(layers) != 1:

@@ -44,8 +44,13 @@ def _text(data: Any, dotted: str, prefix: str = "") -> str:
 def _read_package(raw: Any, field: str) -> Package:
     if not isinstance(raw, dict):
         raise RecordError(field, "expected an object with name, version and architecture")
+    # The source package came later: records without it read as unknown ("").
+    source = {k: _text(raw, k, field) for k in ("source", "source_version") if k in raw}
     return Package(
-        _text(raw, "name", field), _text(raw, "version", field), _text(raw, "architecture", field)
+        _text(raw, "name", field),
+        _text(raw, "version", field),
+        _text(raw, "architecture", field),
+        **source,
     )
 
 
@@ -97,6 +102,8 @@ class Package:
     name: str
     version: str
     architecture: str
+    source: str = ""  # the Debian source package (dpkg's ${source:Package}); "" if unknown
+    source_version: str = ""  # ${source:Version}: differs from version after a binNMU
 
 
 @dataclasses.dataclass(frozen=True)

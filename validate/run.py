@@ -25,7 +25,10 @@ from validate.report import write_html, write_junit
 from validate.results import Package, ValidationRun
 from validate.usertests import run_user_tests
 
-PACKAGES_QUERY = "dpkg-query -W -f '${Package}\\t${Version}\\t${Architecture}\\n'"
+PACKAGES_QUERY = (
+    "dpkg-query -W -f "
+    "'${Package}\\t${Version}\\t${Architecture}\\t${source:Package}\\t${source:Version}\\n'"
+)
 
 
 def load_build_record(artifact: Path) -> dict[str, Any]:
@@ -160,7 +163,7 @@ def _check(
         if listing.rc != 0:
             raise GuestError(f"listing the guest's packages failed: {listing.stderr.strip()}")
     packages = [
-        Package(*line.split("\t")) for line in listing.stdout.splitlines() if line.count("\t") == 2
+        Package(*line.split("\t")) for line in listing.stdout.splitlines() if line.count("\t") == 4
     ]
     if tests:
         with complete_step(f"Running user tests from {len(tests)} path(s)"):

@@ -38,6 +38,7 @@ from builder.formats import OutputFormat, file_name
 from builder.log import complete_step
 from hardening.results import Status
 from hardening.strictdata import DataError, escape, loads_json, loads_yaml, read_regular
+from validate.attestations import AttestationError, Attested, verify_attestations
 from validate.dsse import (
     MAX_SIGNATURES,
     PAYLOAD_TYPE_IN_TOTO,
@@ -709,6 +710,7 @@ class Verdict:
     threshold: int
     claims: Claims
     formats: tuple[str, ...] = ("qcow2",)  # the outputs whose files were checked
+    attestations: tuple[Attested, ...] = ()  # the SBOM and provenance beside the manifest
 
     def to_dict(self) -> dict[str, Any]:
         c = self.claims
@@ -728,6 +730,7 @@ class Verdict:
                 "validUntil": format_time(c.valid_until),
             },
             "formats": list(self.formats),
+            "attestations": [a.to_dict() for a in self.attestations],
         }
 
     def describe(self) -> str:
@@ -749,6 +752,11 @@ class Verdict:
                 *(
                     [f"  formats:   {', '.join(self.formats)}"]
                     if self.formats != ("qcow2",)
+                    else []
+                ),
+                *(
+                    [f"  attested:  {', '.join(a.describe() for a in self.attestations)}"]
+                    if self.attestations
                     else []
                 ),
             ]
@@ -827,6 +835,17 @@ def verify_artifact(
     claims = read_claims(envelope.payload, manifest)
     evidence = Evidence(image=image, manifest=manifest, claims=claims, signers=signers, now=moment)
     checks(evidence)
+    # The SBOM and provenance beside the manifest: the same keys, the same image.
+    try:
+        attested = verify_attestations(
+            manifest.parent,
+            envelope.payload,
+            trusted,
+            threshold=max(threshold, policy.threshold),
+            revoked=policy.revoked_keys,
+        )
+    except AttestationError as exc:
+        raise VerificationError(exc.message) from None
     by_id = {k.keyid: k for k in trusted}
     return Verdict(
         image=image,
@@ -835,6 +854,7 @@ def verify_artifact(
         threshold=max(threshold, policy.threshold),
         claims=claims,
         formats=tuple(str(f) for f in outputs_match.chosen(claims)),
+        attestations=attested,
     )
 
 

@@ -9,7 +9,8 @@ import click
 
 from builder.errors import GoldsmithError
 from validate.manifest import PrintableError
-from validate.oci import PASSWORD_ENV, USERNAME_ENV, parse_reference, pull_template, push_template
+from validate.oci import pull_template, push_template
+from validate.registry import PASSWORD_ENV, USERNAME_ENV, parse_reference
 from validate.verify import Pins, VerificationError, not_trusted_dict
 
 _PATH = click.Path(path_type=Path)

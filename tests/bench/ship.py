@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from builder.formats import Hardware, OutputFormat, file_name, make_outputs
-from validate.oci import Descriptor, RegistryClient, parse_reference
+from validate.registry import Descriptor, RegistryClient, parse_reference
 
 
 def free_port() -> int:

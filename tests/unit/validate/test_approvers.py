@@ -49,10 +49,10 @@ def test_two_keys_sign_in_turn(two_keys: tuple[Path, Path, Path]) -> None:
         load_public_key(pub(bob)).keyid,
     ]
 
-    both = goldsmith("verify", artifact, "--key", pub(alice), "--key", pub(bob), "--threshold", 2)
+    both = goldsmith("verify", artifact, "--key", pub(alice), "--key", pub(bob), "--threshold", "2")
     assert both.exit_code == 0, both.output
     assert "[threshold 2]" in both.stdout
-    one = goldsmith("verify", artifact, "--key", pub(alice), "--threshold", 2)
+    one = goldsmith("verify", artifact, "--key", pub(alice), "--threshold", "2")
     assert one.exit_code == 1
     assert "1 distinct trusted key(s) signed; the threshold is 2" in one.stdout
 

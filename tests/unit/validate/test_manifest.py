@@ -60,6 +60,11 @@ GOOD_RESULTS = (
 )
 
 
+PACKAGES = (
+    Package("openssh-server", "1:9.2p1-2+deb12u3", "amd64", "openssh", "1:9.2p1-2+deb12u3"),
+)
+
+
 def sha(path: Path) -> tuple[str, str]:
     data = path.read_bytes()
     return hashlib.sha256(data).hexdigest(), hashlib.sha512(data).hexdigest()
@@ -135,7 +140,7 @@ def write_records(
         goldsmith_version="0.1.0",
         timings={"boot": 30.0, "facts": 2.0, "checks": 1.0, "user_tests": 0.0, "total": 33.0},
         results=tuple(results),
-        packages=(Package("openssh-server", "1:9.2p1-2+deb12u3", "amd64"),),
+        packages=PACKAGES,
     ).write(artifact / "validation.json")
 
 
@@ -240,17 +245,35 @@ def test_sign_builds_the_statement_from_the_records(tmp_path: Path, key_type: Ke
             "expires": None,
         }
     ]
+    bom_digest = hashlib.sha256((artifact / "sbom.cdx.json").read_bytes()).hexdigest()
     assert p["sbom"] == {
         "format": "goldsmith-dpkg/v1",
         "packages": [
-            {"name": "openssh-server", "version": "1:9.2p1-2+deb12u3", "architecture": "amd64"}
+            {
+                "name": "openssh-server",
+                "version": "1:9.2p1-2+deb12u3",
+                "architecture": "amd64",
+                "source": "openssh",
+                "source_version": "1:9.2p1-2+deb12u3",
+            }
         ],
+        "cyclonedx": {
+            "name": "sbom.cdx.json",
+            "mediaType": "application/vnd.cyclonedx+json",
+            "specVersion": "1.6",
+            "digest": {"sha256": bom_digest},
+        },
     }
+    assert [(a["name"], a["predicateType"]) for a in p["attestations"]] == [
+        ("sbom.dsse.json", "https://cyclonedx.org/bom"),
+        ("provenance.dsse.json", "https://slsa.dev/provenance/v1"),
+    ]
     assert p["builder"] == {"id": "https://goldsmith.dev/builder", "version": "0.1.0"}
     assert p["tools"] == {"qemu": "7.2.22", "goldsmith": "0.1.0"}
+    # Names that hold on any machine, never the signer's host paths.
     assert p["inputs"] == {
-        "spec": {"uri": "/abs/templates/debian-12-baseline.yaml", "digest": {"sha256": "11" * 32}},
-        "profile": {"uri": "/abs/profiles/baseline.yaml", "digest": {"sha256": "22" * 32}},
+        "spec": {"uri": "debian-12-baseline.yaml", "digest": {"sha256": "11" * 32}},
+        "profile": {"uri": "baseline.yaml", "digest": {"sha256": "22" * 32}},
     }
     build_digest = hashlib.sha256((artifact / "build.json").read_bytes()).hexdigest()
     validation_digest = hashlib.sha256((artifact / "validation.json").read_bytes()).hexdigest()
@@ -271,11 +294,14 @@ def test_sign_builds_the_statement_from_the_records(tmp_path: Path, key_type: Ke
         "validUntil": "2027-05-26T09:00:00Z",  # 180 days by default
     }
     assert "previousManifest" not in p
-    # Only the two files appear: the scratch folder used for the rename is gone.
+    # Only the signed files appear: the scratch folder used for the rename is gone.
     assert sorted(f.name for f in artifact.iterdir()) == [
         "build.json",
         "disk.qcow2",
         "manifest.dsse.json",
+        "provenance.dsse.json",
+        "sbom.cdx.json",
+        "sbom.dsse.json",
         "validation.json",
     ]
 

@@ -40,17 +40,19 @@ from builder.formats import OutputFormat
 from validate.manifest import sign_artifact
 from validate.oci import (
     ATTESTATION_ARTIFACT_TYPE,
+    TEMPLATE_ARTIFACT_TYPE,
+    pull_template,
+    push_template,
+)
+from validate.registry import (
     INDEX_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE,
-    TEMPLATE_ARTIFACT_TYPE,
     Reference,
     RegistryClient,
     RegistryError,
     credentials,
     fallback_tag,
     parse_reference,
-    pull_template,
-    push_template,
 )
 from validate.verify import VerificationError
 

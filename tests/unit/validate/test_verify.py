@@ -164,7 +164,7 @@ def test_cli_needs_a_folder_or_both_paths(signed: Signed) -> None:
 
 def test_two_distinct_keys_meet_a_threshold_of_two(signed: Signed, tmp_path: Path) -> None:
     second = make_key(tmp_path, KeyType.p256, "second")
-    resign(signed, lambda s: None, load_private_key(signed.key), load_private_key(second))
+    sign_artifact(signed.artifact, second, now=NOW, mode="add")  # the manifest and attestations
     verdict = signed.verify(keys=[signed.pub, pub(second)], threshold=2)
     assert len(verdict.signers) == 2
 
@@ -715,4 +715,5 @@ def test_describe_escapes_what_the_manifest_says(signed: Signed) -> None:
     text = signed.verify().describe()
     assert "\x1b" not in text and "\r" not in text and "\u202e" not in text
     assert "1.0.0\\x0d\\x1b[1A" in text and "\\u202eevil" in text
-    assert text.count("\n") == 5 and text.count("TRUSTED") == 2  # the real line and the quote
+    # Six lines (the last names the attestations): the real TRUSTED line and the quote.
+    assert text.count("\n") == 6 and text.count("TRUSTED") == 2
