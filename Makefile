@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= out
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs fdisk openssh-client openssl \
-                chromium ca-certificates apt-utils gnupg dpkg-dev \
+                chromium ca-certificates apt-utils gnupg dpkg-dev ovmf swtpm swtpm-tools dosfstools \
                 docker-registry
 
 .PHONY: deps apt venv lint test unit e2e demo bench clean

@@ -1,12 +1,14 @@
 """Base images: a local file, a download pinned by its digest, or a Debian
-root file system bootstrapped from a mirror into a disk that boots from BIOS
-firmware like a cloud image. Every base lands in the digest-addressed cache."""
+root file system bootstrapped from a mirror into a disk that boots like a
+cloud image, from BIOS or from UEFI (with Secure Boot through Debian's signed
+shim, GRUB and kernel). Every base lands in the digest-addressed cache."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import re
+import secrets
 import shutil
 import sys
 import time
@@ -19,6 +21,7 @@ from typing import Any
 from builder import qemu
 from builder.cache import cache_root, digest_json, hash_file, locked, new_entry
 from builder.errors import BuildError, InputError
+from builder.firmware import Firmware, require_program
 from builder.log import complete_step, log
 from builder.run import run
 from builder.spec import DebootstrapBase, FileBase, TemplateSpec, UrlBase
@@ -29,12 +32,21 @@ from hardening.strictdata import DataError, escape, load_json_file, loads_json
 RECIPE_VERSION = 2
 BASE_DISK_SIZE = 2 << 30
 PARTITION_OFFSET = 1 << 20
+# UEFI disks (GPT): the EFI system partition first, the root file system
+# after it and last, so cloud-init's growpart can grow it into the disk.
+ESP_SIZE = 126 << 20
+UEFI_ROOT_OFFSET = 128 << 20
+# GPT keeps a copy of its table in the disk's last 33 sectors.
+GPT_BACKUP = 1 << 20
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+LINUX_DATA_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 # A download that grows past this is no disk image we would accept: stop it
 # before it fills the cache's disk (the digest pin would refuse it anyway).
 MAX_DOWNLOAD = 64 << 30
 HTTP_TIMEOUT = 60
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
+# The BIOS base's packages; UEFI bases swap grub-pc for BOOT_PACKAGES.
 BASE_PACKAGES = (
     "systemd-sysv",
     "udev",
@@ -55,6 +67,37 @@ BASE_PACKAGES = (
     "procps",
     "less",
 )
+
+
+# The boot loader each firmware needs. Secure Boot takes Debian's signed
+# chain: shim (signed by Microsoft's UEFI CA, which OVMF's enrolled store and
+# real platforms trust) loads GRUB signed by Debian, which loads the kernel
+# (linux-image-*-cloud-amd64 is already signed). efibootmgr: GRUB's
+# maintainer scripts call it when they reinstall on an upgrade.
+BOOT_PACKAGES = {
+    Firmware.bios: ("grub-pc",),
+    Firmware.uefi: ("grub-efi-amd64", "efibootmgr"),
+    Firmware.uefi_secureboot: (
+        "grub-efi-amd64",
+        "grub-efi-amd64-signed",
+        "shim-signed",
+        "efibootmgr",
+    ),
+}
+
+# Releases whose apt reads one-line sources.list; later ones get deb822
+# (/etc/apt/sources.list.d/debian.sources), as their installer writes it.
+# An unknown suite name is taken to be a newer release.
+ONE_LINE_SOURCES = frozenset({"buster", "bullseye", "bookworm", "oldoldstable", "oldstable"})
+
+
+def uses_deb822(suite: str) -> bool:
+    return suite not in ONE_LINE_SOURCES
+
+
+def base_packages(firmware: Firmware) -> tuple[str, ...]:
+    common = tuple(p for p in BASE_PACKAGES if p != "grub-pc")
+    return (*common, *BOOT_PACKAGES[firmware])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,8 +273,9 @@ mount -o remount,rw /
 mountpoint -q /proc || mount -t proc proc /proc
 mountpoint -q /sys || mount -t sysfs sysfs /sys
 mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
-grub-install --target=i386-pc /dev/vda
+@INSTALL@
 update-grub
+@AFTER@
 rm -f /usr/local/sbin/goldsmith-firstboot
 sync
 trap - EXIT
@@ -240,6 +284,28 @@ mount -o remount,ro / || true
 echo o > /proc/sysrq-trigger
 sleep 60
 """
+
+_INSTALL_BIOS = "grub-install --target=i386-pc /dev/vda"
+
+# UEFI: GRUB goes to the EFI system partition at both Debian's path and the
+# removable-media path (/EFI/BOOT/BOOTX64.EFI, shim under Secure Boot), and
+# NVRAM is never written: a fresh variable store, as a deployer's platform
+# has, finds the removable path by itself. debconf keeps GRUB's upgrades
+# doing the same. The first boot runs under BIOS, so there are no EFI
+# variables to write anyway.
+_INSTALL_UEFI = """mkdir -p /boot/efi
+modprobe vfat || true
+mount -t vfat -o umask=0077 /dev/vda1 /boot/efi
+debconf-set-selections <<'EOF' || echo "goldsmith-firstboot: debconf not updated"
+grub-efi-amd64 grub2/force_efi_extra_removable boolean true
+grub-efi-amd64 grub2/update_nvram boolean false
+EOF
+grub-install --target=x86_64-efi --efi-directory=/boot/efi --no-nvram \\
+  --force-extra-removable @SECUREBOOT@
+test -s /boot/efi/EFI/BOOT/BOOTX64.EFI
+find /boot/efi -type f | sort"""
+
+_AFTER_UEFI = "umount /boot/efi"
 
 _GRUB_DEFAULTS = """# goldsmith: serial console and a short menu, as cloud images have.
 GRUB_TIMEOUT=1
@@ -263,16 +329,31 @@ DHCP=yes
 """
 
 
+def firstboot_script(firmware: Firmware) -> str:
+    if firmware is Firmware.bios:
+        return _FIRSTBOOT.replace("@INSTALL@", _INSTALL_BIOS).replace("@AFTER@\n", "")
+    flag = "--uefi-secure-boot" if firmware is Firmware.uefi_secureboot else "--no-uefi-secure-boot"
+    install = _INSTALL_UEFI.replace("@SECUREBOOT@", flag)
+    return _FIRSTBOOT.replace("@INSTALL@", install).replace("@AFTER@", _AFTER_UEFI)
+
+
 def bootstrap_inputs(base: DebootstrapBase) -> dict[str, Any]:
-    return {
+    inputs: dict[str, Any] = {
         "recipe": RECIPE_VERSION,
         "suite": base.suite,
         "mirror": base.mirror,
         "security_mirror": base.security_mirror,
-        "packages": sorted({*BASE_PACKAGES, *base.packages}),
+        "packages": sorted({*base_packages(base.firmware), *base.packages}),
         "architecture": "amd64",
         "disk_size": BASE_DISK_SIZE,
     }
+    # Keys added only where they differ from what every earlier base was,
+    # so a BIOS bookworm base keeps its cache entry and its build keys.
+    if base.firmware is not Firmware.bios:
+        inputs["firmware"] = str(base.firmware)
+    if uses_deb822(base.suite):
+        inputs["sources"] = "deb822"
+    return inputs
 
 
 def bootstrap_base(base: DebootstrapBase) -> BaseImage:
@@ -342,7 +423,8 @@ def _bootstrap_into(work: Path, base: DebootstrapBase, inputs: dict[str, Any]) -
             timeout=3600,
         )
     root_uuid = str(uuid.uuid4())
-    _customize_tree(tree, root_uuid)
+    esp_serial = secrets.token_hex(4).upper() if base.firmware.is_uefi else None
+    _customize_tree(tree, root_uuid, base, esp_serial)
     kernels = sorted((tree / "boot").glob("vmlinuz-*"))
     initrds = sorted((tree / "boot").glob("initrd.img-*"))
     if not kernels or not initrds:
@@ -351,15 +433,21 @@ def _bootstrap_into(work: Path, base: DebootstrapBase, inputs: dict[str, Any]) -
     shutil.copy2(initrds[-1], work / "initrd.img")
     raw = work / "base.raw"
     with complete_step("Making the root file system and partitioned disk"):
+        layout = disk_layout(base.firmware)
         part = work / "root.ext4"
-        size = BASE_DISK_SIZE - PARTITION_OFFSET
+        size = layout.root_size
         run(["mkfs.ext4", "-q", "-d", tree, "-U", root_uuid, "-L", "root", part, str(size >> 10)])
         shutil.rmtree(tree)
         with open(raw, "wb") as f:
             f.truncate(BASE_DISK_SIZE)
-        run(["sfdisk", "--quiet", raw], input=b"label: dos\nstart=2048, type=83, bootable\n")
-        _copy_sparse(part, raw, PARTITION_OFFSET)
+        run(["sfdisk", "--quiet", raw], input=layout.sfdisk.encode())
+        _copy_sparse(part, raw, layout.root_offset)
         part.unlink()
+        if esp_serial is not None:
+            esp = work / "esp.vfat"
+            make_esp(esp, esp_serial)
+            _copy_sparse(esp, raw, PARTITION_OFFSET)
+            esp.unlink()
     with complete_step("Installing the boot loader from inside the guest"):
         _first_boot(work, raw, root_uuid)
     with complete_step("Converting the base to qcow2"):
@@ -374,9 +462,74 @@ def _bootstrap_into(work: Path, base: DebootstrapBase, inputs: dict[str, Any]) -
     (work / "meta.json").write_text(json.dumps({"sha256": digest, "inputs": inputs}, indent=2))
 
 
-def _customize_tree(tree: Path, root_uuid: str) -> None:
+@dataclasses.dataclass(frozen=True)
+class DiskLayout:
+    sfdisk: str  # sfdisk's script for the partition table
+    root_offset: int
+    root_size: int  # the ext4 image's size; its partition may be a little larger
+
+
+def disk_layout(firmware: Firmware) -> DiskLayout:
+    """BIOS: MBR, one bootable root partition (GRUB sits in the gap before
+    it). UEFI: GPT, an EFI system partition, then the root partition."""
+    if firmware is Firmware.bios:
+        return DiskLayout(
+            sfdisk="label: dos\nstart=2048, type=83, bootable\n",
+            root_offset=PARTITION_OFFSET,
+            root_size=BASE_DISK_SIZE - PARTITION_OFFSET,
+        )
+    sector = 512
+    return DiskLayout(
+        sfdisk=(
+            "label: gpt\n"
+            f"start={PARTITION_OFFSET // sector}, size={ESP_SIZE // sector}, "
+            f'type={ESP_TYPE}, name="EFI system"\n'
+            f'start={UEFI_ROOT_OFFSET // sector}, type={LINUX_DATA_TYPE}, name="root"\n'
+        ),
+        root_offset=UEFI_ROOT_OFFSET,
+        root_size=BASE_DISK_SIZE - UEFI_ROOT_OFFSET - GPT_BACKUP,
+    )
+
+
+def make_esp(path: Path, serial: str) -> None:
+    """An empty FAT32 file system in a plain file, later copied into the
+    partition's place: no loop device, no mount. GRUB fills it from inside
+    the guest."""
+    require_program("mkfs.vfat", "dosfstools")
+    run(["mkfs.vfat", "-F", "32", "-n", "EFI", "-i", serial, "-C", path, str(ESP_SIZE >> 10)])
+
+
+def _write_sources(etc: Path, base: DebootstrapBase) -> None:
+    """deb822 sources for releases whose installer writes them (trixie on):
+    one file, the archive keyring named, the same three suites mmdebstrap
+    was given. The spec loader keeps mirror and suite to single words."""
+    (etc / "apt" / "sources.list").unlink(missing_ok=True)
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    stanzas = [
+        (base.mirror, f"{base.suite} {base.suite}-updates"),
+        (base.security_mirror, f"{base.suite}-security"),
+    ]
+    text = "\n".join(
+        f"Types: deb\nURIs: {uri}\nSuites: {suites}\nComponents: main\nSigned-By: {keyring}\n"
+        for uri, suites in stanzas
+    )
+    (etc / "apt" / "sources.list.d" / "debian.sources").write_text(text)
+
+
+def _customize_tree(
+    tree: Path,
+    root_uuid: str,
+    base: DebootstrapBase | None = None,
+    esp_serial: str | None = None,
+) -> None:
     etc = tree / "etc"
-    (etc / "fstab").write_text(f"UUID={root_uuid} / ext4 rw,discard,errors=remount-ro 0 1\n")
+    fstab = f"UUID={root_uuid} / ext4 rw,discard,errors=remount-ro 0 1\n"
+    if esp_serial is not None:
+        # umask: the ESP holds the boot chain; only root reads it.
+        fstab += f"UUID={esp_serial[:4]}-{esp_serial[4:]} /boot/efi vfat umask=0077 0 0\n"
+    (etc / "fstab").write_text(fstab)
+    if base is not None and uses_deb822(base.suite):
+        _write_sources(etc, base)
     (etc / "hostname").write_text("debian\n")
     (etc / "hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
     (etc / "default" / "grub.d").mkdir(parents=True, exist_ok=True)
@@ -390,7 +543,7 @@ def _customize_tree(tree: Path, root_uuid: str) -> None:
     for key in (etc / "ssh").glob("ssh_host_*"):
         key.unlink()
     firstboot = tree / "usr" / "local" / "sbin" / "goldsmith-firstboot"
-    firstboot.write_text(_FIRSTBOOT)
+    firstboot.write_text(firstboot_script(base.firmware if base is not None else Firmware.bios))
     firstboot.chmod(0o755)
     for cache in (tree / "var" / "cache" / "apt").glob("*.bin"):
         cache.unlink()

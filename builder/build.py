@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder import __version__, qemu
+from builder import __version__, firmware, qemu
 from builder.artifact import artifact_folder, utc_now
 from builder.base import BaseImage, prepare_base, qemu_img_info
 from builder.buildkey import BUILD_KEY_FIELD, base_identity, compute_build_key, recorded_build_key
@@ -165,6 +165,8 @@ def _build_into(
         serial_log=work / "serial.log",
         seed=seed,
         ssh_port=qemu.free_port(),
+        firmware=spec.firmware,
+        tpm=spec.tpm,
     )
     with qemu.start_vm(config, stop_timeout=spec.timeouts.shutdown) as vm:
         with timer.step("boot", f"Booting the build VM ({accel})", lambda: vm.serial_tail(3)):
@@ -172,6 +174,7 @@ def _build_into(
         session = Session(client, secrets=secrets.values())
         provisioned: list[dict[str, Any]] = []
         try:
+            platform = _check_platform(session, spec)
             identity = _prepare(session, spec, timer, access.host_key.fingerprint)
             if spec.provision:
                 with timer.step("provision", f"Provisioning ({len(spec.provision)} steps)"):
@@ -256,6 +259,7 @@ def _build_into(
         "steps": timer.steps,
         "tools": tool_versions(),
         "accelerator": str(accel),
+        "firmware": platform,
         "build_vm": identity,
         # Each step with the digests of its inputs (paths relative to the spec)
         # and the names, never the values, of the host secrets it was given.
@@ -270,6 +274,23 @@ def base_record(base: BaseImage) -> dict[str, Any]:
     record = base.record()
     record["size"] = base.path.stat().st_size
     return record
+
+
+def _check_platform(session: Session, spec: TemplateSpec) -> dict[str, Any]:
+    """The firmware and TPM the build VM booted with, as the guest saw them;
+    a build VM that contradicts the spec (no Secure Boot, no TPM) stops here."""
+    _, out = session.run(firmware.PLATFORM_PROBE, step="platform")
+    state = firmware.parse_platform(out)
+    problem = firmware.platform_problem(spec.firmware, spec.tpm, state)
+    if problem is not None:
+        raise GuestError(f"the build VM does not match the spec: {problem}")
+    log.info(
+        "Firmware %s: Secure Boot %s, TPM %s",
+        spec.firmware,
+        state.secure_boot_text(),
+        "present" if state.tpm else "absent",
+    )
+    return {**firmware.firmware_record(spec.firmware, spec.tpm), "observed": state.record()}
 
 
 def _prepare(session: Session, spec: TemplateSpec, timer: StepTimer, pinned: str) -> dict[str, Any]:

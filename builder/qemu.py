@@ -1,5 +1,6 @@
 """The one module that owns QEMU: the accelerator probe, the command line and
-the process. ``start_vm`` is a context manager; no QEMU outlives it."""
+the process. ``start_vm`` is a context manager; no QEMU outlives it, nor its
+software TPM or its copy of the firmware's variable store."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
+from builder import firmware as fw
 from builder.errors import GuestError, ToolError
+from builder.firmware import Firmware
 from builder.log import log
 from builder.run import find_program, run
 
@@ -31,11 +34,6 @@ QEMU = "qemu-system-x86_64"
 class Accelerator(enum.StrEnum):
     kvm = "kvm"
     tcg = "tcg"
-
-
-class Firmware(enum.StrEnum):
-    bios = "bios"
-    kernel = "kernel"  # direct kernel boot, only for a base image's first boot
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +58,14 @@ class MachineConfig:
     # A unix socket path must fit in 108 bytes, which work folders deep in a
     # cache or CI tree exceed; start_vm puts it in a short private folder.
     qmp_socket: Path | None = None
+    # UEFI: OVMF's code (read-only) and this machine's own copy of a variable
+    # store; start_vm fills both in from the firmware when they are None.
+    firmware: Firmware = Firmware.bios
+    firmware_code: Path | None = None
+    firmware_vars: Path | None = None
+    # A TPM 2.0 (swtpm); start_vm starts it and fills in its socket.
+    tpm: bool = False
+    tpm_socket: Path | None = None
 
 
 def file_arg(path: Path | str) -> str:
@@ -86,6 +92,20 @@ def _path_option(path: Path | str) -> str:
     return option_value(file_arg(path))
 
 
+def machine_type(config: MachineConfig) -> str:
+    """q35 under KVM and for UEFI; i440fx (pc) for BIOS under TCG, as before.
+
+    Secure Boot needs SMM: OVMF's secboot build keeps its variable store
+    writable only from System Management Mode, so the guest OS cannot rewrite
+    the keys that decide what boots.
+    """
+    if config.firmware is Firmware.uefi_secureboot:
+        return "q35,smm=on"
+    if config.firmware is Firmware.uefi or config.accelerator is Accelerator.kvm:
+        return "q35"
+    return "pc"
+
+
 def build_command(config: MachineConfig) -> list[str]:
     """The QEMU argv for a machine: virtio disk and NIC, serial to a file, QMP
     on a private unix socket, no display, and SSH forwarded to 127.0.0.1 only.
@@ -95,12 +115,17 @@ def build_command(config: MachineConfig) -> list[str]:
     Serial and QMP use -chardev, whose ``path=`` is an option value like any
     other, rather than the ``file:``/``unix:`` shorthands whose parsing differs.
     """
+    uefi = config.firmware.is_uefi
+    if uefi and (config.firmware_code is None or config.firmware_vars is None):
+        raise ValueError(f"firmware {config.firmware} needs firmware_code and firmware_vars")
+    if config.tpm and config.tpm_socket is None:
+        raise ValueError("a TPM needs tpm_socket")
     cmd = [
         QEMU,
         "-name",
         "goldsmith",
         "-machine",
-        "q35" if config.accelerator is Accelerator.kvm else "pc",
+        machine_type(config),
         "-accel",
         str(config.accelerator),
         "-cpu",
@@ -117,14 +142,49 @@ def build_command(config: MachineConfig) -> list[str]:
         f"file,id=serial0,path={_path_option(config.serial_log)}",
         "-serial",
         "chardev:serial0",
-        "-drive",
-        f"file={_path_option(config.disk)},if=virtio,format={config.disk_format},"
-        "cache=unsafe,discard=unmap" + (",snapshot=on" if config.snapshot else ""),
+    ]
+    if uefi:
+        assert config.firmware_code is not None and config.firmware_vars is not None
+        # Code read-only: the guest cannot patch its own firmware. The
+        # variable store is this machine's copy, never the package's file.
+        cmd += [
+            *(
+                "-drive",
+                f"if=pflash,format=raw,unit=0,readonly=on,file={_path_option(config.firmware_code)}",
+            ),
+            *("-drive", f"if=pflash,format=raw,unit=1,file={_path_option(config.firmware_vars)}"),
+        ]
+    if config.firmware is Firmware.uefi_secureboot:
+        cmd += [
+            # The flash answers writes only from SMM.
+            *("-global", "driver=cfi.pflash01,property=secure,value=on"),
+            # OVMF with SMM does not support S3 sleep.
+            *("-global", "ICH9-LPC.disable_s3=1"),
+        ]
+    drive = (
+        f"file={_path_option(config.disk)},if={'none,id=disk0' if uefi else 'virtio'},"
+        f"format={config.disk_format},cache=unsafe,discard=unmap"
+        + (",snapshot=on" if config.snapshot else "")
+    )
+    cmd += ["-drive", drive]
+    if uefi:
+        # bootindex reaches OVMF as fw_cfg's boot order: the disk first, so a
+        # fresh variable store never tries network boot before it.
+        cmd += ["-device", "virtio-blk-pci,drive=disk0,bootindex=0"]
+    cmd += [
         "-object",
         "rng-random,id=rng0,filename=/dev/urandom",
         "-device",
         "virtio-rng-pci,rng=rng0",
     ]
+    if config.tpm:
+        assert config.tpm_socket is not None
+        cmd += [
+            *("-chardev", f"socket,id=chrtpm,path={_path_option(config.tpm_socket)}"),
+            *("-tpmdev", "emulator,id=tpm0,chardev=chrtpm"),
+            # TIS works on both machine types and with SeaBIOS as with OVMF.
+            *("-device", "tpm-tis,tpmdev=tpm0"),
+        ]
     if config.qmp_socket is not None:
         cmd += [
             *(
@@ -339,15 +399,51 @@ class Machine:
 @contextlib.contextmanager
 def start_vm(config: MachineConfig, *, stop_timeout: float = 60.0) -> Iterator[Machine]:
     """Start QEMU and guarantee it is gone when the block ends, whatever happens
-    (exceptions, Ctrl-C, SIGTERM from a CI runner)."""
-    sockets = Path(tempfile.mkdtemp(prefix="goldsmith-qmp-"))
+    (exceptions, Ctrl-C, SIGTERM from a CI runner), and with it the machine's
+    private folder: QMP socket, UEFI variable store, software TPM and its state."""
+    private = Path(tempfile.mkdtemp(prefix="goldsmith-qmp-"))
     try:
-        if config.qmp_socket is None:
-            config = dataclasses.replace(config, qmp_socket=sockets / "qmp.sock")
-        with _run_machine(config, stop_timeout) as machine:
+        with contextlib.ExitStack() as stack:
+            if config.qmp_socket is None:
+                config = dataclasses.replace(config, qmp_socket=private / "qmp.sock")
+            config = _with_firmware(config, private)
+            if config.tpm and config.tpm_socket is None:
+                socket_path = stack.enter_context(fw.start_swtpm(private))
+                config = dataclasses.replace(config, tpm_socket=socket_path)
+            machine = stack.enter_context(_run_machine(config, stop_timeout))
             yield machine
     finally:
-        shutil.rmtree(sockets, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def _with_firmware(config: MachineConfig, private: Path) -> MachineConfig:
+    """OVMF's code as installed, and a fresh copy of its variable store for
+    this machine alone: a boot never sees what an earlier one wrote there,
+    as a deployer's first boot would not."""
+    if not config.firmware.is_uefi:
+        return config
+    files = fw.ovmf_files(config.firmware)
+    code = config.firmware_code or files.code
+    store = config.firmware_vars
+    if store is None:
+        store = private / "OVMF_VARS.fd"
+        shutil.copyfile(files.vars_template, store)
+        store.chmod(0o600)
+    return dataclasses.replace(config, firmware_code=code, firmware_vars=store)
+
+
+def _wait_for_start(proc: subprocess.Popen[bytes], qmp_socket: Path | None) -> None:
+    """Until QEMU listens on its QMP socket (it creates it once the whole
+    command line is accepted) or exits; a loaded host may take seconds."""
+    time.sleep(0.3)
+    deadline = time.monotonic() + 15
+    while (
+        qmp_socket is not None
+        and not qmp_socket.exists()
+        and proc.poll() is None
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
@@ -371,7 +467,7 @@ def _run_machine(config: MachineConfig, stop_timeout: float) -> Iterator[Machine
     try:
         if in_main:
             signal.signal(signal.SIGTERM, on_sigterm)
-        time.sleep(0.3)
+        _wait_for_start(proc, config.qmp_socket)
         if proc.poll() is not None:
             raise GuestError(
                 f"QEMU exited at start with code {proc.returncode}: "

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from builder.errors import InputError
+from builder.firmware import Firmware
 from builder.formats import ALL_FORMATS, OutputFormat
 from builder.provision import Step, parse_steps, steps_key
 from hardening.strictdata import DataError, loads_yaml, read_regular
@@ -173,6 +174,10 @@ class DebootstrapBase:
     mirror: str
     security_mirror: str
     packages: tuple[str, ...]
+    # The spec's firmware: a UEFI base carries an EFI system partition and
+    # GRUB for EFI where a BIOS base has GRUB in the MBR gap, so the base
+    # bootstrapped (and cached) differs with it.
+    firmware: Firmware = Firmware.bios
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +227,9 @@ class TemplateSpec:
     timeouts: Timeouts
     # The user's provisioning steps, in order (builder.provision).
     provision: tuple[Step, ...] = ()
+    # What the template boots from, and whether its machines get a TPM 2.0.
+    firmware: Firmware = Firmware.bios
+    tpm: bool = False
     # The formats the artifact holds, qcow2 always first (builder.formats).
     outputs: tuple[OutputFormat, ...] = (OutputFormat.qcow2,)
 
@@ -263,6 +271,8 @@ class TemplateSpec:
             # scripts, keys, playbook folders): a changed input rebuilds.
             # Host secrets are named here, never their values.
             "provision": steps_key(self.provision),
+            "firmware": str(self.firmware),
+            "tpm": self.tpm,
             # Another output format is another artifact: its build key differs.
             "outputs": [str(fmt) for fmt in self.outputs],
         }
@@ -313,12 +323,13 @@ def load_spec(path: Path) -> TemplateSpec:
         raise InputError(path, None, "expected a mapping of keys, got an empty file")
     folder = path.resolve().parent
     top = _Section(path, "", data, _TOP_KEYS)
+    firmware = _read_firmware(top)
     return TemplateSpec(
         path=path.resolve(),
         sha256=hashlib.sha256(raw).hexdigest(),
         name=top.pattern("name", _NAME, "a name of a-z, 0-9, '.', '_', '-' starting a-z or 0-9"),
         version=_read_version(top),
-        base=_read_base(top, folder),
+        base=_read_base(top, folder, firmware),
         profile=_read_profile(top, folder),
         packages=top.packages("packages"),
         upgrade=top.boolean("upgrade", default=True),
@@ -326,6 +337,8 @@ def load_spec(path: Path) -> TemplateSpec:
         vm=_read_vm(top),
         timeouts=_read_timeouts(top),
         provision=parse_steps(top, folder),
+        firmware=firmware,
+        tpm=top.boolean("tpm", default=False),
         outputs=_read_outputs(top),
     )
 
@@ -342,6 +355,8 @@ _TOP_KEYS = {
     "vm": False,
     "timeouts": False,
     "provision": False,
+    "firmware": False,
+    "tpm": False,
     "outputs": False,
 }
 _BASE_KEYS = {"debootstrap": False, "file": False, "url": False}
@@ -538,7 +553,22 @@ def _read_version(top: _Section) -> str:
     return value
 
 
-def _read_base(top: _Section, folder: Path) -> Base:
+def _read_firmware(top: _Section) -> Firmware:
+    if not top.has("firmware"):
+        return Firmware.bios
+    value = top.string("firmware")
+    try:
+        return Firmware(value)
+    except ValueError:
+        choices = [str(f) for f in Firmware]
+        close = difflib.get_close_matches(value, choices, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise top.error(
+            "firmware", f"expected one of {', '.join(choices)}, got {_show(value)}{hint}"
+        ) from None
+
+
+def _read_base(top: _Section, folder: Path, firmware: Firmware = Firmware.bios) -> Base:
     base = top.section("base", _BASE_KEYS)
     given = [key for key in _BASE_KEYS if base.has(key)]
     if len(given) != 1:
@@ -553,6 +583,7 @@ def _read_base(top: _Section, folder: Path) -> Base:
             mirror=section.url("mirror", default=DEFAULT_MIRROR),
             security_mirror=section.url("security_mirror", default=DEFAULT_SECURITY_MIRROR),
             packages=section.packages("packages"),
+            firmware=firmware,
         )
     if base.has("file"):
         section = base.section("file", _FILE_KEYS)

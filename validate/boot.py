@@ -1,5 +1,10 @@
 """Boot an artifact the way a deployer would: firmware boot of a throwaway
-overlay, a fresh seed with a one-run validator account and a pinned host key."""
+overlay, a fresh seed with a one-run validator account and a pinned host key.
+
+The firmware is the artifact's (build.json): a UEFI template boots OVMF with a
+fresh variable store, a Secure Boot one the SMM build with Microsoft's keys
+enrolled, and a template built with a TPM gets a fresh software TPM, as a
+deployer's platform would provide them."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import paramiko
 
 from builder import qemu
 from builder.base import find_cached_kernel
+from builder.firmware import Firmware
 from builder.run import run
 from builder.seed import GuestAccess, new_access, render_seed_files, write_seed_iso
 from builder.ssh import wait_for_machine
@@ -42,6 +48,8 @@ def boot_artifact(
     boot_timeout: float = 900,
     serial_log: Path | None = None,
     access: GuestAccess | None = None,
+    firmware: Firmware = Firmware.bios,
+    tpm: bool = False,
 ) -> Iterator[BootedGuest]:
     """The overlay takes every write; QEMU opens ``disk`` read-only as its backing file."""
     access = access or new_access(VALIDATOR_USER, "validate")
@@ -65,6 +73,8 @@ def boot_artifact(
             serial_log=serial_log or work / "serial.log",
             seed=seed,
             ssh_port=qemu.free_port(),
+            firmware=firmware,
+            tpm=tpm,
         )
         with qemu.start_vm(config, stop_timeout=60) as vm:
             client = wait_for_machine(vm, access, timeout=boot_timeout)

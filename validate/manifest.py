@@ -33,7 +33,7 @@ from validate.dsse import (
 from validate.keys import (
     PassphraseSource,
     SigningKey,
-    load_private_key,
+    load_signing_key,
     passphrase_from_env_or_tty,
 )
 from validate.outputs import changed_outputs, output_subjects, read_output_records
@@ -115,6 +115,10 @@ class BuildRecord:
     provision: tuple[dict[str, Any], ...] = ()
     # The other output formats (raw, vmdk, vhd, vhdx, ova) with their digests.
     outputs: tuple[Output, ...] = ()
+    # What the template was built to boot from, and with a TPM or not
+    # (records from before firmware was recorded: bios, no TPM).
+    firmware: str = "bios"
+    tpm: bool = False
 
     @classmethod
     def from_dict(cls, data: Any, path: Path) -> BuildRecord:
@@ -160,7 +164,23 @@ class BuildRecord:
             finished=doc.text("finished"),
             provision=_read_provision(data.get("provision", []), path),
             outputs=read_output_records(data.get("outputs"), path),
+            **_read_firmware(data.get("firmware"), path),
         )
+
+
+def _read_firmware(value: Any, path: Path) -> dict[str, Any]:
+    """build.json's firmware: the kind and the TPM, checked; absent in records
+    from before goldsmith recorded firmware (they were all bios, no TPM)."""
+    if value is None:
+        return {}
+    item = JsonFields(value, path, "firmware")
+    firmware = item.text("type")
+    if firmware not in ("bios", "uefi", "uefi-secureboot"):
+        raise InputError(path, "firmware.type", "expected bios, uefi or uefi-secureboot")
+    tpm = value.get("tpm", False)
+    if not isinstance(tpm, bool):
+        raise InputError(path, "firmware.tpm", "expected true or false")
+    return {"firmware": firmware, "tpm": tpm}
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -318,6 +338,7 @@ def build_statement(
         },
         # What went into the image beyond the base and the profile, step by step.
         "provision": [dict(step) for step in build.provision],
+        "platform": platform_claims(build, validation),
         "build": {
             "accelerator": build.accelerator,
             "started": build.started,
@@ -349,6 +370,23 @@ def build_statement(
         ],
         "predicateType": PREDICATE_TYPE,
         "predicate": predicate,
+    }
+
+
+def platform_claims(build: BuildRecord, validation: ValidationRun) -> dict[str, Any]:
+    """The firmware the template was built for and, for Secure Boot and the
+    TPM, whether the validation boot proved them (its PLAT-* checks passed):
+    what ``verify``'s require_firmware and require_tpm read."""
+    passed = {r.id for r in validation.results if r.status is Status.passed}
+    secure = build.firmware == "uefi-secureboot"
+    return {
+        "firmware": build.firmware,
+        "secureBoot": {"required": secure, "verified": secure and "PLAT-SECUREBOOT" in passed},
+        "tpm": {
+            "required": build.tpm,
+            "verified": build.tpm and "PLAT-TPM" in passed,
+            "measuredBoot": build.tpm and "PLAT-PCRS" in passed,
+        },
     }
 
 
@@ -390,7 +428,7 @@ def load_validation(path: Path) -> tuple[bytes, ValidationRun, bool]:
 
 def sign_artifact(
     artifact_dir: Path,
-    key_path: Path,
+    key_path: Path | str,
     *,
     valid_for_days: int | None = None,
     previous: Path | None = None,
@@ -398,6 +436,7 @@ def sign_artifact(
     now: datetime.datetime | None = None,
     passphrase: PassphraseSource = passphrase_from_env_or_tty,
     mode: SignMode | str = "renew",
+    pin_env: str | None = None,
 ) -> Path:
     """Sign the approved template in ``artifact_dir``; returns the manifest's path.
 
@@ -460,7 +499,7 @@ def sign_artifact(
             hint="validate against the build's profile: goldsmith validate ARTIFACT",
         )
 
-    key = load_private_key(key_path, passphrase)
+    key = load_signing_key(key_path, passphrase, pin_env=pin_env)
     previous_sha256 = _previous_manifest_digest(previous) if previous else None
 
     header = require_self_contained(image)

@@ -21,6 +21,7 @@ from hardening.strictdata import DataError, load_json_file
 from validate.boot import boot_artifact
 from validate.host import pinned_host
 from validate.hygiene import Expectations, check_hygiene
+from validate.platform import check_platform, recorded_platform
 from validate.report import write_html, write_junit
 from validate.results import Package, ValidationRun
 from validate.usertests import run_user_tests
@@ -76,6 +77,8 @@ def validate_artifact(
 ) -> ValidationRun:
     """Boot, check, report. The artifact's disk is never written (digest checked)."""
     record = load_build_record(artifact)
+    # The template's own firmware and TPM, as built: the boot and the platform checks.
+    firmware, tpm = recorded_platform(record, artifact / "build.json")
     profile = resolve_profile(profile_ref or record["profile"]["source"], artifact / "build.json")
     disk = artifact / "disk.qcow2"
     timings: dict[str, float] = {}
@@ -88,7 +91,11 @@ def validate_artifact(
         run_start = time.monotonic()
         log.info("Booting the template from firmware")
         with boot_artifact(
-            disk, boot_timeout=boot_timeout, serial_log=artifact / "validate-serial.log"
+            disk,
+            boot_timeout=boot_timeout,
+            serial_log=artifact / "validate-serial.log",
+            firmware=firmware,
+            tpm=tpm,
         ) as guest:
             host = pinned_host(guest.client, guest.access.user)
             log.info("SSH up after %.1fs (%s)", time.monotonic() - run_start, guest.accelerator)
@@ -97,6 +104,8 @@ def validate_artifact(
             timings["boot"] = round(time.monotonic() - run_start, 3)
             expect = _expectations(record, guest.instance_id, guest.access.host_key.fingerprint)
             results, packages = _check(host, profile, expect, tests, timings)
+            with host.sudo():
+                results += check_platform(host, firmware, tpm)
             accelerator = str(guest.accelerator)
         timings["total"] = round(time.monotonic() - run_start, 3)
         after = hash_file(disk, "sha256", "sha512")

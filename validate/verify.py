@@ -99,6 +99,17 @@ class Claims:
     approval_keyid: str
     valid_until: datetime.datetime
     outputs: tuple[OutputSubject, ...] = ()  # subjects after the qcow2: raw, vmdk, ...
+    platform: PlatformClaims | None = None  # None: signed before firmware was recorded
+
+
+@dataclasses.dataclass(frozen=True)
+class PlatformClaims:
+    """The predicate's platform: the firmware built for, and what validation proved."""
+
+    firmware: str  # bios | uefi | uefi-secureboot
+    secure_boot_verified: bool
+    tpm_verified: bool
+    measured_boot: bool
 
 
 def read_claims(payload: bytes, source: Path) -> Claims:
@@ -177,6 +188,36 @@ def _read_claims(payload: bytes, source: Path) -> Claims:
         approval_keyid=predicate.text("approval.keyid"),
         valid_until=_read_time(predicate, "approval.validUntil"),
         outputs=read_output_subjects(subjects[1:], source),
+        platform=_read_platform(predicate),
+    )
+
+
+FIRMWARES = ("bios", "uefi", "uefi-secureboot")
+
+
+def _read_platform(predicate: JsonFields) -> PlatformClaims | None:
+    if "platform" not in predicate.data:
+        return None
+    firmware = predicate.text("platform.firmware")
+    if firmware not in FIRMWARES:
+        raise InputError(
+            predicate.path,
+            "payload.predicate.platform.firmware",
+            "expected " + ", ".join(FIRMWARES),
+        )
+    flags = {}
+    for dotted in ("secureBoot.verified", "tpm.verified", "tpm.measuredBoot"):
+        value = predicate.get(f"platform.{dotted}")
+        if not isinstance(value, bool):
+            raise InputError(
+                predicate.path, f"payload.predicate.platform.{dotted}", "expected true or false"
+            )
+        flags[dotted] = value
+    return PlatformClaims(
+        firmware=firmware,
+        secure_boot_verified=flags["secureBoot.verified"],
+        tpm_verified=flags["tpm.verified"],
+        measured_boot=flags["tpm.measuredBoot"],
     )
 
 
@@ -493,6 +534,66 @@ class RequiredControls:
                 )
 
 
+# A template for Secure Boot boots in UEFI mode too (shim runs without
+# enforcement); a BIOS template boots nowhere else.
+_SATISFIES = {
+    "bios": ("bios",),
+    "uefi": ("uefi", "uefi-secureboot"),
+    "uefi-secureboot": ("uefi-secureboot",),
+}
+
+
+def _platform(evidence: Evidence, what: str) -> PlatformClaims:
+    platform = evidence.claims.platform
+    if platform is None:
+        raise VerificationError(
+            f"{evidence.manifest}: the manifest records no firmware or TPM (signed before "
+            f"goldsmith recorded them); the policy requires {what}"
+        )
+    return platform
+
+
+def _proven(evidence: Evidence, control: str, claimed: bool) -> bool:
+    """Both the predicate's summary and the signed result of the check itself."""
+    return claimed and evidence.claims.controls.get(control) == Status.passed
+
+
+@dataclasses.dataclass(frozen=True)
+class RequiredFirmware:
+    firmware: str
+
+    def __call__(self, evidence: Evidence) -> None:
+        what = f"firmware {self.firmware} (require_firmware)"
+        platform = _platform(evidence, what)
+        if platform.firmware not in _SATISFIES[self.firmware]:
+            raise VerificationError(
+                f"{evidence.manifest}: the template was built for firmware "
+                f"{platform.firmware}; the policy requires {what}"
+            )
+        if self.firmware == "uefi-secureboot" and not _proven(
+            evidence, "PLAT-SECUREBOOT", platform.secure_boot_verified
+        ):
+            raise VerificationError(
+                f"{evidence.manifest}: validation did not prove Secure Boot enabled and "
+                f"enforcing (PLAT-SECUREBOOT); the policy requires {what}"
+            )
+
+
+def required_tpm(evidence: Evidence) -> None:
+    what = "a TPM with measured boot (require_tpm)"
+    platform = _platform(evidence, what)
+    if not _proven(evidence, "PLAT-TPM", platform.tpm_verified):
+        raise VerificationError(
+            f"{evidence.manifest}: validation did not prove a TPM 2.0 in the guest "
+            f"(PLAT-TPM); the policy requires {what}"
+        )
+    if not _proven(evidence, "PLAT-PCRS", platform.measured_boot):
+        raise VerificationError(
+            f"{evidence.manifest}: validation did not prove measured boot (PLAT-PCRS); "
+            f"the policy requires {what}"
+        )
+
+
 def image_self_contained(evidence: Evidence) -> None:
     claims = evidence.claims
     if claims.image_format != "qcow2":
@@ -572,6 +673,8 @@ class Policy:
     required_version: str | None = None
     min_version: str | None = None
     required_profile_digest: str | None = None
+    require_firmware: str | None = None  # bios | uefi | uefi-secureboot
+    require_tpm: bool = False
 
     @classmethod
     def load(cls, path: Path) -> Policy:
@@ -609,6 +712,14 @@ class Policy:
             if not isinstance(digest, str):
                 raise InputError(path, "required_profile_digest", "expected sha256:<hex>")
             values["required_profile_digest"] = digest
+        if (firmware := data.get("require_firmware")) is not None:
+            if firmware not in FIRMWARES:
+                raise InputError(path, "require_firmware", "expected " + ", ".join(FIRMWARES))
+            values["require_firmware"] = firmware
+        if (tpm := data.get("require_tpm")) is not None:
+            if not isinstance(tpm, bool):
+                raise InputError(path, "require_tpm", "expected true or false")
+            values["require_tpm"] = tpm
         if data.get("required_result", "approved") != "approved":
             raise InputError(path, "required_result", "expected 'approved' (the only result)")
         if (age := data.get("max_age_days")) is not None:
@@ -679,6 +790,10 @@ class Policy:
             checks.append(MaxAge(self.max_age_days))
         if self.required_controls:
             checks.append(RequiredControls(self.required_controls))
+        if self.require_firmware is not None:
+            checks.append(RequiredFirmware(self.require_firmware))
+        if self.require_tpm:
+            checks.append(required_tpm)
         checks += image_checks or [image_self_contained, image_digests_match]
         return AllOf(tuple(checks))
 

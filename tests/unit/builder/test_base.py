@@ -4,7 +4,9 @@ qemu-img's account of an image header, and a download server's answers."""
 from __future__ import annotations
 
 import http.server
+import json
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
@@ -14,7 +16,10 @@ from typing import Any, ClassVar
 import pytest
 
 from builder import base
+from builder.cache import digest_json
 from builder.errors import BuildError
+from builder.firmware import Firmware
+from builder.spec import DebootstrapBase
 
 
 def fake_qemu_img(monkeypatch: pytest.MonkeyPatch, stdout: str) -> list[list[str]]:
@@ -145,3 +150,182 @@ def test_a_download_that_never_ends_is_cut(
     monkeypatch.setattr(_Server, "routes", {"/image": (200, {}, bytes(5 << 20))})
     with pytest.raises(BuildError, match="more than"):
         base._download(f"{server}/image", tmp_path / "image")
+
+
+# --- debootstrap recipe: firmware and releases ---------------------------------
+
+
+def debootstrap(suite: str = "bookworm", firmware: Firmware = Firmware.bios) -> DebootstrapBase:
+    return DebootstrapBase(
+        suite=suite,
+        mirror="http://deb.debian.org/debian",
+        security_mirror="http://deb.debian.org/debian-security",
+        packages=(),
+        firmware=firmware,
+    )
+
+
+def test_a_bios_bookworm_base_keeps_its_cache_key() -> None:
+    # Every BIOS bookworm base cached before firmware existed stays valid.
+    inputs = base.bootstrap_inputs(debootstrap())
+    assert set(inputs) == {
+        "recipe",
+        "suite",
+        "mirror",
+        "security_mirror",
+        "packages",
+        "architecture",
+        "disk_size",
+    }
+    assert "grub-pc" in inputs["packages"]
+    assert not {"grub-efi-amd64", "shim-signed"} & set(inputs["packages"])
+
+
+def test_the_firmware_is_part_of_the_base_key() -> None:
+    keys = {digest_json(base.bootstrap_inputs(debootstrap(firmware=f))) for f in Firmware}
+    assert len(keys) == 3
+    uefi = base.bootstrap_inputs(debootstrap(firmware=Firmware.uefi))
+    assert uefi["firmware"] == "uefi"
+    assert "grub-efi-amd64" in uefi["packages"] and "grub-pc" not in uefi["packages"]
+    assert "shim-signed" not in uefi["packages"]
+    secure = base.bootstrap_inputs(debootstrap(firmware=Firmware.uefi_secureboot))
+    # Debian's signed chain: shim, signed GRUB; the cloud kernel is signed already.
+    assert {"shim-signed", "grub-efi-amd64-signed", "linux-image-cloud-amd64"} <= set(
+        secure["packages"]
+    )
+    assert "grub-pc" not in secure["packages"]
+
+
+def test_trixie_gets_deb822_sources_and_its_own_key() -> None:
+    assert not base.uses_deb822("bookworm")
+    assert base.uses_deb822("trixie") and base.uses_deb822("forky") and base.uses_deb822("sid")
+    assert base.bootstrap_inputs(debootstrap("trixie"))["sources"] == "deb822"
+    assert "sources" not in base.bootstrap_inputs(debootstrap("bookworm"))
+
+
+def fake_tree(root: Path) -> Path:
+    tree = root / "tree"
+    for folder in (
+        "etc/apt/sources.list.d",
+        "etc/ssh",
+        "etc/systemd/network",
+        "etc/cloud/cloud.cfg.d",
+        "etc/default",
+        "usr/local/sbin",
+        "var/lib/dbus",
+        "var/cache/apt",
+        "var/lib/apt/lists",
+    ):
+        (tree / folder).mkdir(parents=True)
+    (tree / "etc/apt/sources.list").write_text("deb http://deb.debian.org/debian trixie main\n")
+    return tree
+
+
+def test_a_trixie_tree_has_one_deb822_sources_file(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path)
+    base._customize_tree(tree, "0" * 8, debootstrap("trixie"), None)
+
+    assert not (tree / "etc/apt/sources.list").exists()
+    text = (tree / "etc/apt/sources.list.d/debian.sources").read_text()
+    stanzas = [dict(line.split(": ", 1) for line in s.splitlines()) for s in text.split("\n\n")]
+    assert stanzas == [
+        {
+            "Types": "deb",
+            "URIs": "http://deb.debian.org/debian",
+            "Suites": "trixie trixie-updates",
+            "Components": "main",
+            "Signed-By": "/usr/share/keyrings/debian-archive-keyring.gpg",
+        },
+        {
+            "Types": "deb",
+            "URIs": "http://deb.debian.org/debian-security",
+            "Suites": "trixie-security",
+            "Components": "main",
+            "Signed-By": "/usr/share/keyrings/debian-archive-keyring.gpg",
+        },
+    ]
+
+
+def test_a_bookworm_tree_keeps_its_sources_list(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path)
+    base._customize_tree(tree, "0" * 8, debootstrap("bookworm"), None)
+    assert (tree / "etc/apt/sources.list").is_file()
+    assert not (tree / "etc/apt/sources.list.d/debian.sources").exists()
+
+
+def test_a_uefi_tree_mounts_its_esp_and_installs_grub_for_efi(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path)
+    base._customize_tree(tree, "1234", debootstrap(firmware=Firmware.uefi_secureboot), "ABCD0123")
+    fstab = (tree / "etc/fstab").read_text().splitlines()
+    assert fstab == [
+        "UUID=1234 / ext4 rw,discard,errors=remount-ro 0 1",
+        "UUID=ABCD-0123 /boot/efi vfat umask=0077 0 0",
+    ]
+    script = (tree / "usr/local/sbin/goldsmith-firstboot").read_text()
+    assert "--target=x86_64-efi" in script and "--uefi-secure-boot" in script
+    # The removable path, and no NVRAM: a fresh variable store must boot it.
+    assert "--force-extra-removable" in script and "--no-nvram" in script
+    assert "test -s /boot/efi/EFI/BOOT/BOOTX64.EFI" in script
+    assert "i386-pc" not in script
+
+
+def test_the_bios_first_boot_is_unchanged() -> None:
+    script = base.firstboot_script(Firmware.bios)
+    assert "grub-install --target=i386-pc /dev/vda\nupdate-grub\nrm -f" in script
+    assert "@" not in script and "efi" not in script
+    assert "--no-uefi-secure-boot" in base.firstboot_script(Firmware.uefi)
+    for firmware in Firmware:
+        assert "@" not in base.firstboot_script(firmware)
+
+
+needs_sfdisk = pytest.mark.skipif(shutil.which("sfdisk") is None, reason="sfdisk is needed")
+
+
+def partition_table(tmp_path: Path, firmware: Firmware) -> dict[str, Any]:
+    disk = tmp_path / f"{firmware}.raw"
+    with open(disk, "wb") as f:
+        f.truncate(base.BASE_DISK_SIZE)
+    layout = base.disk_layout(firmware)
+    subprocess.run(["sfdisk", "--quiet", disk], input=layout.sfdisk.encode(), check=True)
+    out = subprocess.run(["sfdisk", "--json", disk], capture_output=True, check=True)
+    table: dict[str, Any] = json.loads(out.stdout)["partitiontable"]
+    return table
+
+
+@needs_sfdisk
+def test_the_bios_disk_is_one_bootable_mbr_partition(tmp_path: Path) -> None:
+    table = partition_table(tmp_path, Firmware.bios)
+    layout = base.disk_layout(Firmware.bios)
+    assert table["label"] == "dos"
+    (root,) = table["partitions"]
+    assert root["start"] * 512 == layout.root_offset and root.get("bootable")
+    assert root["size"] * 512 >= layout.root_size
+
+
+@needs_sfdisk
+@pytest.mark.parametrize("firmware", [Firmware.uefi, Firmware.uefi_secureboot])
+def test_a_uefi_disk_is_gpt_with_the_esp_first_and_root_last(
+    tmp_path: Path, firmware: Firmware
+) -> None:
+    table = partition_table(tmp_path, firmware)
+    layout = base.disk_layout(firmware)
+    assert table["label"] == "gpt"
+    esp, root = table["partitions"]
+    assert esp["type"] == base.ESP_TYPE
+    assert esp["start"] * 512 == base.PARTITION_OFFSET and esp["size"] * 512 == base.ESP_SIZE
+    assert root["type"] == base.LINUX_DATA_TYPE
+    assert root["start"] * 512 == layout.root_offset
+    # The ext4 image fits its partition, which ends before GPT's backup table.
+    assert layout.root_size <= root["size"] * 512
+    assert (root["start"] + root["size"]) * 512 <= base.BASE_DISK_SIZE - 33 * 512
+
+
+@pytest.mark.skipif(shutil.which("mkfs.vfat") is None, reason="dosfstools is needed")
+def test_the_esp_is_a_fat32_file_with_the_fstab_serial(tmp_path: Path) -> None:
+    esp = tmp_path / "esp.vfat"
+    base.make_esp(esp, "ABCD0123")
+    assert esp.stat().st_size == base.ESP_SIZE
+    boot = esp.read_bytes()[:512]
+    assert boot[82:90] == b"FAT32   "
+    assert int.from_bytes(boot[67:71], "little") == 0xABCD0123  # the volume id fstab names
+    assert boot[510:512] == b"\x55\xaa"

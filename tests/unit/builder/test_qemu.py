@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import signal
@@ -13,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from builder import firmware as fw
 from builder import qemu
 from builder.errors import GuestError, ToolError
+from builder.firmware import Firmware
 from builder.qemu import (
     QEMU,
     Accelerator,
@@ -575,3 +578,198 @@ def test_qmp_answers_on_the_chardev_socket(
         vm.qmp("query-status")  # raises OSError if nothing speaks QMP there
         vm.qmp("quit")
         assert vm.wait(10) is not None
+
+
+# --- firmware and TPM ---------------------------------------------------------
+
+needs_firmware_tools = pytest.mark.skipif(
+    shutil.which(QEMU) is None
+    or shutil.which("swtpm") is None
+    or not (fw.OVMF_DIR / "OVMF_CODE_4M.secboot.fd").is_file(),
+    reason="qemu-system-x86, ovmf and swtpm are needed",
+)
+
+
+def uefi_config(folder: Path, firmware: Firmware, accelerator: Accelerator, **changes: Any) -> Any:
+    return config(
+        folder,
+        firmware=firmware,
+        accelerator=accelerator,
+        firmware_code=folder / "code.fd",
+        firmware_vars=folder / "vars.fd",
+        **changes,
+    )
+
+
+def pflash(cmd: Sequence[str]) -> list[list[tuple[str, str]]]:
+    return [qemu_options(v) for v in values_of(cmd, "-drive") if "if=pflash" in v]
+
+
+@pytest.mark.parametrize("accelerator", [Accelerator.kvm, Accelerator.tcg])
+def test_bios_boots_without_pflash_or_smm(tmp_path: Path, accelerator: Accelerator) -> None:
+    cmd = build_command(config(tmp_path, accelerator=accelerator))
+    assert pflash(cmd) == []
+    assert "-global" not in cmd
+    assert "smm" not in value_of(cmd, "-machine")
+    # The BIOS disk is the plain virtio drive SeaBIOS has always booted.
+    assert "if=virtio" in value_of(cmd, "-drive").split(",")
+
+
+@pytest.mark.parametrize("accelerator", [Accelerator.kvm, Accelerator.tcg])
+def test_uefi_boots_ovmf_code_read_only_and_its_own_vars(
+    tmp_path: Path, accelerator: Accelerator
+) -> None:
+    cmd = build_command(uefi_config(tmp_path, Firmware.uefi, accelerator, seed=tmp_path / "s.iso"))
+
+    assert value_of(cmd, "-machine") == "q35"
+    assert value_of(cmd, "-accel") == str(accelerator)
+    assert value_of(cmd, "-cpu") == ("host" if accelerator is Accelerator.kvm else "max")
+    code, store = pflash(cmd)
+    assert code == [
+        ("if", "pflash"),
+        ("format", "raw"),
+        ("unit", "0"),
+        ("readonly", "on"),
+        ("file", str(tmp_path / "code.fd")),
+    ]
+    assert store == [
+        ("if", "pflash"),
+        ("format", "raw"),
+        ("unit", "1"),
+        ("file", str(tmp_path / "vars.fd")),
+    ]
+    # No SMM and no secure flash without Secure Boot.
+    assert "-global" not in cmd
+    # The disk is booted first (fw_cfg boot order), never the network.
+    disk = next(qemu_options(v) for v in values_of(cmd, "-drive") if "overlay" in v)
+    assert ("if", "none") in disk and ("id", "disk0") in disk
+    assert "virtio-blk-pci,drive=disk0,bootindex=0" in values_of(cmd, "-device")
+    # Firmware first on the command line: pflash units before any other drive.
+    drives = values_of(cmd, "-drive")
+    assert [("pflash" in d) for d in drives] == [True, True, False, False]
+
+
+@pytest.mark.parametrize("accelerator", [Accelerator.kvm, Accelerator.tcg])
+def test_secure_boot_takes_smm_and_secure_flash(tmp_path: Path, accelerator: Accelerator) -> None:
+    cmd = build_command(uefi_config(tmp_path, Firmware.uefi_secureboot, accelerator))
+
+    assert value_of(cmd, "-machine") == "q35,smm=on"
+    assert values_of(cmd, "-global") == [
+        "driver=cfi.pflash01,property=secure,value=on",
+        "ICH9-LPC.disable_s3=1",
+    ]
+    code, store = pflash(cmd)
+    assert ("readonly", "on") in code and ("unit", "0") in code
+    assert ("readonly", "on") not in store and ("unit", "1") in store
+
+
+@pytest.mark.parametrize("firmware", [Firmware.uefi, Firmware.uefi_secureboot])
+def test_kvm_and_tcg_differ_only_in_accelerator_and_cpu_for_uefi(
+    tmp_path: Path, firmware: Firmware
+) -> None:
+    kvm = build_command(uefi_config(tmp_path, firmware, Accelerator.kvm, ssh_port=1))
+    tcg = build_command(uefi_config(tmp_path, firmware, Accelerator.tcg, ssh_port=1))
+    differ = [(a, b) for a, b in zip(kvm, tcg, strict=True) if a != b]
+    assert differ == [("kvm", "tcg"), ("host", "max")]
+
+
+def test_uefi_without_its_files_is_a_programming_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="firmware_code"):
+        build_command(config(tmp_path, firmware=Firmware.uefi))
+
+
+@pytest.mark.parametrize("firmware", list(Firmware))
+@pytest.mark.parametrize("accelerator", [Accelerator.kvm, Accelerator.tcg])
+def test_a_tpm_is_a_tis_device_on_the_swtpm_socket(
+    tmp_path: Path, firmware: Firmware, accelerator: Accelerator
+) -> None:
+    folder = tmp_path / "a,b"
+    machine = (
+        uefi_config(folder, firmware, accelerator)
+        if firmware.is_uefi
+        else config(folder, accelerator=accelerator)
+    )
+    cmd = build_command(dataclasses.replace(machine, tpm=True, tpm_socket=folder / "tpm.sock"))
+
+    chardevs = [qemu_options(v) for v in values_of(cmd, "-chardev")]
+    assert [("socket", ""), ("id", "chrtpm"), ("path", str(folder / "tpm.sock"))] in chardevs
+    assert value_of(cmd, "-tpmdev") == "emulator,id=tpm0,chardev=chrtpm"
+    assert "tpm-tis,tpmdev=tpm0" in values_of(cmd, "-device")
+
+
+def test_no_tpm_unless_asked(tmp_path: Path) -> None:
+    cmd = build_command(config(tmp_path))
+    assert "-tpmdev" not in cmd
+    assert not any(d.startswith("tpm") for d in values_of(cmd, "-device"))
+    assert not any("chrtpm" in c for c in values_of(cmd, "-chardev"))
+    with pytest.raises(ValueError, match="tpm_socket"):
+        build_command(config(tmp_path, tpm=True))
+
+
+def test_swtpm_command_keeps_its_state_private(tmp_path: Path) -> None:
+    cmd = fw.swtpm_command(tmp_path / "tpm", tmp_path / "s.sock", tmp_path / "l.log")
+    assert cmd[:4] == ["swtpm", "socket", "--tpm2", "--terminate"]
+    assert value_of(cmd, "--tpmstate") == f"dir={tmp_path / 'tpm'},mode=0600"
+    assert value_of(cmd, "--ctrl") == f"type=unixio,path={tmp_path / 's.sock'},mode=0600"
+    with pytest.raises(ToolError, match="comma"):
+        fw.swtpm_command(tmp_path / "a,b", tmp_path / "s.sock", tmp_path / "l.log")
+
+
+def test_ovmf_files_per_firmware(tmp_path: Path) -> None:
+    for name in (
+        "OVMF_CODE_4M.fd",
+        "OVMF_VARS_4M.fd",
+        "OVMF_CODE_4M.secboot.fd",
+        "OVMF_VARS_4M.ms.fd",
+    ):
+        (tmp_path / name).write_bytes(b"fd")
+    plain = fw.ovmf_files(Firmware.uefi, tmp_path)
+    assert (plain.code.name, plain.vars_template.name) == ("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd")
+    secure = fw.ovmf_files(Firmware.uefi_secureboot, tmp_path)
+    # The SMM build, and a store with Microsoft's keys enrolled (they sign shim).
+    assert (secure.code.name, secure.vars_template.name) == (
+        "OVMF_CODE_4M.secboot.fd",
+        "OVMF_VARS_4M.ms.fd",
+    )
+    (tmp_path / "OVMF_VARS_4M.ms.fd").unlink()
+    with pytest.raises(ToolError, match=r"OVMF_VARS_4M\.ms\.fd not found") as info:
+        fw.ovmf_files(Firmware.uefi_secureboot, tmp_path)
+    assert info.value.hint is not None and "apt-get install ovmf" in info.value.hint
+    with pytest.raises(ValueError):
+        fw.ovmf_files(Firmware.bios, tmp_path)
+
+
+@needs_firmware_tools
+@pytest.mark.parametrize("firmware", list(Firmware))
+def test_start_vm_gives_each_machine_its_vars_and_tpm_and_removes_them(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch, firmware: Firmware
+) -> None:
+    paused = build_command
+    monkeypatch.setattr(qemu, "build_command", lambda c: [*paused(c), "-S"])
+    disk = short_dir / "disk.raw"
+    disk.write_bytes(bytes(1 << 20))
+    machine = config(
+        short_dir,
+        disk=disk,
+        disk_format="raw",
+        memory=64,
+        cpus=1,
+        qmp_socket=None,
+        firmware=firmware,
+        tpm=True,
+    )
+    with start_vm(machine, stop_timeout=0.2) as vm:
+        assert vm.running
+        private = vm.config.tpm_socket.parent if vm.config.tpm_socket else None
+        assert private is not None and vm.config.tpm_socket is not None
+        assert vm.config.tpm_socket.is_socket()
+        if firmware.is_uefi:
+            store = vm.config.firmware_vars
+            assert store is not None and store.parent == private
+            # A copy, never the package's own store.
+            assert store.read_bytes() == fw.ovmf_files(firmware).vars_template.read_bytes()
+            assert vm.config.firmware_code == fw.ovmf_files(firmware).code
+        else:
+            assert vm.config.firmware_vars is None
+    assert not vm.running
+    assert not private.exists()
