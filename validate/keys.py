@@ -249,3 +249,18 @@ def _key_type(key: _PublicKey, path: Path | None = None) -> KeyType:
 
 def _kind(key: object) -> str:
     return type(key).__name__.lstrip("_").removesuffix("PrivateKey").removesuffix("PublicKey")
+
+
+def load_signing_key(
+    ref: Path | str,
+    passphrase: PassphraseSource = passphrase_from_env_or_tty,
+    *,
+    pin_env: str | None = None,
+) -> SigningKey:
+    """A key file, or a key in a PKCS#11 token named by a ``pkcs11:`` URI."""
+    if str(ref).startswith("pkcs11:"):
+        # Imported here: python-pkcs11 is loaded only when a token is used.
+        from validate.pkcs11 import load_token_key
+
+        return load_token_key(str(ref), pin_env=pin_env)
+    return load_private_key(Path(ref), passphrase)

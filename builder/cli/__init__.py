@@ -36,6 +36,7 @@ COMMAND_MODULES = {
     "sign": "builder.cli.stamp",
     "verify": "builder.cli.stamp",
     "signers": "builder.cli.stamp",
+    "pubkey": "builder.cli.stamp",
     "controls": "builder.cli.controls",
     "profile": "builder.cli.controls",
     "outdated": "builder.cli.pipeline",

@@ -20,6 +20,7 @@ from validate.keys import (
     KeyType,
     generate_key,
     load_public_key,
+    load_signing_key,
     public_key_path,
     write_keypair,
 )
@@ -81,9 +82,27 @@ def keygen(key_type: str, passphrase_prompt: bool, out: Path) -> None:
     click.echo(f"public key: {public}")
 
 
+def _key_ref(text: str) -> Path | str:
+    """A pkcs11: URI stays text (a path would fold its slashes); anything else is a file."""
+    return text if text.startswith("pkcs11:") else Path(text)
+
+
+_PIN_ENV = click.option(
+    "--pin-env",
+    metavar="VAR",
+    help="The environment variable holding a PKCS#11 token's PIN (default GOLDSMITH_PKCS11_PIN).",
+)
+
+
 @click.command()
 @click.argument("artifact_dir", type=_DIR)
-@click.option("--key", "key_path", type=_FILE, required=True, help="PEM private key.")
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    help="PEM private key, or a key in a token: 'pkcs11:token=T;object=K' (RFC 7512).",
+)
+@_PIN_ENV
 @click.option(
     "--valid-for",
     "valid_for",
@@ -109,11 +128,12 @@ def keygen(key_type: str, passphrase_prompt: bool, out: Path) -> None:
 )
 def sign(
     artifact_dir: Path,
-    key_path: Path,
+    key_path: str,
     valid_for: int | None,
     previous: Path | None,
     ssh_key: Path | None,
     replace: bool,
+    pin_env: str | None,
 ) -> None:
     """Sign an approved template, or add a second approver's signature.
 
@@ -127,12 +147,13 @@ def sign(
     try:
         manifest = sign_artifact(
             artifact_dir,
-            key_path,
+            _key_ref(key_path),
             valid_for_days=valid_for,
             previous=previous,
             ssh_key=ssh_key,
             passphrase=_prompt_passphrase,
             mode=SignMode.fresh if replace else SignMode.add,
+            pin_env=pin_env,
         )
     except GoldsmithError as exc:
         raise PrintableError(exc) from exc
@@ -286,4 +307,29 @@ def signers(artifact_dir: Path, keys: tuple[Path, ...], as_json: bool) -> None:
         )
 
 
-COMMANDS: list[click.Command] = [keygen, sign, verify, signers]
+@click.command()
+@click.argument("key")
+@_PIN_ENV
+@click.option("--out", type=_FILE, help="Write the PEM here (refused if it exists).")
+def pubkey(key: str, pin_env: str | None, out: Path | None) -> None:
+    """Print the public key of KEY (a key file or a 'pkcs11:' URI) as PEM.
+
+    For a key in a token this is how its public half reaches verifiers; the
+    private key never leaves the token. The keyid goes to stderr.
+    """
+    try:
+        signing = load_signing_key(_key_ref(key), _prompt_passphrase, pin_env=pin_env)
+    except GoldsmithError as exc:
+        raise PrintableError(exc) from exc
+    pem = signing.public.to_pem()
+    log.info("keyid %s (%s)", signing.keyid, signing.type)
+    if out is None:
+        click.echo(pem.decode("ascii"), nl=False)
+        return
+    if os.path.lexists(out):
+        raise InputError(out, None, "already exists; refusing to overwrite a key file")
+    out.write_bytes(pem)
+    click.echo(out)
+
+
+COMMANDS: list[click.Command] = [keygen, sign, verify, signers, pubkey]
