@@ -35,6 +35,7 @@ from builder.errors import GoldsmithError, InputError
 from builder.formats import OutputFormat, file_name
 from builder.log import log
 from hardening.strictdata import DataError, escape, loads_json, read_regular
+from validate.attestations import PROVENANCE_ENVELOPE_NAME, SBOM_ENVELOPE_NAME, SBOM_NAME
 from validate.dsse import MAX_ENVELOPE_BYTES, load_envelope
 from validate.keys import PublicKey
 from validate.manifest import (
@@ -73,6 +74,7 @@ RECORD_MEDIA_TYPES = {
     VALIDATION_RECORD_NAME: "application/vnd.goldsmith.validation.v1+json",
     "junit.xml": "application/vnd.goldsmith.junit.v1+xml",
     "report.html": "text/html",
+    SBOM_NAME: "application/vnd.cyclonedx+json",
 }
 
 
@@ -86,6 +88,8 @@ LAYER_MEDIA_TYPES = {
 }
 
 MAX_REFERRERS = 16
+# The signed envelopes, each attached as a referrer; the template statement first.
+ATTESTATION_FILES = (MANIFEST_NAME, SBOM_ENVELOPE_NAME, PROVENANCE_ENVELOPE_NAME)
 
 
 def image_manifest(
@@ -162,43 +166,50 @@ def push_template(
         raise InputError(
             artifact_dir / "disk.qcow2", None, "not found; expected the template's image"
         )
-    envelope = read_regular(envelope_path, MAX_ENVELOPE_BYTES)
     client = RegistryClient(ref, plain_http=plain_http, ca_file=ca_file, env=env)
     client.push_blob(EMPTY_CONFIG, sha256_digest(EMPTY_CONFIG), len(EMPTY_CONFIG), "config")
     layers = []
     for path in template_files(artifact_dir):
-        digest, size = _filesha256_digest(path)
+        digest, size = _file_digest(path)
         client.push_blob(path, digest, size, path.name)
         layers.append(Descriptor(LAYER_MEDIA_TYPES[path.name], digest, size, {TITLE: path.name}))
     manifest = image_manifest(TEMPLATE_ARTIFACT_TYPE, layers)
     client.put_manifest(ref.reference, manifest, MANIFEST_MEDIA_TYPE)
     subject = Descriptor(MANIFEST_MEDIA_TYPE, sha256_digest(manifest), len(manifest))
+    # Each signed envelope (the template statement, then the SBOM and
+    # provenance when sign made them) is a referrer of its own.
+    attached = [
+        _attach(client, subject, name, read_regular(artifact_dir / name, MAX_ENVELOPE_BYTES))
+        for name in ATTESTATION_FILES
+        if (artifact_dir / name).is_file()
+    ]
+    return Pushed(ref, subject.digest, attached[0][0], attached[0][1])
 
+
+def _attach(
+    client: RegistryClient, subject: Descriptor, name: str, envelope: bytes
+) -> tuple[str, bool]:
+    """Push one envelope as a referrer of ``subject``: its digest, and whether
+    the registry's referrers API indexed it (else the tag schema's index has it)."""
     envelope_digest = sha256_digest(envelope)
-    client.push_blob(envelope, envelope_digest, len(envelope), MANIFEST_NAME)
+    client.push_blob(envelope, envelope_digest, len(envelope), name)
+    annotations = {PREDICATE_TYPE_ANNOTATION: _predicate_type(envelope), TITLE: name}
     attestation = image_manifest(
         ATTESTATION_ARTIFACT_TYPE,
-        [Descriptor(ENVELOPE_MEDIA_TYPE, envelope_digest, len(envelope), {TITLE: MANIFEST_NAME})],
+        [Descriptor(ENVELOPE_MEDIA_TYPE, envelope_digest, len(envelope), {TITLE: name})],
         subject=subject,
-        annotations={PREDICATE_TYPE_ANNOTATION: _predicate_type(envelope)},
+        annotations=annotations,
     )
-    attestation_digest = sha256_digest(attestation)
-    response = client.put_manifest(attestation_digest, attestation, MANIFEST_MEDIA_TYPE)
+    digest = sha256_digest(attestation)
+    response = client.put_manifest(digest, attestation, MANIFEST_MEDIA_TYPE)
     # A registry with the referrers API says so by naming the subject it indexed.
     api = response.headers.get("OCI-Subject") == subject.digest
     if not api:
-        _add_to_fallback_index(
-            client,
-            subject.digest,
-            Descriptor(
-                MANIFEST_MEDIA_TYPE,
-                attestation_digest,
-                len(attestation),
-                {PREDICATE_TYPE_ANNOTATION: _predicate_type(envelope)},
-                ATTESTATION_ARTIFACT_TYPE,
-            ),
+        entry = Descriptor(
+            MANIFEST_MEDIA_TYPE, digest, len(attestation), annotations, ATTESTATION_ARTIFACT_TYPE
         )
-    return Pushed(ref, subject.digest, attestation_digest, api)
+        _add_to_fallback_index(client, subject.digest, entry)
+    return digest, api
 
 
 def _add_to_fallback_index(client: RegistryClient, subject: str, entry: Descriptor) -> None:
@@ -225,7 +236,7 @@ def _predicate_type(envelope: bytes) -> str:
     return value if isinstance(value, str) else "unknown"
 
 
-def _filesha256_digest(path: Path) -> tuple[str, int]:
+def _file_digest(path: Path) -> tuple[str, int]:
     return "sha256:" + hash_file(path, "sha256")["sha256"], path.stat().st_size
 
 
@@ -317,10 +328,22 @@ def _verify_with_referrers(
     policy: Policy | None,
     pins: Pins | None,
 ) -> Verdict:
-    """The first attestation that verifies; the last refusal when none does."""
-    candidates = [
-        d for d in client.referrers(digest) if d.artifact_type == ATTESTATION_ARTIFACT_TYPE
-    ][:MAX_REFERRERS]
+    """The first template statement that verifies; the last refusal when none does.
+
+    The SBOM and provenance envelopes are fetched first, the newest of each
+    name (the index lists them in the order they were attached); verify
+    judges them with the statement that names them.
+    """
+    listed = [d for d in client.referrers(digest) if d.artifact_type == ATTESTATION_ARTIFACT_TYPE]
+    titled = [(d, d.annotations.get(TITLE, MANIFEST_NAME)) for d in listed[-MAX_REFERRERS:]]
+    for name in ATTESTATION_FILES[1:]:
+        newest = [d for d, title in titled if title == name][-1:]
+        for candidate in newest:
+            try:
+                (staging / name).write_bytes(_envelope(client, candidate, digest))
+            except RegistryError as exc:
+                log.warning("attestation %s refused: %s", candidate.digest, exc.message)
+    candidates = [d for d, title in titled if title == MANIFEST_NAME]
     if not candidates:
         raise VerificationError(f"{client.ref}: no signed manifest is attached to {digest}")
     refusal: GoldsmithError | None = None
@@ -328,21 +351,7 @@ def _verify_with_referrers(
         envelope_path = staging / MANIFEST_NAME
         envelope_path.unlink(missing_ok=True)
         try:
-            data = client.get_manifest(candidate.digest, MANIFEST_MEDIA_TYPE)
-            if data is None:
-                raise RegistryError(f"{candidate.digest}: listed as a referrer, but absent")
-            doc = json_object(data, "attestation manifest")
-            subject = descriptor(doc.get("subject"), "subject")
-            if subject.digest != digest:
-                raise RegistryError(f"{candidate.digest}: its subject is another manifest")
-            layers = [
-                d
-                for d in descriptors(doc.get("layers"), "layers")
-                if d.media_type == ENVELOPE_MEDIA_TYPE
-            ]
-            if len(layers) != 1:
-                raise RegistryError(f"{candidate.digest}: expected one DSSE envelope layer")
-            envelope_path.write_bytes(client.blob_bytes(layers[0], MAX_ENVELOPE_BYTES))
+            envelope_path.write_bytes(_envelope(client, candidate, digest))
             verdict = verify_artifact(
                 staging, keys=keys, policy=policy, pins=pins, all_formats=True
             )
@@ -353,6 +362,22 @@ def _verify_with_referrers(
             refusal = exc
     assert refusal is not None
     raise VerificationError(f"no attached signed manifest verifies: {refusal.message}")
+
+
+def _envelope(client: RegistryClient, candidate: Descriptor, subject: str) -> bytes:
+    """The DSSE envelope a referrer of ``subject`` holds, digest-checked."""
+    data = client.get_manifest(candidate.digest, MANIFEST_MEDIA_TYPE)
+    if data is None:
+        raise RegistryError(f"{candidate.digest}: listed as a referrer, but absent")
+    doc = json_object(data, "attestation manifest")
+    if descriptor(doc.get("subject"), "subject").digest != subject:
+        raise RegistryError(f"{candidate.digest}: its subject is another manifest")
+    layers = [
+        d for d in descriptors(doc.get("layers"), "layers") if d.media_type == ENVELOPE_MEDIA_TYPE
+    ]
+    if len(layers) != 1:
+        raise RegistryError(f"{candidate.digest}: expected one DSSE envelope layer")
+    return client.blob_bytes(layers[0], MAX_ENVELOPE_BYTES)
 
 
 def _check_records(staging: Path) -> None:

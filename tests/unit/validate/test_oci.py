@@ -233,6 +233,9 @@ def pushed_files(artifact: Path) -> list[str]:
             "build.json",
             "validation.json",
             "manifest.dsse.json",
+            "sbom.cdx.json",
+            "sbom.dsse.json",
+            "provenance.dsse.json",
         }
     )
 
@@ -334,12 +337,19 @@ def test_push_then_pull_verifies_and_is_byte_identical(
         "disk.ova",
         "build.json",
         "validation.json",
+        "sbom.cdx.json",
     ]
     index = client.get_manifest(fallback_tag(pushed.manifest_digest), INDEX_MEDIA_TYPE)
     assert index is not None
-    (entry,) = json.loads(index)["manifests"]
-    assert entry["artifactType"] == ATTESTATION_ARTIFACT_TYPE
-    assert entry["digest"] == pushed.attestation_digest
+    # Each signed envelope is a referrer of its own, named by its title.
+    entries = json.loads(index)["manifests"]
+    assert {e["artifactType"] for e in entries} == {ATTESTATION_ARTIFACT_TYPE}
+    titles = {e["annotations"]["org.opencontainers.image.title"]: e for e in entries}
+    assert sorted(titles) == ["manifest.dsse.json", "provenance.dsse.json", "sbom.dsse.json"]
+    assert titles["manifest.dsse.json"]["digest"] == pushed.attestation_digest
+    assert titles["manifest.dsse.json"]["annotations"]["in-toto.io/predicate-type"] == (
+        "https://goldsmith.dev/template/v1"
+    )
 
     out = tmp_path / "pulled"
     out.mkdir()  # an empty folder is fine
@@ -355,7 +365,7 @@ def test_push_then_pull_verifies_and_is_byte_identical(
     by_digest = parse_reference(f"{plain.host}/goldsmith/roundtrip@{pushed.manifest_digest}")
     pull_template(by_digest, tmp_path / "again", keys=[signed.pub], plain_http=True, env=PLAIN_ENV)
     index = client.get_manifest(fallback_tag(pushed.manifest_digest), INDEX_MEDIA_TYPE)
-    assert index is not None and len(json.loads(index)["manifests"]) == 1
+    assert index is not None and len(json.loads(index)["manifests"]) == 3
 
 
 def copy_registry_repo(plain: Registry, signed: Signed, repo: str) -> Reference:
@@ -404,7 +414,12 @@ def test_a_replaced_referrer_is_refused_and_nothing_appears(
     client = RegistryClient(ref, plain_http=True, env=PLAIN_ENV)
     tag = fallback_tag(pushed.manifest_digest)
     index = json.loads(client.get_manifest(tag, INDEX_MEDIA_TYPE) or b"{}")
-    assert len(index["manifests"]) == 2  # both signatures were attached
+    statements = [
+        m
+        for m in index["manifests"]
+        if m["annotations"]["org.opencontainers.image.title"] == "manifest.dsse.json"
+    ]
+    assert len(statements) == 2  # both signed statements were attached
     index["manifests"] = [m for m in index["manifests"] if m["digest"] == pushed.attestation_digest]
     client.put_manifest(tag, json.dumps(index).encode(), INDEX_MEDIA_TYPE)
 
