@@ -230,7 +230,14 @@ def _build_into(
         digests = hash_file(disk, "sha256", "sha512")
     # Every other format is converted from the compacted qcow2, which stays the
     # template validation boots; each output is hashed from its own file.
-    hardware = Hardware(spec.name, spec.version, cpus=spec.vm.cpus, memory=spec.vm.memory)
+    hardware = Hardware(
+        spec.name,
+        spec.version,
+        cpus=spec.vm.cpus,
+        memory=spec.vm.memory,
+        efi=spec.firmware.is_uefi,
+        secure_boot=spec.firmware is firmware.Firmware.uefi_secureboot,
+    )
     outputs = [
         Output(
             OutputFormat.qcow2, disk.name, digests["sha256"], digests["sha512"], disk.stat().st_size
