@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -20,6 +21,8 @@ import click
 from builder.errors import GoldsmithError, InputError
 from builder.log import log
 from hardening.results import CheckResult, Status
+from hardening.strictdata import DataError, loads_json
+from validate import provenance, sbom
 from validate.dsse import read_envelope
 from validate.manifest import PrintableError, decode_statement
 from validate.report import (
@@ -100,6 +103,20 @@ class ManifestClaims:
     approval_keyid: str | None
     approval_valid_until: str | None
     previous_manifest_sha256: str | None
+    attestations: tuple[AttestationInfo, ...] = ()  # the SBOM and provenance beside it
+
+
+@dataclasses.dataclass(frozen=True)
+class AttestationInfo:
+    """An attestation the manifest names, as found beside it (decoded, not verified)."""
+
+    name: str
+    predicate_type: str
+    payload_sha256: str
+    state: str  # "present", "absent", or "differs" (not the payload the manifest names)
+    signer_keyids: tuple[str, ...] = ()
+    facts: tuple[tuple[str, str], ...] = ()  # what a reader wants first: counts, commit
+    link: str | None = None  # the CI run, when it is an https URL
 
 
 class _Fields:
@@ -275,7 +292,51 @@ def read_claims(envelope_path: Path) -> ManifestClaims:
         approval_keyid=approval.text("keyid"),
         approval_valid_until=approval.text("validUntil"),
         previous_manifest_sha256=predicate.obj("previousManifest").obj("digest").text("sha256"),
+        attestations=_read_attestations(envelope_path, predicate),
     )
+
+
+def _read_attestations(envelope_path: Path, predicate: _Fields) -> tuple[AttestationInfo, ...]:
+    """The attestations the manifest names, with what each file beside it says."""
+    found = []
+    for item in predicate.objs("attestations"):
+        name, kind = item.text("name") or "", item.text("predicateType") or ""
+        digest = item.obj("payloadDigest").text("sha256") or ""
+        path = envelope_path.parent / Path(name).name
+        if not name or not path.is_file():
+            found.append(AttestationInfo(name, kind, digest, "absent"))
+            continue
+        try:
+            envelope, _ = read_envelope(path)
+            statement = loads_json(envelope.payload)
+        except (GoldsmithError, DataError):
+            found.append(AttestationInfo(name, kind, digest, "differs"))
+            continue
+        keyids = tuple(s.keyid for s in envelope.signatures)
+        if hashlib.sha256(envelope.payload).hexdigest() != digest:
+            found.append(AttestationInfo(name, kind, digest, "differs", keyids))
+            continue
+        body = statement.get("predicate") if isinstance(statement, dict) else None
+        facts: list[tuple[str, str]] = []
+        link = None
+        if kind == sbom.PREDICATE_TYPE and (summary := sbom.summarize(body)) is not None:
+            facts = [
+                ("format", f"CycloneDX {summary.spec_version}"),
+                ("components", str(summary.components)),
+                ("with source package", str(summary.with_source)),
+                ("distribution", summary.distro or "—"),
+            ]
+        elif kind == provenance.PREDICATE_TYPE:
+            prov = provenance.summarize(body)
+            facts = [
+                ("spec", prov["specPath"] or "—"),
+                ("commit", prov["commit"] or "not recorded"),
+                ("CI run", prov["invocation"] or "not built in CI"),
+            ]
+            run = prov["invocation"]
+            link = run if run and run.startswith("https://") else None
+        found.append(AttestationInfo(name, kind, digest, "present", keyids, tuple(facts), link))
+    return tuple(found)
 
 
 def _is_past(value: str | None, now: datetime.datetime) -> bool:

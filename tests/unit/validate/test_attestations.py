@@ -321,3 +321,36 @@ def test_a_cosigner_refuses_an_sbom_that_is_not_the_named_one(
     path.write_text(path.read_text() + " ")
     with pytest.raises(SigningError, match=r"not the SBOM"):
         sign_artifact(artifact, make_key(tmp_path, name="bob"), now=NOW, mode=SignMode.add)
+
+
+def test_the_manifest_page_shows_the_sbom_provenance_and_signers(
+    signed: tuple[Path, Path],
+) -> None:
+    from validate.manifest_report import render_manifest_report
+
+    artifact, key = signed
+    page = render_manifest_report(artifact / "manifest.dsse.json")
+    assert "CycloneDX 1.6" in page and "with source package" in page
+    assert "not built in CI" in page
+    assert page.count(load_private_key(key).keyid) >= 3  # manifest, SBOM, provenance
+    (artifact / "provenance.dsse.json").write_text("{}")
+    assert "not the one named" in render_manifest_report(artifact / "manifest.dsse.json")
+
+
+def test_every_result_row_shows_its_references() -> None:
+    from hardening.results import CheckResult, Status
+
+    row = CheckResult(
+        "SSH-01",
+        "Root login",
+        "ssh",
+        Status.passed,
+        "no",
+        "no",
+        references=("CIS Debian 12 v1.1.0 5.1.20", "dev-sec ssh-07"),
+    )
+    from validate.report import _environment
+
+    macros = _environment().get_template("macros.html.j2").module
+    html = str(macros.results_table([row]))  # type: ignore[attr-defined]
+    assert "CIS Debian 12 v1.1.0 5.1.20 · dev-sec ssh-07" in html
