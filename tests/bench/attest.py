@@ -19,22 +19,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "validate"))
 
-from test_manifest import make_artifact, make_key  # noqa: E402
+from test_manifest import make_artifact, make_key
 
-from validate.keys import load_signing_key  # noqa: E402
-from validate.manifest import sign_artifact  # noqa: E402
-from validate.results import Package, ValidationRun  # noqa: E402
-from validate.verify import verify_artifact  # noqa: E402
+from validate.keys import load_signing_key
+from validate.manifest import sign_artifact
+from validate.results import Package, ValidationRun
+from validate.verify import verify_artifact
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 
 
 def with_packages(artifact: Path, count: int) -> None:
     run = ValidationRun.load(artifact / "validation.json")
-    packages = tuple(
-        Package(f"pkg{i}", f"1.{i}-1+deb12u1", "amd64", f"src{i // 3}", f"1.{i}-1")
-        for i in range(count)
-    ) + (Package("base-files", "12.4+deb12u5", "amd64", "base-files", "12.4+deb12u5"),)
+    packages = (
+        *tuple(
+            Package(f"pkg{i}", f"1.{i}-1+deb12u1", "amd64", f"src{i // 3}", f"1.{i}-1")
+            for i in range(count)
+        ),
+        Package("base-files", "12.4+deb12u5", "amd64", "base-files", "12.4+deb12u5"),
+    )
     ValidationRun(**{**run.__dict__, "packages": packages}).write(artifact / "validation.json")
 
 
@@ -48,8 +51,19 @@ def token(root: Path) -> str:
     os.environ["SOFTHSM2_CONF"] = str(conf)
     os.environ["GOLDSMITH_PKCS11_PIN"] = "1234"
     subprocess.run(
-        ["softhsm2-util", "--init-token", "--free", "--label", "bench", "--pin", "1234",
-         "--so-pin", "5678"], check=True, capture_output=True,
+        [
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            "bench",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ],
+        check=True,
+        capture_output=True,
     )
     with pkcs11.lib(MODULE).get_token(token_label="bench").open(user_pin="1234", rw=True) as s:
         params = s.create_domain_parameters(
@@ -76,10 +90,14 @@ def measure(label: str, root: Path, key: str | Path, packages: int, rounds: int)
         start = time.perf_counter()
         verify_artifact(artifact, keys=[public])
         verifies.append(time.perf_counter() - start)
-    sizes = {n: (artifact / n).stat().st_size for n in
-             ("manifest.dsse.json", "sbom.dsse.json", "provenance.dsse.json", "sbom.cdx.json")}
-    print(f"{label}: sign {statistics.median(signs) * 1000:.0f} ms, "
-          f"verify {statistics.median(verifies) * 1000:.0f} ms (median of {rounds})")
+    sizes = {
+        n: (artifact / n).stat().st_size
+        for n in ("manifest.dsse.json", "sbom.dsse.json", "provenance.dsse.json", "sbom.cdx.json")
+    }
+    print(
+        f"{label}: sign {statistics.median(signs) * 1000:.0f} ms, "
+        f"verify {statistics.median(verifies) * 1000:.0f} ms (median of {rounds})"
+    )
     print("  sizes: " + ", ".join(f"{n} {s} bytes" for n, s in sizes.items()))
 
 
