@@ -46,7 +46,7 @@ demo: deps
 	@mkdir -p $(OUT)
 	@test -f $(OUT)/demo-key || $(BIN)/goldsmith keygen $(OUT)/demo-key
 	@art=$$($(BIN)/goldsmith release templates/debian-12-baseline.yaml --key $(OUT)/demo-key \
-	        --out $(OUT) --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["artifact"])') && \
+	        --out $(OUT) --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[0]["result"]["artifact"])') && \
 	  $(BIN)/goldsmith verify "$$art" --key $(OUT)/demo-key.pub && \
 	  echo "template: $$art/disk.qcow2" && \
 	  echo "manifest: $$art/manifest.dsse.json" && \

@@ -38,8 +38,13 @@ def _run_one(command: str, spec: Path, extra: Sequence[str]) -> ChildResult:
             print(f"[{spec.stem}] {line}", end="", file=sys.stderr, flush=True)
     stdout = proc.stdout.read()
     code = proc.wait()
+    output = None
     try:
-        output = json.loads(stdout) if stdout.strip() else None
+        # The child prints --json's one shape: a list holding its one entry.
+        entries = json.loads(stdout) if stdout.strip() else None
+        if isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict):
+            result = entries[0].get("result")
+            output = result if isinstance(result, dict) else None
     except ValueError:
         output = None
     return ChildResult(spec, code, output)

@@ -59,7 +59,10 @@ class GoldsmithGroup(click.Group):
             return None
         module = importlib.import_module(module_name)
         commands: list[click.Command] = module.COMMANDS
-        return next((c for c in commands if c.name == cmd_name), None)
+        command = next((c for c in commands if c.name == cmd_name), None)
+        if command is not None:
+            _accept_global_options(command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -122,15 +125,60 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """--debug and --quiet, wherever they stand on the command line."""
+    if not value or ctx.resilient_parsing:
+        return
+    root = ctx.find_root()
+    root.ensure_object(dict)
+    if param.name == "debug":
+        root.obj["debug"] = True
+        root.obj["level"] = logging.DEBUG
+    elif not root.obj.get("debug"):
+        root.obj["level"] = logging.WARNING
+    setup_logging(root.obj["level"])
+
+
+def _verbosity_options() -> list[click.Option]:
+    return [
+        click.Option(
+            ["--debug"],
+            is_flag=True,
+            expose_value=False,
+            callback=_set_verbosity,
+            help="Show debug logs and tracebacks.",
+        ),
+        click.Option(
+            ["--quiet", "-q"],
+            is_flag=True,
+            expose_value=False,
+            callback=_set_verbosity,
+            help="Only warnings and errors on stderr.",
+        ),
+    ]
+
+
+def _accept_global_options(command: click.Command) -> None:
+    """People put --debug after the subcommand as often as before it."""
+    names = {name for p in command.params for name in getattr(p, "opts", [])}
+    if "--debug" not in names:
+        command.params.extend(_verbosity_options())
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _accept_global_options(sub)
+
+
 @click.group(cls=GoldsmithGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="goldsmith")
-@click.option("--debug", is_flag=True, help="Show debug logs and tracebacks.")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context) -> None:
     """Build, prove and stamp hardened VM templates."""
     ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
-    setup_logging(logging.DEBUG if debug else logging.INFO)
+    ctx.obj.setdefault("debug", False)
+    setup_logging(ctx.obj.get("level", logging.INFO))
+
+
+cli.params.extend(_verbosity_options())
 
 
 def main() -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
 from builder.build import build_template
 from builder.doctor import diagnose
-from builder.errors import InputError
+from builder.errors import GoldsmithError, InputError
 from builder.parallel import run_parallel
 from hardening.strictdata import DataError, load_json_file
 
@@ -35,6 +38,23 @@ FORCE = click.option(
     "--force", is_flag=True, help="Rebuild even when an artifact with the same inputs exists."
 )
 AS_JSON = click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+
+
+def _entries(spec: Path, exit_code: int, result: dict[str, Any] | None) -> str:
+    """--json's one shape, whatever the number of specs: a list of
+    {spec, exit_code, result}, result null for a spec that failed."""
+    return json.dumps([{"spec": str(spec), "exit_code": exit_code, "result": result}], indent=2)
+
+
+@contextlib.contextmanager
+def _json_failure(spec: Path, as_json: bool) -> Iterator[None]:
+    """A single spec that fails still prints its entry (the error goes to stderr)."""
+    try:
+        yield
+    except GoldsmithError as exc:
+        if as_json:
+            click.echo(_entries(spec, exc.exit_code, None))
+        raise
 
 
 def _fan_out(
@@ -75,7 +95,8 @@ def build(specs: tuple[Path, ...], out: Path, jobs: int, force: bool, as_json: b
         _fan_out(
             "build", specs, ["--out", str(out), *(["--force"] if force else [])], jobs, as_json
         )
-    outcome = build_template(specs[0], out, force=force)
+    with _json_failure(specs[0], as_json):
+        outcome = build_template(specs[0], out, force=force)
     if as_json:
         record_path = outcome.artifact / "build.json"
         try:
@@ -86,11 +107,8 @@ def build(specs: tuple[Path, ...], out: Path, jobs: int, force: bool, as_json: b
             ) from None
         if not isinstance(record, dict):
             raise InputError(record_path, None, "expected a JSON object (a build record)")
-        click.echo(
-            json.dumps(
-                {"artifact": str(outcome.artifact), "reused": outcome.reused, **record}, indent=2
-            )
-        )
+        result = {"artifact": str(outcome.artifact), "reused": outcome.reused, **record}
+        click.echo(_entries(specs[0], 0, result))
     else:
         click.echo(outcome.artifact / "disk.qcow2")
 
@@ -142,25 +160,22 @@ def release(
         extra = ["--key", str(key), "--out", str(out), "--valid-for", str(valid_for)]
         extra += [arg for t in tests for arg in ("--tests", str(t))]
         _fan_out("release", specs, extra + (["--force"] if force else []), jobs, as_json)
-    outcome = release_template(
-        specs[0], out, key, tests=tests, valid_for_days=valid_for, force=force
-    )
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "artifact": str(outcome.artifact),
-                    "manifest": str(outcome.manifest),
-                    "version": outcome.version,
-                    "built": outcome.built,
-                    "validated": outcome.validated,
-                    "previous_manifest": None
-                    if outcome.previous_manifest is None
-                    else str(outcome.previous_manifest),
-                },
-                indent=2,
-            )
+    with _json_failure(specs[0], as_json):
+        outcome = release_template(
+            specs[0], out, key, tests=tests, valid_for_days=valid_for, force=force
         )
+    if as_json:
+        result = {
+            "artifact": str(outcome.artifact),
+            "manifest": str(outcome.manifest),
+            "version": outcome.version,
+            "built": outcome.built,
+            "validated": outcome.validated,
+            "previous_manifest": None
+            if outcome.previous_manifest is None
+            else str(outcome.previous_manifest),
+        }
+        click.echo(_entries(specs[0], 0, result))
     else:
         click.echo(outcome.manifest)
 

@@ -117,6 +117,36 @@ def profile() -> None:
     """Inspect hardening profiles."""
 
 
+@profile.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the profiles as JSON.")
+def list_profiles_command(as_json: bool) -> None:
+    """List the shipped profiles: id, version, controls, waivers and title."""
+    from hardening.profile import list_profiles
+
+    rows = []
+    for name in list_profiles():
+        resolved = _load(name)
+        waived = sum(1 for sc in resolved.controls if sc.waiver is not None)
+        rows.append(
+            {
+                "id": resolved.id,
+                "version": resolved.version,
+                "controls": len(resolved.controls),
+                "waived": waived,
+                "title": resolved.title,
+                "digest": resolved.digest,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(
+            f"{row['id']:<20} {row['version']:<8} {row['controls']:>4} controls "
+            f"{row['waived']:>2} waived  {row['title']}"
+        )
+
+
 @profile.command("show")
 @click.argument("profile_ref")
 def show_profile(profile_ref: str) -> None:

@@ -76,7 +76,8 @@ def token(root: Path) -> str:
 
 
 def measure(label: str, root: Path, key: str | Path, packages: int, rounds: int) -> None:
-    signs, verifies = [], []
+    signs: list[float] = []
+    verifies: list[float] = []
     public = root / f"{label}.pub"
     public.write_bytes(load_signing_key(key).public.to_pem())
     for i in range(rounds):

@@ -16,9 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aptrepo
 import pytest
-
-from tests.e2e import aptrepo
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDSMITH = str(Path(sys.executable).parent / "goldsmith")
@@ -44,6 +43,15 @@ def goldsmith(*args: str | Path, timeout: float = 3600) -> subprocess.CompletedP
         cwd=REPO,
         check=False,
     )
+
+
+def only_result(entries: Any) -> dict[str, Any]:
+    """The one entry's result of build/release --json (a list, whatever the
+    number of specs), after checking it succeeded."""
+    assert isinstance(entries, list) and len(entries) == 1, entries
+    assert entries[0]["exit_code"] == 0, entries
+    result: dict[str, Any] = entries[0]["result"]
+    return result
 
 
 def run_json(*args: str | Path, expect: int = 0, timeout: float = 3600) -> Any:
@@ -157,7 +165,7 @@ def baseline_release(
     baseline_artifact: Path, baseline_validation: dict[str, Any], signing_key: Path
 ) -> Any:
     """release on the validated baseline: a no-op build, the validation reused, then signed."""
-    return run_json(
+    entries = run_json(
         "release",
         REPO / "templates/debian-12-baseline.yaml",
         "--key",
@@ -166,6 +174,7 @@ def baseline_release(
         baseline_artifact.parent,
         "--json",
     )
+    return only_result(entries)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import only_result
 
 pytestmark = pytest.mark.vm
 
@@ -18,14 +19,16 @@ def test_cis_level1_release_passes_every_non_waived_control(
     cis_artifact: Path, signing_key: Path, goldsmith_json: Callable[..., Any]
 ) -> None:
     # release validates (nothing approved this image yet) and signs only if approved.
-    released = goldsmith_json(
-        "release",
-        REPO / "templates/debian-12-cis-level1.yaml",
-        "--key",
-        signing_key,
-        "--out",
-        cis_artifact.parent,
-        "--json",
+    released = only_result(
+        goldsmith_json(
+            "release",
+            REPO / "templates/debian-12-cis-level1.yaml",
+            "--key",
+            signing_key,
+            "--out",
+            cis_artifact.parent,
+            "--json",
+        )
     )
     assert released["validated"] is True
     run = json.loads((cis_artifact / "validation.json").read_text())

@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aptrepo
 import pytest
-
-from tests.e2e import aptrepo
-from tests.e2e.conftest import REGISTRATION_TOKEN, REPO, goldsmith, run_json
+from conftest import REGISTRATION_TOKEN, REPO, goldsmith, only_result, run_json
 
 pytestmark = pytest.mark.vm
 
@@ -25,7 +24,7 @@ USER_TESTS = REPO / "examples/webserver/tests/test_webserver.py"
 def webserver_release(
     webserver_artifact: Path, webserver_spec: Path, signing_key: Path
 ) -> dict[str, Any]:
-    result: dict[str, Any] = run_json(
+    entries = run_json(
         "release",
         webserver_spec,
         "--key",
@@ -36,7 +35,7 @@ def webserver_release(
         USER_TESTS,
         "--json",
     )
-    return result
+    return only_result(entries)
 
 
 def statement_of(artifact: Path) -> dict[str, Any]:
@@ -97,7 +96,9 @@ def test_release_validates_signs_and_lists_inputs(
 def test_unchanged_rebuild_is_a_no_op(
     webserver_release: dict[str, Any], webserver_spec: Path, webserver_artifact: Path
 ) -> None:
-    result = run_json("build", webserver_spec, "--out", webserver_artifact.parent, "--json")
+    result = only_result(
+        run_json("build", webserver_spec, "--out", webserver_artifact.parent, "--json")
+    )
     assert result["reused"] is True
 
 
@@ -114,14 +115,16 @@ def test_one_byte_change_is_named_and_released_as_the_next_patch(
         manifest = webserver_artifact / "manifest.dsse.json"
         changed = run_json("outdated", webserver_spec, "--manifest", manifest, "--json", expect=1)
         assert "files/nginx-site.conf" in json.dumps(changed)
-        result = run_json(
-            "release",
-            webserver_spec,
-            "--key",
-            signing_key,
-            "--out",
-            webserver_artifact.parent,
-            "--json",
+        result = only_result(
+            run_json(
+                "release",
+                webserver_spec,
+                "--key",
+                signing_key,
+                "--out",
+                webserver_artifact.parent,
+                "--json",
+            )
         )
         assert result["version"] == "1.0.1"
         assert Path(result["artifact"]).name == "example-webserver-1.0.1"
@@ -129,7 +132,7 @@ def test_one_byte_change_is_named_and_released_as_the_next_patch(
         site.write_text(original)
 
 
-FAILING = {
+FAILING: dict[str, dict[str, Any]] = {
     "shell": {"name": "broken script", "shell": {"inline": "echo about to fail\nexit 42"}},
     "ansible": {"name": "broken playbook", "ansible": {"playbook": "broken.yml"}},
     "apt": {
