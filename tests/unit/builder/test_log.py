@@ -11,6 +11,14 @@ from builder import log as logmod
 from builder.log import complete_step
 
 
+def _wait_for(caplog: pytest.LogCaptureFixture, text: str, start: int = 0) -> None:
+    """Until a record holds ``text`` (a loaded machine schedules threads late)."""
+    deadline = time.monotonic() + 30
+    while not any(text in r.getMessage() for r in caplog.records[start:]):
+        assert time.monotonic() < deadline, f"no {text!r} within 30 s"
+        time.sleep(0.01)
+
+
 def test_a_long_stage_beats_with_its_detail_and_nested_stages_speak_for_it(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -19,9 +27,11 @@ def test_a_long_stage_beats_with_its_detail_and_nested_stages_speak_for_it(
     logmod.log.propagate = True
     try:
         with complete_step("Booting", detail=lambda: "first\n\x1b[2Jlogin: "):
-            time.sleep(0.2)
+            _wait_for(caplog, "still: Booting")
             with complete_step("Inner"):
+                time.sleep(0.1)  # a beat of the outer stage may be on its way
                 before = len(caplog.records)
+                _wait_for(caplog, "still: Inner", start=before)
                 time.sleep(0.2)
                 inner = [r.getMessage() for r in caplog.records[before:]]
     finally:
