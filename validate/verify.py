@@ -111,6 +111,26 @@ class PlatformClaims:
     tpm_verified: bool
     measured_boot: bool
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "firmware": self.firmware,
+            "secureBootVerified": self.secure_boot_verified,
+            "tpmVerified": self.tpm_verified,
+            "measuredBoot": self.measured_boot,
+        }
+
+    def describe(self) -> str:
+        proven = [
+            name
+            for name, flag in (
+                ("Secure Boot", self.secure_boot_verified),
+                ("TPM 2.0", self.tpm_verified),
+                ("measured boot", self.measured_boot),
+            )
+            if flag
+        ]
+        return f"{self.firmware}; proven in validation: {', '.join(proven) or 'none'}"
+
 
 def read_claims(payload: bytes, source: Path) -> Claims:
     """The claims of a signed statement; VerificationError for anything malformed,
@@ -846,6 +866,7 @@ class Verdict:
             },
             "formats": list(self.formats),
             "attestations": [a.to_dict() for a in self.attestations],
+            "platform": None if c.platform is None else c.platform.to_dict(),
         }
 
     def describe(self) -> str:
@@ -874,6 +895,7 @@ class Verdict:
                     if self.attestations
                     else []
                 ),
+                *([f"  platform:  {c.platform.describe()}"] if c.platform else []),
             ]
         )
 

@@ -198,3 +198,18 @@ def test_a_bad_build_record_firmware_is_bad_input(
     with pytest.raises(InputError) as info:
         BuildRecord.from_dict(record, artifact / "build.json")
     assert info.value.field == field
+
+
+def test_the_verdict_shows_the_platform(tmp_path: Path) -> None:
+    artifact, key = signed_artifact(tmp_path, SECURE, PROVEN)
+    verdict = verify(artifact, key)
+    assert verdict.to_dict()["platform"] == {
+        "firmware": "uefi-secureboot",
+        "secureBootVerified": True,
+        "tpmVerified": True,
+        "measuredBoot": True,
+    }
+    assert (
+        "  platform:  uefi-secureboot; proven in validation: Secure Boot, TPM 2.0, measured boot"
+        in verdict.describe().splitlines()
+    )
