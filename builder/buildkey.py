@@ -22,6 +22,7 @@ from builder import __version__
 from builder.base import bootstrap_inputs
 from builder.cache import digest_json, hash_file
 from builder.errors import InputError
+from builder.seal import seal_script_digest
 from builder.spec import DebootstrapBase, FileBase, TemplateSpec
 from hardening.profile import Profile
 from hardening.strictdata import DataError, load_json_file
@@ -71,6 +72,8 @@ def build_key_inputs(
         # The script, not just the profile: the same profile renders differently
         # once a waiver expires or a mechanism's recipe changes.
         "apply_script": hashlib.sha256(apply_script.encode("utf-8")).hexdigest(),
+        # Sealing decides what the template carries too: a new seal is a new build.
+        "seal_script": seal_script_digest(),
         "goldsmith": __version__,
     }
 

@@ -2,14 +2,35 @@
 
 The plan is data: each item says what goes and why. The rendered script
 prints ``goldsmith-sealed: <what>`` for each item it handled, which the build
-records in build.json. The builder's own account goes last, with a detached
-tail that also powers the guest off, so the SSH session running the script is
-not cut mid-way.
+records in build.json. The values it works with (the builder's name and key)
+are shell-quoted; nothing from the guest or the spec is spliced into it.
+
+Order matters, and the last items are about the disk rather than files:
+
+1. everything that identifies the build is deleted or emptied, the builder's
+   own account last among them (the SSH session running this script keeps
+   working: it is already authenticated, and the script runs as root);
+2. login records go after the account, so nothing written later reaches a file
+   (the files are recreated empty by systemd-tmpfiles at the next boot);
+3. free space: a deleted file's bytes stay in its freed blocks. ``sync``
+   commits the journal transaction that freed them (ext4 hands freed blocks
+   back to its allocator, and to FITRIM, only when that transaction commits);
+   then a file of zeros fills every free block and is deleted, because a
+   discard is not enough: QEMU unmaps whole 64 KiB qcow2 clusters only, so a
+   4 KiB block freed next to live data keeps its bytes after any trim;
+4. the ext4 journal still holds copies of metadata blocks from the build
+   (directory entries naming the machine-id, the cloud-init instance): it is
+   checkpointed and its blocks zeroed (EXT4_IOC_CHECKPOINT, ZEROOUT);
+5. ``fstrim`` then discards every free cluster, so the compacted template
+   stores none of it; the guest powers off from a detached tail.
+
+``validate/blockscan.py`` proves the result on the image itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import shlex
 
 
@@ -18,6 +39,36 @@ class SealItem:
     what: str  # reported in build.json
     why: str  # the security reason; rendered as a comment in the script
     commands: tuple[str, ...]
+
+
+# EXT4_IOC_CHECKPOINT = _IOW('f', 43, __u32); flag 2 = EXT4_IOC_CHECKPOINT_FLAG_ZEROOUT
+# (Linux >= 5.13): checkpoint the journal, then write zeros over its log blocks.
+_SCRUB_JOURNAL = (
+    "import fcntl, os, struct, sys; "
+    "fcntl.ioctl(os.open(sys.argv[1], os.O_RDONLY), 0x4004662B, struct.pack('I', 2))"
+)
+
+# Shell functions of the free-space item. $1 is a mount point found in the guest.
+_FREE_SPACE_FUNCTIONS = (
+    # ext4 keeps reserved_clusters (2 %, at most 4096 clusters) even from root;
+    # they are lent to the fill so no free block is left out, then given back.
+    "gs_zero_fill() { local fill=\"${1%/}/.goldsmith-zero-fill\" dev resv keep=''; "
+    'dev=$(basename "$(readlink -f "$(findmnt -no SOURCE --target "$1")")"); '
+    'resv="/sys/fs/ext4/$dev/reserved_clusters"; '
+    'if [ -w "$resv" ]; then keep=$(cat "$resv"); echo 0 > "$resv"; fi; '
+    # Large direct writes for the bulk, then 4 KiB buffered ones for the rest.
+    'dd if=/dev/zero of="$fill" bs=4M oflag=direct status=none 2>/dev/null || true; '
+    'dd if=/dev/zero of="$fill" bs=4k oflag=append conv=notrunc status=none 2>/dev/null || true; '
+    'sync -f "$fill"; '
+    'echo "goldsmith: zeroed $(( $(stat -c %s "$fill") >> 20 )) MiB of free space on $1"; '
+    'rm -f "$fill"; '
+    'if [ -n "$keep" ]; then echo "$keep" > "$resv"; fi; '
+    'sync -f "$1"; }',
+    "gs_scrub_journal() { "
+    f'if python3 -B -c {shlex.quote(_SCRUB_JOURNAL)} "$1"; then '
+    'echo "goldsmith: journal of $1 checkpointed and zeroed"; '
+    'else echo "goldsmith: journal of $1 NOT zeroed" >&2; fi; }',
+)
 
 
 def sealing_plan(builder_user: str, builder_key_blob: str) -> tuple[SealItem, ...]:
@@ -34,13 +85,21 @@ def sealing_plan(builder_user: str, builder_key_blob: str) -> tuple[SealItem, ..
             ),
         ),
         SealItem(
-            "cloud-init instance state, seed and logs",
-            "each deployment must run cloud-init as a first boot with its own data",
+            "SSH known_hosts files",
+            "they list the hosts the build connected to",
+            ("rm -f /root/.ssh/known_hosts /root/.ssh/known_hosts.old /home/*/.ssh/known_hosts*",),
+        ),
+        SealItem(
+            "cloud-init instance state, seed, logs and rendered network config",
+            "each deployment must run cloud-init as a first boot with its own data; the "
+            "network config is rendered again for each instance",
             (
                 "cloud-init clean --logs --seed",
                 "rm -rf /var/lib/cloud/* /var/lib/cloud/seed",
                 "rm -f /etc/systemd/network/10-cloud-init-*.network",
                 "rm -f /etc/cloud/cloud.cfg.d/50-curtin-networking.cfg",
+                "rm -f /etc/network/interfaces.d/50-cloud-init /etc/netplan/50-cloud-init.yaml",
+                "rm -f /etc/NetworkManager/system-connections/cloud-init-*.nmconnection",
             ),
         ),
         SealItem(
@@ -49,18 +108,25 @@ def sealing_plan(builder_user: str, builder_key_blob: str) -> tuple[SealItem, ..
             ("rm -f /etc/ssh/ssh_host_*",),
         ),
         SealItem(
-            "machine-id (left empty)",
-            "an empty machine-id makes systemd generate a unique one at first boot",
+            "machine-id (left empty) and random seed",
+            "an empty machine-id makes systemd generate a unique one at first boot; "
+            "instances must not start from one shared random seed",
             (
                 ": > /etc/machine-id",
                 "rm -f /var/lib/dbus/machine-id",
+                # Stopping saves a seed now; once stopped, power-off saves none.
+                "systemctl stop systemd-random-seed.service 2>/dev/null || true",
                 "rm -f /var/lib/systemd/random-seed /var/lib/systemd/credential.secret",
             ),
         ),
         SealItem(
-            "apt caches and package lists",
-            "they carry nothing an instance needs and bloat the template",
-            ("apt-get clean", "rm -rf /var/lib/apt/lists/*"),
+            "package manager caches and lists",
+            "they carry nothing an instance needs, and debconf's backups may hold answers",
+            (
+                "apt-get clean",
+                "rm -rf /var/lib/apt/lists/*",
+                "rm -f /var/cache/debconf/*-old",
+            ),
         ),
         SealItem(
             "temporary files",
@@ -77,9 +143,51 @@ def sealing_plan(builder_user: str, builder_key_blob: str) -> tuple[SealItem, ..
             "shell histories",
             "histories can hold commands and secrets typed during the build",
             (
-                "rm -f /root/.bash_history /root/.lesshst /root/.viminfo /root/.python_history",
-                "rm -f /home/*/.bash_history /home/*/.lesshst /home/*/.viminfo "
-                "/home/*/.python_history",
+                "rm -f /root/.bash_history /root/.zsh_history /root/.lesshst /root/.viminfo "
+                "/root/.python_history",
+                "rm -f /home/*/.bash_history /home/*/.zsh_history /home/*/.lesshst "
+                "/home/*/.viminfo /home/*/.python_history",
+            ),
+        ),
+        SealItem(
+            "crash data, mail and cron spools, DHCP leases, persistent net rules",
+            "they record the build VM's crashes, mail, jobs and network identity (its MAC)",
+            (
+                "rm -rf /var/crash/* /var/lib/systemd/coredump/* /var/spool/abrt/* /var/log/dump/*",
+                "rm -rf /var/mail/* /var/spool/mail/*",
+                "find /var/spool/cron -mindepth 2 -type f ! -name .SEQ -delete 2>/dev/null || true",
+                "rm -f /var/lib/dhcp/*.leases* /var/lib/dhclient/* /var/lib/NetworkManager/*.lease",
+                "rm -f /etc/udev/rules.d/70-persistent-net.rules",
+            ),
+        ),
+        SealItem(
+            "host identities of directory and management services",
+            "a Kerberos keytab, SSSD cache, Samba secrets, Puppet or Dovecot state or an LVM "
+            "devices file belongs to one host, never to a template",
+            (
+                "rm -f /etc/krb5.keytab /etc/lvm/devices/system.devices",
+                "rm -rf /var/lib/sss/db/* /var/lib/samba/* /var/lib/dovecot/*",
+                "rm -rf /var/lib/puppet/*/* /var/log/puppet/* /var/log/sssd/* /var/log/samba/*",
+            ),
+        ),
+        SealItem(
+            f"builder account {builder_user} with its home, key and sudo rule",
+            "the build's own access must not outlive the build; shadow-utils keeps the old "
+            "account files as backups (/etc/passwd- ...), which still name it",
+            (
+                f"userdel --force --remove {user} || true",
+                "rm -f /etc/sudoers.d/90-cloud-init-users",
+                f"rm -rf /home/{user}",
+                "rm -f /etc/passwd- /etc/shadow- /etc/group- /etc/gshadow- /etc/subuid- "
+                "/etc/subgid-",
+            ),
+        ),
+        SealItem(
+            "editor and account-database backups",
+            "a backup keeps what its original no longer says (/var/backups/passwd.bak ...)",
+            (
+                "find /etc /root /srv /var /home -xdev -type f \\( -name '*~' -o -name '*.bak' "
+                "-o -name '*.bak.[0-9]*' \\) -delete 2>/dev/null || true",
             ),
         ),
         SealItem(
@@ -88,10 +196,15 @@ def sealing_plan(builder_user: str, builder_key_blob: str) -> tuple[SealItem, ..
             (
                 # journald keeps writing to /run only from here on.
                 "journalctl --relinquish-var || true",
-                "rm -rf /var/log/journal/*",
+                # A new, empty journal folder: the old one's directory block still
+                # holds the deleted entry named after the build's machine-id.
+                "if [ -d /var/log/journal ]; then find /var/log/journal -mindepth 1 -delete; "
+                "cp -a --attributes-only /var/log/journal /var/log/.journal.new; "
+                "rmdir /var/log/journal; mv /var/log/.journal.new /var/log/journal; fi",
                 "find /var/log -type f \\( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \\) "
                 "-delete",
                 "find /var/log -type f -exec truncate -s 0 {} +",
+                "rm -f /var/lib/logrotate/status",
                 # The emptied files keep no group-write or world access, and
                 # cloud-init's logs (removed by `cloud-init clean --logs`) are
                 # recreated 0640: cloud-init keeps an existing log's mode but
@@ -102,46 +215,55 @@ def sealing_plan(builder_user: str, builder_key_blob: str) -> tuple[SealItem, ..
             ),
         ),
         SealItem(
-            f"builder account {builder_user} with its home, key and sudo rule",
-            "the build's own access must not outlive the build",
-            (
-                f"userdel --force --remove {user} 2>/dev/null || true",
-                "rm -f /etc/sudoers.d/90-cloud-init-users",
-                f"rm -rf /home/{user}",
-            ),
+            "login records (wtmp, btmp, lastlog)",
+            "they hold the build VM's boots, logins and shutdown; once removed, the records "
+            "written until power-off go nowhere, and systemd-tmpfiles creates them empty "
+            "at the next boot",
+            ("rm -f /var/log/wtmp /var/log/btmp /var/log/lastlog",),
         ),
         SealItem(
-            "free space released (fstrim)",
-            "discarded blocks let the compacted template hold only live data",
-            ("fstrim --verbose --all || true",),
+            "free space zeroed, journal zeroed, then trimmed",
+            "deleted files' bytes stay in free blocks and in the journal until overwritten",
+            (
+                *_FREE_SPACE_FUNCTIONS,
+                "mounts=$(findmnt -ln -o TARGET -t ext2,ext3,ext4 -O rw || true)",
+                # Commit first: blocks freed by an uncommitted transaction are not free yet.
+                "sync",
+                # auditd acts (up to halting) on a full disk: paused while the fill
+                # holds every block; the kernel queues its records meanwhile.
+                "auditd=$(pidof auditd || true)",
+                'if [ -n "$auditd" ]; then kill -STOP $auditd; fi',
+                'while IFS= read -r m; do [ -n "$m" ] && gs_zero_fill "$m"; done <<< "$mounts"',
+                'if [ -n "$auditd" ]; then kill -CONT $auditd; fi',
+                'while IFS= read -r m; do [ -n "$m" ] && gs_scrub_journal "$m"; done <<< "$mounts"',
+                "fstrim --verbose --all || true",
+                # Whether each disk honours discards at all (0: it ignores them).
+                "for q in /sys/block/*/queue/discard_max_bytes; do case $q in "
+                '*/loop*|*/ram*|*/sr*) ;; *) echo "goldsmith: $q = $(cat "$q")";; esac; done',
+            ),
         ),
     )
 
 
 def render_seal_script(plan: tuple[SealItem, ...]) -> str:
-    """Everything but the last two items runs in the foreground; the account
-    removal, trim and power-off run detached so our session ends cleanly."""
-    *foreground, account, trim = plan
+    """Every item runs in the foreground, its output in the build log; only the
+    power-off is detached, so the SSH session running the script ends cleanly."""
     lines = ["#!/bin/bash", "set -euo pipefail"]
-    for item in foreground:
+    for item in plan:
         lines.append(f"# {item.what}: {item.why}")
         lines.extend(item.commands)
         lines.append(f"echo {shlex.quote('goldsmith-sealed: ' + item.what)}")
-    tail = [
-        "sleep 2",
-        *account.commands,
-        *trim.commands,
-        "sync",
-        "systemctl poweroff --no-block",
-    ]
-    lines.append(f"# {account.what}: {account.why}")
-    lines.append(f"# {trim.what}: {trim.why}")
-    lines.append(f"echo {shlex.quote('goldsmith-sealed: ' + account.what)}")
-    lines.append(f"echo {shlex.quote('goldsmith-sealed: ' + trim.what)}")
     # setsid + nohup: the tail survives the end of the SSH session that started it.
-    detached = "; ".join(tail)
-    lines.append(f"setsid nohup bash -c {shlex.quote(detached)} > /dev/null 2>&1 < /dev/null &")
+    tail = "sleep 2; systemctl poweroff --no-block"
+    lines.append(f"setsid nohup bash -c {shlex.quote(tail)} > /dev/null 2>&1 < /dev/null &")
     return "\n".join(lines) + "\n"
+
+
+def seal_script_digest() -> str:
+    """The seal script's digest with one fixed user and key: part of the build key,
+    so a template sealed by an older script is built again, not reused."""
+    script = render_seal_script(sealing_plan("builder", "BUILDER-KEY-BLOB"))
+    return hashlib.sha256(script.encode("utf-8")).hexdigest()
 
 
 def sealed_items(output: str) -> list[str]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -36,6 +37,41 @@ def bash(text: str, *, cwd: Path | None = None) -> subprocess.CompletedProcess[s
 
 # --- the plan -----------------------------------------------------------------
 
+# virt-sysprep's default operations that apply to a Linux server template, and
+# a command each must lead to (README: Sealing lists those left out and why).
+SYSPREP = {
+    "backup-files": "-name '*~' -o -name '*.bak'",
+    "bash-history": "/root/.bash_history",
+    "zsh-history": "/home/*/.zsh_history",
+    "crash-data": "/var/crash/*",
+    "abrt-data": "/var/spool/abrt/*",
+    "cron-spool": "find /var/spool/cron -mindepth 2",
+    "dhcp-client-state": "/var/lib/dhcp/*.leases*",
+    "dhcp-server-state": "/var/lib/dhcp/*.leases*",
+    "dovecot-data": "/var/lib/dovecot/*",
+    "kerberos-hostkeytab": "/etc/krb5.keytab",
+    "logfiles": "find /var/log -type f -exec truncate -s 0 {} +",
+    "lvm-system-devices": "/etc/lvm/devices/system.devices",
+    "machine-id": ": > /etc/machine-id",
+    "mail-spool": "rm -rf /var/mail/* /var/spool/mail/*",
+    "net-nmconn": "/etc/NetworkManager/system-connections/cloud-init-*.nmconnection",
+    "pacct-log": "find /var/log -type f -exec truncate",
+    "package-manager-cache": "apt-get clean",
+    "passwd-backups": "rm -f /etc/passwd- /etc/shadow- /etc/group- /etc/gshadow- /etc/subuid-",
+    "puppet-data-log": "/var/lib/puppet/*/*",
+    "samba-db-log": "/var/lib/samba/*",
+    "ssh-hostkeys": "rm -f /etc/ssh/ssh_host_*",
+    "ssh-userdir": "known_hosts",
+    "sssd-db-log": "/var/lib/sss/db/*",
+    "tmp-files": "find /tmp /var/tmp -mindepth 1 -delete",
+    "udev-persistent-net": "/etc/udev/rules.d/70-persistent-net.rules",
+    "utmp": "rm -f /var/log/wtmp /var/log/btmp /var/log/lastlog",
+}
+
+
+def all_commands(plan: tuple[SealItem, ...]) -> str:
+    return "\n".join(c for i in plan for c in i.commands)
+
 
 def test_the_plan_covers_everything_a_template_must_not_carry(
     plan: tuple[SealItem, ...],
@@ -46,36 +82,71 @@ def test_the_plan_covers_everything_a_template_must_not_carry(
     assert BLOB in commands("builder key") and "authorized_keys" in commands("builder key")
     assert "cloud-init clean --logs --seed" in commands("cloud-init")
     assert "/var/lib/cloud/seed" in commands("cloud-init")
+    assert "/etc/network/interfaces.d/50-cloud-init" in commands("cloud-init")
     assert "rm -f /etc/ssh/ssh_host_*" in commands("SSH host keys")
     assert ": > /etc/machine-id" in commands("machine-id")
     assert "/var/lib/dbus/machine-id" in commands("machine-id")
-    assert "apt-get clean" in commands("apt caches")
-    assert "/var/lib/apt/lists" in commands("apt caches")
+    assert "/var/lib/systemd/random-seed" in commands("machine-id")
+    assert "apt-get clean" in commands("package manager")
+    assert "/var/lib/apt/lists" in commands("package manager")
     assert "/tmp /var/tmp" in commands("temporary files")
     assert ".bash_history" in commands("shell histories")
     assert "/var/log" in commands("logs") and "/var/log/journal" in commands("logs")
     assert f"userdel --force --remove {USER}" in commands("builder account")
     assert "/etc/sudoers.d/90-cloud-init-users" in commands("builder account")
+    assert "/var/log/wtmp" in commands("login records")
     assert "fstrim" in commands("free space")
 
 
+@pytest.mark.parametrize("operation", sorted(SYSPREP))
+def test_virt_sysprep_operations_are_covered(plan: tuple[SealItem, ...], operation: str) -> None:
+    assert SYSPREP[operation] in all_commands(plan)
+
+
 def test_every_item_says_why(plan: tuple[SealItem, ...]) -> None:
-    assert len(plan) == 10
+    assert len(plan) == 15
     assert len({i.what for i in plan}) == len(plan)
     for sealed in plan:
         assert sealed.what.strip() and sealed.commands
         assert len(sealed.why.split()) >= 5, sealed.what
 
 
-def test_the_account_and_trim_come_last(plan: tuple[SealItem, ...]) -> None:
-    assert plan[0].what == "builder key in any authorized_keys"
-    assert plan[-2].what == f"builder account {USER} with its home, key and sudo rule"
-    assert plan[-1].what == "free space released (fstrim)"
+def test_the_order_account_then_logs_then_login_records_then_free_space(
+    plan: tuple[SealItem, ...],
+) -> None:
+    whats = [i.what for i in plan]
+    assert whats[0] == "builder key in any authorized_keys"
+    account = whats.index(f"builder account {USER} with its home, key and sudo rule")
+    # What the account's removal writes (backups, log lines) is removed after it.
+    assert account < whats.index("editor and account-database backups")
+    assert account < whats.index("logs") < whats.index("login records (wtmp, btmp, lastlog)")
+    assert whats[-1] == "free space zeroed, journal zeroed, then trimmed"
+    commands = item(plan, "builder account").commands
+    assert commands[0].startswith("userdel ")
+    assert commands[-1].startswith("rm -f /etc/passwd- ")  # userdel has just written them
+
+
+def test_free_space_is_committed_then_zeroed_then_the_journal_then_trimmed(
+    plan: tuple[SealItem, ...],
+) -> None:
+    commands = list(plan[-1].commands)
+
+    def at(text: str) -> int:
+        (index,) = [i for i, c in enumerate(commands) if c.startswith(text)]
+        return index
+
+    fill, scrub = commands[at("gs_zero_fill()")], commands[at("gs_scrub_journal()")]
+    assert fill.count("dd if=/dev/zero") == 2 and "0x4004662B" in scrub
+    loop = 'while IFS= read -r m; do [ -n "$m" ] && {} "$m"; done <<< "$mounts"'
+    assert at("sync") < at("auditd=$(pidof") < at(loop.format("gs_zero_fill"))
+    assert at(loop.format("gs_zero_fill")) < at(loop.format("gs_scrub_journal"))
+    assert at(loop.format("gs_scrub_journal")) < at("fstrim --verbose --all || true")
+    assert "discard_max_bytes" in commands[-1]
 
 
 def test_names_from_outside_are_shell_quoted() -> None:
     odd = sealing_plan("a b;reboot", "key'blob")
-    text = "\n".join(c for i in odd for c in i.commands)
+    text = all_commands(odd)
     assert "userdel --force --remove 'a b;reboot'" in text
     assert "rm -rf /home/'a b;reboot'" in text
     assert "grep -vF -- 'key'\"'\"'blob'" in text
@@ -93,54 +164,40 @@ def test_the_script_stops_at_the_first_failure(script: str) -> None:
     assert script.splitlines()[:2] == ["#!/bin/bash", "set -euo pipefail"]
 
 
-def test_every_foreground_item_is_a_comment_commands_and_a_marker(
+def test_every_item_is_a_comment_commands_and_a_marker(
     plan: tuple[SealItem, ...], script: str
 ) -> None:
     lines = script.splitlines()
-    for sealed in plan[:-2]:
+    for sealed in plan:
         start = lines.index(f"# {sealed.what}: {sealed.why}")
         end = start + 1 + len(sealed.commands)
         assert lines[start + 1 : end] == list(sealed.commands)
         assert lines[end] == "echo " + shlex.quote(f"goldsmith-sealed: {sealed.what}")
 
 
-def test_the_account_removal_and_poweroff_run_detached(
-    plan: tuple[SealItem, ...], script: str
-) -> None:
+def test_only_the_poweroff_runs_detached(script: str) -> None:
     last = script.splitlines()[-1]
     assert last.startswith("setsid nohup bash -c ")
     # No terminal, no output, no input: nothing ties it to the SSH session.
     assert last.endswith(" > /dev/null 2>&1 < /dev/null &")
     words = shlex.split(last)
     assert words[:4] == ["setsid", "nohup", "bash", "-c"]
-    tail = [step.strip() for step in words[4].split(";")]
-    # The session that ran the script has time to end before the account goes.
-    assert tail[0] == "sleep 2"
-    assert tail[-2:] == ["sync", "systemctl poweroff --no-block"]
-    assert "userdel --force --remove gsbuild 2>/dev/null || true" in tail
-    assert "fstrim --verbose --all || true" in tail
-    assert tail.index("userdel --force --remove gsbuild 2>/dev/null || true") < tail.index(
-        "fstrim --verbose --all || true"
-    )
-
-
-def test_nothing_removes_the_account_in_the_foreground(script: str) -> None:
+    # The session that ran the script has time to end before the guest goes down.
+    assert [step.strip() for step in words[4].split(";")] == [
+        "sleep 2",
+        "systemctl poweroff --no-block",
+    ]
     foreground = script.splitlines()[:-1]
-    assert not any("userdel" in line or "poweroff" in line for line in foreground)
-    assert not any(line.startswith("rm -rf /home/") for line in foreground)
-
-
-def test_the_detached_tail_is_valid_bash(script: str) -> None:
-    tail = shlex.split(script.splitlines()[-1])[4]
-    proc = subprocess.run(["bash", "-n", "-c", tail], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    assert not any("poweroff" in line for line in foreground)
 
 
 def test_sealed_items_reads_the_markers_the_script_prints(
     plan: tuple[SealItem, ...], script: str
 ) -> None:
-    # Run only the script's echo lines: exactly what the build reads back.
-    markers = "\n".join(line for line in script.splitlines() if line.startswith("echo "))
+    # Run only the script's marker lines: exactly what the build reads back.
+    markers = "\n".join(
+        line for line in script.splitlines() if line.startswith("echo 'goldsmith-sealed: ")
+    )
     noise = "cloud-init: cleaned\nremoved '/etc/ssh/ssh_host_ed25519_key'\n"
     proc = bash(markers)
     assert proc.returncode == 0
@@ -151,6 +208,71 @@ def test_sealed_items_ignores_lines_that_only_mention_a_marker() -> None:
     output = "goldsmith-sealed: logs\n  goldsmith-sealed: indented\nx goldsmith-sealed: no\n"
     assert sealed_items(output) == ["logs"]
     assert sealed_items("") == []
+
+
+# --- items run for real, on folders under tmp_path ------------------------------
+
+
+def fake_tools(folder: Path, calls: Path, names: tuple[str, ...]) -> str:
+    """Programs that log their argv to ``calls`` and succeed; returns a PATH."""
+    folder.mkdir()
+    for name in names:
+        program = folder / name
+        program.write_text(f'#!/bin/sh\necho "{name} $*" >> {calls}\n')
+        program.chmod(0o755)
+    return f"{folder}:/usr/bin:/bin"
+
+
+def test_the_free_space_item_fills_deletes_scrubs_and_trims(
+    tmp_path: Path, plan: tuple[SealItem, ...]
+) -> None:
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    calls = tmp_path / "calls"
+    path = fake_tools(tmp_path / "bin", calls, ("findmnt", "fstrim", "pidof", "python3", "sync"))
+    # findmnt lists one ext4 mount point (ours); dd is real but writes a small file.
+    (tmp_path / "bin" / "findmnt").write_text(
+        f'#!/bin/sh\necho "findmnt $*" >> {calls}\n'
+        f'case "$*" in *TARGET*) echo {mount};; *) echo /dev/nonexistent-disk;; esac\n'
+    )
+    (tmp_path / "bin" / "dd").write_text(
+        f'#!/bin/sh\necho "dd $*" >> {calls}\nfor a; do case "$a" in of=*) '
+        'printf zeros >> "${a#of=}";; esac; done\nexit 1\n'  # as dd does at ENOSPC
+    )
+    (tmp_path / "bin" / "dd").chmod(0o755)
+    script = "set -euo pipefail\n" + "\n".join(plan[-1].commands)
+    proc = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        env={"PATH": path},
+        timeout=20,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"goldsmith: zeroed 0 MiB of free space on {mount}" in proc.stdout
+    assert f"goldsmith: journal of {mount} checkpointed and zeroed" in proc.stdout
+    assert list(mount.iterdir()) == []  # the fill file is gone
+    order = [line.split()[0] for line in calls.read_text().splitlines()]
+    assert order.index("dd") < order.index("python3") < order.index("fstrim")
+    assert order[order.index("findmnt") + 1] == "sync"  # committed before anything else
+
+
+def test_the_journal_folder_is_recreated_empty_with_its_mode(
+    tmp_path: Path, plan: tuple[SealItem, ...]
+) -> None:
+    (command,) = [c for c in item(plan, "logs").commands if c.startswith("if [ -d /var/log/j")]
+    journal = tmp_path / "journal"
+    (journal / ("0f" * 16)).mkdir(parents=True)
+    (journal / ("0f" * 16) / "system.journal").write_bytes(b"LPKSHHRH")
+    journal.chmod(0o2755)
+    inode = journal.stat().st_ino
+    proc = bash(command.replace("/var/log/", f"{tmp_path}/"))
+    assert proc.returncode == 0, proc.stderr
+    assert list(journal.iterdir()) == []
+    assert journal.stat().st_mode & 0o7777 == 0o2755
+    assert journal.stat().st_ino != inode  # a new folder: the old entries' block is freed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal"]
 
 
 # --- the builder key item, run for real -------------------------------------
@@ -205,3 +327,13 @@ def test_the_builder_key_item_succeeds_when_no_file_exists(
     proc = bash(f"set -euo pipefail\n{moved}\necho after")
     assert (proc.returncode, proc.stdout) == (0, "after\n")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_seal_script_is_part_of_the_build_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    from builder import seal
+
+    digest = seal.seal_script_digest()
+    assert re.fullmatch(r"[0-9a-f]{64}", digest) and seal.seal_script_digest() == digest
+    shorter = seal.sealing_plan("builder", "BUILDER-KEY-BLOB")[:-1]
+    monkeypatch.setattr(seal, "sealing_plan", lambda user, blob: shorter)
+    assert seal.seal_script_digest() != digest
