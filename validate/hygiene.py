@@ -8,6 +8,7 @@ tested without a VM.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -16,6 +17,22 @@ from hardening.results import CheckResult, Status
 
 BUILDER_USER = "gsbuild"
 MARK = "::goldsmith-hygiene::"
+
+# Copies of the account databases that keep a removed account's lines.
+ACCOUNT_BACKUPS = (
+    "/etc/passwd-",
+    "/etc/shadow-",
+    "/etc/group-",
+    "/etc/gshadow-",
+    "/etc/subuid-",
+    "/etc/subgid-",
+    "/var/backups/passwd.bak",
+    "/var/backups/shadow.bak",
+    "/var/backups/group.bak",
+    "/var/backups/gshadow.bak",
+)
+_UTMP_RECORD = re.compile(r"^\[(\d+)\] \[[^\]]*\] \[[^\]]*\] \[([^\]]*)\]")
+_BOOT_TIME = 2  # ut_type of the record systemd-update-utmp writes at each boot
 
 # Where a private key could hide; /usr/share and /usr/lib ship only packaged files.
 KEY_SEARCH_ROOTS = ("/etc", "/root", "/home", "/var", "/opt", "/srv", "/usr/local", "/tmp")
@@ -54,6 +71,18 @@ _SECTIONS: dict[str, str] = {
     ),
     # One line per boot, each with its 32-hex boot id (newer journalctl adds a header).
     "boots": "journalctl --list-boots --no-pager 2>/dev/null | grep -cE '[0-9a-f]{32}' || true",
+    # shadow-utils' backups of the account files (useradd writes them again in
+    # this boot, from the sealed files), and the daily copies in /var/backups.
+    "account_backups": (
+        f"grep -lw {BUILDER_USER} " + " ".join(ACCOUNT_BACKUPS) + " 2>/dev/null; true"
+    ),
+    # Every record in wtmp, one per line ("[type] [pid] [id] [user] ..."); a
+    # missing file or tool is said so, not mistaken for an empty log.
+    "login_records": (
+        "if [ ! -e /var/log/wtmp ]; then echo absent; "
+        "elif ! command -v utmpdump > /dev/null; then echo no-utmpdump; "
+        "else utmpdump /var/log/wtmp 2>/dev/null; fi"
+    ),
 }
 
 
@@ -166,6 +195,32 @@ def _no_build_logs(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str
     return (boots in ("0", "1"), "the journal holds this boot only", f"{boots or '?'} boots")
 
 
+def _no_account_backups(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
+    text = ev["account_backups"]
+    expected = f"no backup of the account files names {BUILDER_USER} (absent or clean)"
+    return (not text, expected, text or "none")
+
+
+def _login_records(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
+    text = ev["login_records"]
+    expected = f"wtmp holds this boot only: one boot record, first, and no {BUILDER_USER}"
+    if text == "absent":
+        return (True, expected, "no wtmp")
+    records = [_UTMP_RECORD.match(line) for line in text.splitlines() if line.strip()]
+    if not records or not all(records):
+        raise ValueError(f"wtmp not readable: {text.splitlines()[0] if text else 'no output'}")
+    kinds = [int(m.group(1)) for m in records if m]
+    users = {m.group(2).strip() for m in records if m}
+    boots = kinds.count(_BOOT_TIME)
+    ok = boots == 1 and kinds[0] == _BOOT_TIME and BUILDER_USER not in users
+    observed = f"{len(kinds)} records, {boots} boot record(s)"
+    if kinds[0] != _BOOT_TIME:
+        observed += f", the first of type {kinds[0]} (records older than this boot)"
+    if BUILDER_USER in users:
+        observed += f", records of {BUILDER_USER}"
+    return (ok, expected, observed)
+
+
 CHECKS: tuple[tuple[str, str, str, Check], ...] = (
     ("HYG-01", "Builder key removed from every authorized_keys", "high", _no_builder_key),
     ("HYG-02", "Builder account and sudo rule removed", "high", _no_builder_account),
@@ -176,6 +231,8 @@ CHECKS: tuple[tuple[str, str, str, Check], ...] = (
     ("HYG-07", "No cloud-init seed left", "high", _no_seed),
     ("HYG-08", "No private key readable by non-root users", "high", _no_readable_private_key),
     ("HYG-09", "No logs from the build left", "low", _no_build_logs),
+    ("HYG-10", "Account backups do not name the builder", "medium", _no_account_backups),
+    ("HYG-11", "Login records hold this boot only", "low", _login_records),
 )
 
 

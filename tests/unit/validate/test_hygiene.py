@@ -10,6 +10,7 @@ import pytest
 
 from hardening.results import CheckResult, Status
 from validate.hygiene import (
+    ACCOUNT_BACKUPS,
     BUILDER_USER,
     CHECKS,
     KEY_SEARCH_ROOTS,
@@ -60,7 +61,23 @@ CLEAN = {
     "seed": "",
     "private_keys": "",
     "boots": "1",
+    "account_backups": "",
+    "login_records": (
+        "[2] [00000] [~~  ] [reboot  ] [~           ] [6.1.0-18-cloud-amd64] "
+        "[0.0.0.0        ] [2024-05-02T10:00:01,123456+00:00]\n"
+        "[1] [00053] [~~  ] [runlevel] [~           ] [6.1.0-18-cloud-amd64] "
+        "[0.0.0.0        ] [2024-05-02T10:00:09,000001+00:00]\n"
+        "[7] [00612] [ts/0] [gsvalidate] [pts/0       ] [10.0.2.2            ] "
+        "[10.0.2.2       ] [2024-05-02T10:00:15,000002+00:00]"
+    ),
 }
+# A wtmp the build left behind: its shutdown and tty records before this boot's.
+BUILD_WTMP = (
+    "[8] [00430] [tty1] [        ] [tty1        ] [                    ] "
+    "[0.0.0.0        ] [2024-05-01T09:43:15,293563+00:00]\n"
+    "[1] [00000] [~~  ] [shutdown] [~           ] [6.1.0-18-cloud-amd64] "
+    "[0.0.0.0        ] [2024-05-01T09:43:18,336487+00:00]\n"
+)
 
 
 def by_id(results: list[CheckResult]) -> dict[str, CheckResult]:
@@ -97,7 +114,7 @@ def fake_program(folder: Path, name: str, output: str) -> None:
 def test_a_clean_template_passes_every_check() -> None:
     results = evaluate_hygiene(dict(CLEAN), EXPECT)
 
-    assert [r.id for r in results] == [f"HYG-0{i}" for i in range(1, 10)]
+    assert [r.id for r in results] == [f"HYG-{i:02d}" for i in range(1, 12)]
     assert {r.status for r in results} == {Status.passed}
     assert {r.area for r in results} == {"hygiene"}
     for result, (_, title, severity, _) in zip(results, CHECKS, strict=True):
@@ -114,6 +131,8 @@ def test_clean_results_say_what_was_seen() -> None:
         f"status done, instance {INSTANCE}, instances on disk: {INSTANCE}"
     )
     assert results["HYG-09"].observed == "1 boots"
+    assert results["HYG-10"].observed == "none"
+    assert results["HYG-11"].observed == "3 records, 1 boot record(s)"
 
 
 FAILURES = [
@@ -203,6 +222,30 @@ FAILURES = [
     ),
     pytest.param("HYG-09", {"boots": "3"}, "3 boots", id="build-boots"),
     pytest.param("HYG-09", {"boots": ""}, "? boots", id="no-boot-count"),
+    pytest.param(
+        "HYG-10",
+        {"account_backups": "/etc/passwd-\n/etc/shadow-"},
+        "/etc/passwd-\n/etc/shadow-",
+        id="account-backups",
+    ),
+    pytest.param(
+        "HYG-11",
+        {"login_records": BUILD_WTMP + CLEAN["login_records"]},
+        "5 records, 1 boot record(s), the first of type 8 (records older than this boot)",
+        id="build-wtmp",
+    ),
+    pytest.param(
+        "HYG-11",
+        {"login_records": CLEAN["login_records"] + "\n" + CLEAN["login_records"]},
+        "6 records, 2 boot record(s)",
+        id="two-boots",
+    ),
+    pytest.param(
+        "HYG-11",
+        {"login_records": CLEAN["login_records"].replace("[gsvalidate]", f"[{BUILDER_USER}  ]")},
+        f"records of {BUILDER_USER}",
+        id="builder-login",
+    ),
 ]
 
 
@@ -302,7 +345,7 @@ def test_check_hygiene_runs_the_script_once_and_evaluates_it() -> None:
     results = check_hygiene(host, EXPECT)
 
     assert host.commands == [(hygiene_script(), ())]
-    assert len(results) == 9 and {r.status for r in results} == {Status.passed}
+    assert len(results) == 11 and {r.status for r in results} == {Status.passed}
 
 
 # --- sections run for real, with paths moved under tmp_path -----------------------------
@@ -416,3 +459,40 @@ def test_one_boot_in_a_newer_journal_passes(tmp_path: Path) -> None:
     evidence = {**CLEAN, **parse_sections(run_sh(section_line("boots"), path=tmp_path / "bin"))}
     assert evidence["boots"] == "1"
     assert by_id(evaluate_hygiene(evidence, EXPECT))["HYG-09"].status is Status.passed
+
+
+def test_no_wtmp_at_all_is_clean_and_an_unreadable_one_is_an_error() -> None:
+    absent = by_id(evaluate_hygiene({**CLEAN, "login_records": "absent"}, EXPECT))["HYG-11"]
+    assert (absent.status, absent.observed) == (Status.passed, "no wtmp")
+    for text in ("no-utmpdump", "", "garbage"):
+        result = by_id(evaluate_hygiene({**CLEAN, "login_records": text}, EXPECT))["HYG-11"]
+        assert result.status is Status.error, text
+
+
+def test_the_account_backups_section_names_files_that_mention_the_builder(
+    tmp_path: Path,
+) -> None:
+    line = section_line("account_backups")
+    assert all(path in line for path in ACCOUNT_BACKUPS)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd-").write_text(f"root:x:0:0::/root:/bin/bash\n{BUILDER_USER}:x:1000\n")
+    (tmp_path / "etc/group-").write_text(f"sudo:x:27:{BUILDER_USER}\n")
+    (tmp_path / "etc/shadow-").write_text(f"{BUILDER_USER}x:!:1\n")  # not the word itself
+    moved = line.replace("/etc/", f"{tmp_path}/etc/").replace("/var/", f"{tmp_path}/var/")
+
+    evidence = {**CLEAN, **parse_sections(run_sh(moved))}
+    result = by_id(evaluate_hygiene(evidence, EXPECT))["HYG-10"]
+
+    assert result.status is Status.failed
+    assert result.observed.splitlines() == [f"{tmp_path}/etc/passwd-", f"{tmp_path}/etc/group-"]
+
+
+def test_the_login_records_section_reads_wtmp_with_utmpdump(tmp_path: Path) -> None:
+    line = section_line("login_records")
+    moved = line.replace("/var/log/wtmp", f"{tmp_path}/wtmp")
+    assert parse_sections(run_sh(moved)) == {"login_records": "absent"}
+
+    (tmp_path / "wtmp").write_bytes(b"")
+    fake_program(tmp_path / "bin", "utmpdump", CLEAN["login_records"])
+    evidence = {**CLEAN, **parse_sections(run_sh(moved, path=tmp_path / "bin"))}
+    assert by_id(evaluate_hygiene(evidence, EXPECT))["HYG-11"].status is Status.passed
