@@ -18,6 +18,7 @@ from hardening.errors import ProfileError
 from hardening.profile import Profile, load_profile
 from hardening.results import CheckResult
 from hardening.strictdata import DataError, load_json_file
+from validate.blockscan import Needle, check_disk_blocks
 from validate.boot import boot_artifact
 from validate.host import pinned_host
 from validate.hygiene import Expectations, check_hygiene
@@ -74,8 +75,14 @@ def validate_artifact(
     profile_ref: str | None = None,
     tests: Sequence[Path] = (),
     boot_timeout: float = 900,
+    secret_needles: Sequence[Needle] = (),
 ) -> ValidationRun:
-    """Boot, check, report. The artifact's disk is never written (digest checked)."""
+    """Boot, check, report. The artifact's disk is never written (digest checked).
+
+    ``secret_needles``: values of secrets the build used, searched for in every
+    block of the image besides those its provisioning steps named (read from the
+    environment); held in memory, reported by name only.
+    """
     record = load_build_record(artifact)
     # The template's own firmware and TPM, as built: the boot and the platform checks.
     firmware, tpm = recorded_platform(record, artifact / "build.json")
@@ -88,6 +95,9 @@ def validate_artifact(
         complete_step(f"Validating {artifact.name} against profile {profile.id}"),
     ):
         before = hash_file(disk, "sha256", "sha512")
+        # The image itself, outside any guest: what sealing left in any block.
+        with _timed(timings, "blockscan"), complete_step("Scanning the image block by block"):
+            block_results = check_disk_blocks(disk, record, secret_needles)
         run_start = time.monotonic()
         log.info("Booting the template from firmware")
         with boot_artifact(
@@ -104,6 +114,7 @@ def validate_artifact(
             timings["boot"] = round(time.monotonic() - run_start, 3)
             expect = _expectations(record, guest.instance_id, guest.access.host_key.fingerprint)
             results, packages = _check(host, profile, expect, tests, timings)
+            results += block_results
             with host.sudo():
                 results += check_platform(host, firmware, tpm)
             accelerator = str(guest.accelerator)
