@@ -42,7 +42,7 @@ from typing import Any
 from builder.errors import InputError
 from builder.log import log
 from builder.outdated import JsonObject, ManifestFacts, compare_versions, read_manifest
-from hardening.strictdata import DataError, loads_json, read_regular
+from hardening.strictdata import DataError, escape, loads_json, read_regular
 from validate.results import Package
 
 BUILD_RECORD = "build.json"
@@ -420,7 +420,10 @@ def describe(entries: Iterable[Entry]) -> str:
             lines += _describe_changes(entry.changes)
         lines += [f"  note: {n}" for n in entry.notes]
         lines.append("")
-    return "\n".join(lines).rstrip("\n")
+    # Names, versions, times, digests and packages come from records and
+    # manifests anyone may have written (history decodes, never verifies): a
+    # carriage return or an escape sequence in one could repaint the terminal.
+    return "\n".join(escape(line, 100_000) for line in lines).rstrip("\n")
 
 
 def _describe_changes(changes: Changes) -> list[str]:
