@@ -28,9 +28,12 @@ def test_agent_from_the_signed_repository(host):
 
 
 def test_registration_kept_no_token(host):
-    conf = host.file("/etc/example-agent/registration.conf")
-    assert conf.mode == 0o640
-    assert conf.contains("site=web-tier")
+    # The folder is root's (0750): read it as an operator would, with sudo.
+    with host.sudo():
+        conf = host.file("/etc/example-agent/registration.conf")
+        assert conf.mode == 0o640
+        assert conf.contains("^site=web-tier$")
+        assert conf.contains("^token_sha256=[0-9a-f]{64}$")
 
 
 def test_service_account_and_dropin(host):
