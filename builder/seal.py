@@ -7,6 +7,7 @@ are shell-quoted; nothing from the guest or the spec is spliced into it.
 
 Order matters, and the last items are about the disk rather than files:
 
+0. timers stop, so no scheduled job writes or deletes behind the seal's back;
 1. everything that identifies the build is deleted or emptied, the builder's
    own account last among them (the SSH session running this script keeps
    working: it is already authenticated, and the script runs as root);
@@ -75,6 +76,12 @@ def sealing_plan(builder_user: str, builder_key_blob: str) -> tuple[SealItem, ..
     user = shlex.quote(builder_user)
     blob = shlex.quote(builder_key_blob)
     return (
+        SealItem(
+            "timers stopped for the rest of the build",
+            "a scheduled job (tmpfiles cleaning, log rotation, apt) would write logs or free "
+            "blocks after the seal has emptied or zeroed them",
+            ("systemctl stop '*.timer' 2>/dev/null || true",),
+        ),
         SealItem(
             "builder key in any authorized_keys",
             "the one-run build key must grant nothing in any instance",
