@@ -119,6 +119,10 @@ class PlatformClaims:
             "measuredBoot": self.measured_boot,
         }
 
+    @property
+    def notable(self) -> bool:
+        return self.firmware != "bios" or self.tpm_verified or self.measured_boot
+
     def describe(self) -> str:
         proven = [
             name
@@ -895,7 +899,12 @@ class Verdict:
                     if self.attestations
                     else []
                 ),
-                *([f"  platform:  {c.platform.describe()}"] if c.platform else []),
+                # Only beyond the default (BIOS, no TPM), as formats are.
+                *(
+                    [f"  platform:  {c.platform.describe()}"]
+                    if c.platform and c.platform.notable
+                    else []
+                ),
             ]
         )
 

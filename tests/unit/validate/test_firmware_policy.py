@@ -213,3 +213,10 @@ def test_the_verdict_shows_the_platform(tmp_path: Path) -> None:
         "  platform:  uefi-secureboot; proven in validation: Secure Boot, TPM 2.0, measured boot"
         in verdict.describe().splitlines()
     )
+
+
+def test_a_bios_verdict_stays_as_it_was(tmp_path: Path) -> None:
+    artifact, key = signed_artifact(tmp_path, None)
+    verdict = verify(artifact, key)
+    assert "platform" not in verdict.describe()
+    assert verdict.to_dict()["platform"]["firmware"] == "bios"
