@@ -329,3 +329,21 @@ def test_the_esp_is_a_fat32_file_with_the_fstab_serial(tmp_path: Path) -> None:
     assert boot[82:90] == b"FAT32   "
     assert int.from_bytes(boot[67:71], "little") == 0xABCD0123  # the volume id fstab names
     assert boot[510:512] == b"\x55\xaa"
+
+
+def test_only_uefi_bases_skip_the_kernel_timer_check(tmp_path: Path) -> None:
+    for firmware, expected in (
+        (Firmware.bios, 'GRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200n8"'),
+        (Firmware.uefi, 'GRUB_CMDLINE_LINUX="console=tty0 console=ttyS0,115200n8 no_timer_check"'),
+    ):
+        tree = fake_tree(tmp_path / str(firmware))
+        (tree / "etc/default").mkdir(exist_ok=True)
+        base._customize_tree(tree, "1", debootstrap(firmware=firmware), None)
+        text = (tree / "etc/default/grub.d/10-goldsmith.cfg").read_text()
+        assert expected in text.splitlines()
+    # A UEFI base's key names its command line; a BIOS base's is as it always was.
+    assert (
+        "no_timer_check"
+        in base.bootstrap_inputs(debootstrap(firmware=Firmware.uefi))["kernel_cmdline"]
+    )
+    assert "kernel_cmdline" not in base.bootstrap_inputs(debootstrap())
