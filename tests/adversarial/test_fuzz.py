@@ -51,7 +51,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 from click.testing import Result
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from builder.errors import BuildError, GoldsmithError, InputError
@@ -75,6 +75,10 @@ HANG_SECONDS = 30.0
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
+    # Not Phase.explain: it traces every line while shrinking (sys.settrace
+    # before Python 3.12), and a reader walking a million aliased nodes then
+    # takes minutes and reads as a hang.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     derandomize=False,
     database=None,  # nothing written into the work tree; the blob reproduces a failure
     print_blob=True,
@@ -90,9 +94,10 @@ FUZZ = settings(
 # --- judging ---------------------------------------------------------------------
 
 
-class Hang(BaseException):
-    """A reader still busy after HANG_SECONDS (a BaseException, so no
-    ``except Exception`` on the way can swallow it)."""
+class Hang(Exception):
+    """A reader still busy after HANG_SECONDS. An Exception, so Hypothesis
+    shrinks and reports the input like any other failure (and the CLI runner
+    hands it back as the command's exception)."""
 
 
 @contextlib.contextmanager
@@ -805,11 +810,19 @@ EXTREME_TIMES = [
 ]
 
 
+# What a tweak tries first where a value looks like a time, a path or a
+# regular expression (a fuzzing dictionary: random text seldom hits these).
+REGEXES = ["a{99999999999}", "(" * 1000 + ")" * 1000, "[", "(?P<", "\\", "(?<=a+)b", "x**"]
+TOO_LONG_NAMES = ["a" * 256, "a" * 300 + ".yaml", "files/" + "a" * 300, "a/" * 2100]
+_TIME_LIKE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_PATH_LIKE = re.compile(r".*(/|\.(ya?ml|sh|asc|crt|qcow2|json)$)")
+
+
 @st.composite
-def tweaked(draw: st.DrawFn, value: Any) -> Any:
+def tweaked(draw: st.DrawFn, value: Any, key: Any = None) -> Any:
     """A value of the same kind as ``value``, just wrong: a character slipped
     into a string, a string cut or made too long, a number at a boundary, a
-    time at the end of the calendar."""
+    time at the end of the calendar, a pattern re cannot compile."""
     if isinstance(value, bool):
         return draw(st.sampled_from([not value, "true", 1, None]))
     if isinstance(value, int):
@@ -818,11 +831,19 @@ def tweaked(draw: st.DrawFn, value: Any) -> Any:
         )
         return draw(near | st.sampled_from([v for v in NASTY_NUMBERS if isinstance(v, int)]))
     if isinstance(value, float):
-        return draw(st.sampled_from([math.nan, math.inf, -value, 1e308, int(value)]))
+        whole = int(value) if math.isfinite(value) else 0
+        return draw(st.sampled_from([math.nan, math.inf, -value, 1e308, whole]))
     if isinstance(value, datetime.date):
         return draw(st.sampled_from([*EXTREME_TIMES, value.isoformat(), datetime.date(1, 1, 1)]))
     if isinstance(value, str):
-        how = draw(st.sampled_from(["inject", "inject", "inject", "nasty", "cut", "long", "time"]))
+        hows = ["inject", "inject", "inject", "nasty", "cut", "long"]
+        if _TIME_LIKE.match(value):
+            hows += ["time"] * 3
+        if _PATH_LIKE.match(value):
+            hows += ["too long"] * 3
+        if key == "pattern":
+            hows += ["regex"] * 3
+        how = draw(st.sampled_from(hows))
         if how == "inject":
             at = draw(st.integers(0, len(value)))
             return value[:at] + draw(st.sampled_from(INJECTED)) + value[at:]
@@ -832,6 +853,10 @@ def tweaked(draw: st.DrawFn, value: Any) -> Any:
             return value + "a" * draw(st.sampled_from([64, 255, 300, 5000]))
         if how == "time":
             return draw(st.sampled_from(EXTREME_TIMES))
+        if how == "too long":
+            return draw(st.sampled_from(TOO_LONG_NAMES + WORKSPACE_NAMES))
+        if how == "regex":
+            return draw(st.sampled_from(REGEXES))
         return draw(st.sampled_from(NASTY_TEXT + WORKSPACE_NAMES))
     if isinstance(value, list):
         return draw(st.sampled_from([[], value[:-1], value + value[-1:], [value]]))
@@ -842,22 +867,25 @@ def tweaked(draw: st.DrawFn, value: Any) -> Any:
 
 @st.composite
 def mutated_tree(draw: st.DrawFn, doc: Any, keys: Sequence[Any], *, yaml_only: bool) -> Any:
-    """``doc`` with one to three edits: a value tweaked (same kind, just
+    """``doc`` with one to four edits: a value tweaked (same kind, just
     wrong) or replaced (by a nasty value, a random tree or another part of the
     document), a key deleted, a key added (one it already has, written
     twice), an alias in place of a value."""
     root = copy.deepcopy(doc)
     values = st.one_of(SCALARS, trees(st.sampled_from(keys) | KEYS, leaves=8))
-    for _ in range(draw(st.integers(1, 3))):
+    for _ in range(draw(st.integers(1, 4))):
         paths = list(_nodes(root))
-        path = draw(st.sampled_from(paths))
-        ops = ["tweak"] * 4 + ["replace", "replace", "copy", "add"]
-        ops += ["delete"] * 2 if path else []
+        # Tweaks go to the leaves, where a reader meets the value itself.
+        leaves = [p for p in paths if not isinstance(_get(root, p), dict | list)]
+        ops = ["tweak"] * 5 + ["replace", "replace", "copy", "add", "delete", "delete"]
         ops += ["alias"] if yaml_only and len(paths) > 2 else []
         op = draw(st.sampled_from(ops))
+        path = draw(st.sampled_from(leaves if op == "tweak" and leaves else paths))
+        if op == "delete" and not path:
+            op = "replace"
         node = _get(root, path)
         if op == "tweak":
-            root = _put(root, path, draw(tweaked(node)))
+            root = _put(root, path, draw(tweaked(node, path[-1] if path else None)))
         elif op == "replace":
             root = _put(root, path, draw(values))
         elif op == "copy":
