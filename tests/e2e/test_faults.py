@@ -3,6 +3,7 @@ timeout, names the stage, shows the serial console, and leaves no QEMU behind.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -44,3 +45,82 @@ def test_guest_without_ssh_times_out_with_its_serial_console(
     assert "did not accept SSH" in message and "within 8s" in message
     assert f"stage: boot; last serial console lines ({serial})" in message
     assert _qemu_processes(str(tmp_path)) == []
+
+
+def _fault_spec(folder: Path, name: str, script: str) -> Path:
+    """The baseline spec without its upgrade, whose one provisioning step is ``script``."""
+    text = (Path(__file__).resolve().parents[2] / "templates/debian-12-baseline.yaml").read_text()
+    text = text.replace("name: debian-12-baseline", f"name: {name}")
+    text = text.replace("upgrade: true", "upgrade: false")
+    spec = folder / f"{name}.yaml"
+    step = {"name": "fault", "shell": {"inline": script}}
+    spec.write_text(text + "provision:\n  - " + json.dumps(step) + "\n")
+    return spec
+
+
+def _left_behind(out: Path, name: str) -> tuple[list[Path], list[Path], list[Path]]:
+    return (
+        list(out.glob(f"{name}-1.0.0.FAILED-*")),
+        [p for p in out.glob(f"{name}-1.0.0") if p.exists()],
+        list(out.glob(f".{name}-1.0.0.work-*")),
+    )
+
+
+def test_ctrl_c_during_provisioning_cleans_up_and_exits_130(tmp_path: Path, vm_tools: None) -> None:
+    import signal
+    import sys
+
+    out = tmp_path / "out"
+    spec = _fault_spec(tmp_path, "fault-sigint", "echo provisioning-started; sleep 900")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "goldsmith"), "build", str(spec), "--out", str(out)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # As a terminal would: a test runner started in the background by a
+        # non-interactive shell inherits SIGINT ignored, and Python keeps that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert proc.stderr is not None
+    seen = []
+    deadline = time.monotonic() + 1800
+    for line in proc.stderr:
+        seen.append(line)
+        if "Provisioning step 0" in line:
+            break
+        assert time.monotonic() < deadline, "the build never reached provisioning"
+    time.sleep(5)  # the step is running in the guest
+    proc.send_signal(signal.SIGINT)
+    _, rest = proc.communicate(timeout=300)
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert "goldsmith: interrupted" in rest
+    failed, artifact, work = _left_behind(out, "fault-sigint")
+    assert len(failed) == 1 and artifact == [] and work == []
+    assert (failed[0] / "build.log").is_file() and (failed[0] / "serial.log").is_file()
+    assert not (failed[0] / "disk.qcow2").exists()
+    assert _qemu_processes(str(out)) == []
+
+
+def test_ssh_dropped_mid_provisioning_fails_the_build_cleanly(
+    tmp_path: Path, vm_tools: None
+) -> None:
+    import sys
+
+    out = tmp_path / "out"
+    # The step kills the sshd process serving goldsmith's own session.
+    script = "(sleep 3; pkill -KILL -f 'sshd: gsbuild') & sleep 120"
+    spec = _fault_spec(tmp_path, "fault-ssh", script)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "goldsmith"), "build", str(spec), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "the SSH connection dropped mid-command" in proc.stderr, proc.stderr[-3000:]
+    failed, artifact, work = _left_behind(out, "fault-ssh")
+    assert len(failed) == 1 and artifact == [] and work == []
+    assert not (failed[0] / "disk.qcow2").exists()
+    assert _qemu_processes(str(out)) == []
