@@ -134,3 +134,27 @@ def test_ssh_keygen_verifies_the_openssh_signature(tmp_path: Path) -> None:
     manifest = artifact / "manifest.dsse.json"
     manifest.write_bytes(manifest.read_bytes() + b" ")
     assert ssh_verify(artifact, allowed, "goldsmith-manifest").returncode != 0
+
+
+@pytest.mark.parametrize("key_type", list(KeyType))
+@pytest.mark.parametrize("name", ["sbom.dsse.json", "provenance.dsse.json"])
+def test_openssl_verifies_each_attestation_envelope(
+    tmp_path: Path, key_type: KeyType, name: str
+) -> None:
+    """The SBOM and provenance attestations are DSSE envelopes of their own,
+    checked by a third party exactly as the template statement is."""
+    artifact = make_artifact(tmp_path)
+    key = make_key(tmp_path, key_type)
+    pub = key.with_name(key.name + ".pub")
+    sign_artifact(artifact, key, now=NOW)
+    envelope = json.loads((artifact / name).read_bytes())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    pae = tmp_path / "pae.bin"
+    pae.write_bytes(third_party_pae(envelope))
+    sig = tmp_path / "sig.bin"
+    sig.write_bytes(base64.b64decode(envelope["signatures"][0]["sig"]))
+    result = openssl_verify(key_type, pub, pae, sig)
+    assert result.returncode == 0, result.stdout + result.stderr
+    pae.write_bytes(pae.read_bytes()[:-1] + b" ")
+    assert openssl_verify(key_type, pub, pae, sig).returncode != 0
