@@ -20,7 +20,8 @@ class Finding:
 
 
 REQUIRED = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "sfdisk", "ssh-keygen")
-OPTIONAL = ("openssl", "chromium")
+# Needed only by templates that ask for them: UEFI bases (mkfs.vfat), `tpm: true`.
+OPTIONAL = ("openssl", "chromium", "mkfs.vfat", "swtpm")
 
 
 def diagnose() -> list[Finding]:
@@ -37,6 +38,18 @@ def diagnose() -> list[Finding]:
                 "" if path else f"apt-get install {package}",
             )
         )
+    # UEFI and Secure Boot templates boot OVMF from Debian's package.
+    from builder.firmware import OVMF_DIR
+
+    ovmf = (OVMF_DIR / "OVMF_CODE_4M.secboot.fd").is_file()
+    findings.append(
+        Finding(
+            "ovmf",
+            True,
+            str(OVMF_DIR) if ovmf else "not found (optional: firmware uefi, uefi-secureboot)",
+            "" if ovmf else "apt-get install ovmf",
+        )
+    )
     if os.geteuid() != 0:
         findings.append(
             Finding(

@@ -23,6 +23,8 @@ PACKAGES = {
     "ssh-keygen": "openssh-client",
     "openssl": "openssl",
     "chromium": "chromium",
+    "mkfs.vfat": "dosfstools",
+    "swtpm": "swtpm",
 }
 
 
