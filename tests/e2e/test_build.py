@@ -66,7 +66,7 @@ def test_build_record(baseline_artifact: Path) -> None:
         "shell histories",
         "cloud-init",
         "builder account",
-        "fstrim",
+        "trimmed",
     ):
         assert item in sealed
     assert record["tools"]["qemu"]
