@@ -134,7 +134,7 @@ def test_one_byte_change_is_named_and_released_as_the_next_patch(
 
 FAILING: dict[str, dict[str, Any]] = {
     "shell": {"name": "broken script", "shell": {"inline": "echo about to fail\nexit 42"}},
-    "ansible": {"name": "broken playbook", "ansible": {"playbook": "broken.yml"}},
+    "ansible": {"name": "broken playbook", "ansible": {"playbook": "play/broken.yml"}},
     "apt": {
         "name": "unsigned repository",
         "apt": {
@@ -160,7 +160,10 @@ def test_failing_steps_fail_the_build(tmp_path: Path, e2e_out: Path) -> None:
     unsigned.mkdir()
     aptrepo.make_repo(unsigned, signed=False)
     (tmp_path / "key.asc").write_bytes((unsigned / "key.asc").read_bytes())
-    (tmp_path / "broken.yml").write_text(
+    # A folder of its own: a playbook's whole folder is hashed as its input, and
+    # this one holds the gpg home (with gpg-agent's sockets) and the build output.
+    (tmp_path / "play").mkdir()
+    (tmp_path / "play/broken.yml").write_text(
         "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.command: /bin/false\n"
     )
     base = (REPO / "templates/debian-12-baseline.yaml").read_text()
