@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, goldsmith, require_vm_tools
+from conftest import REPO, goldsmith, only_result, require_vm_tools
 
 pytestmark = pytest.mark.vm
 
@@ -59,7 +59,7 @@ def secureboot_release(
     secureboot_spec: Path, e2e_out: Path, signing_key: Path, goldsmith_json: Callable[..., Any]
 ) -> dict[str, Any]:
     require_firmware_tools()
-    result: dict[str, Any] = goldsmith_json(
+    entries = goldsmith_json(
         "release",
         secureboot_spec,
         "--key",
@@ -69,7 +69,7 @@ def secureboot_release(
         "--json",
         timeout=5400,
     )
-    return result
+    return only_result(entries)
 
 
 @pytest.fixture(scope="module")
