@@ -523,7 +523,9 @@ def verify_attestations(
                 f"the threshold is {threshold}"
             )
         digest = hashlib.sha256(envelope.payload).hexdigest()
-        if ref is not None and not hmac.compare_digest(ref[1], digest):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a
+        # TypeError), and the manifest's digest may hold any text.
+        if ref is not None and not hmac.compare_digest(ref[1].encode(), digest.encode()):
             raise AttestationError(
                 f"{path}: its payload (sha256 {digest[:16]}...) is not the one the manifest "
                 f"names ({escape(ref[1], 80)[:16]}...)"

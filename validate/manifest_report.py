@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -303,7 +304,8 @@ def _read_attestations(envelope_path: Path, predicate: _Fields) -> tuple[Attesta
         name, kind = item.text("name") or "", item.text("predicateType") or ""
         digest = item.obj("payloadDigest").text("sha256") or ""
         path = envelope_path.parent / Path(name).name
-        if not name or not path.is_file():
+        # os.path: a name too long for the file system is no file, not an OSError.
+        if not name or not os.path.isfile(path):
             found.append(AttestationInfo(name, kind, digest, "absent"))
             continue
         try:
