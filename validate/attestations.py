@@ -555,5 +555,5 @@ def _check_bom_file(folder: Path, statement: Mapping[str, Any]) -> None:
         data = read_regular(path, MAX_ENVELOPE_BYTES)
     except (OSError, DataError) as exc:
         raise AttestationError(f"{path}: cannot be read ({exc})") from None
-    if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), str(want)):
+    if not hmac.compare_digest(hashlib.sha256(data).hexdigest().encode(), str(want).encode()):
         raise AttestationError(f"{path}: its sha256 is not the one the manifest names")

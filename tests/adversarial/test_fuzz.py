@@ -1296,11 +1296,15 @@ ENVELOPE_KEYS = key_pool(ENVELOPE)
 STATEMENT_KEYS = key_pool(STATEMENT)
 # Times whose offset carries them out of range in UTC: verify (format_time in
 # the refusal) and report (its "when" filter) raised OverflowError on them.
-# The manifest's own attestation entries: verify compared a digest holding
-# non-ASCII text with hmac.compare_digest (TypeError), report asked
-# Path.is_file() about a name too long for the file system (OSError).
+# The manifest's own attestation entries and CycloneDX file digest: verify
+# compared digests holding non-ASCII text with hmac.compare_digest on str
+# (TypeError); report asked Path.is_file() about a name too long for the
+# file system (OSError).
 ATTESTATION_DIGEST = to_json(
     edited(STATEMENT, ("predicate", "attestations", 0, "payloadDigest", "sha256"), "é" * 64)
+).encode()
+BOM_DIGEST = to_json(
+    edited(STATEMENT, ("predicate", "sbom", "cyclonedx", "digest", "sha256"), "é" * 64)
 ).encode()
 ATTESTATION_NAME = to_json(
     edited(STATEMENT, ("predicate", "attestations", 0, "name"), "sbom.dsse.json" + "a" * 300)
@@ -1439,6 +1443,7 @@ def _signed_by(signed: Signed, payload: bytes) -> bytes:
 @example(data=OUT_OF_RANGE[0])
 @example(data=OUT_OF_RANGE[1])
 @example(data=ATTESTATION_DIGEST)
+@example(data=BOM_DIGEST)
 def test_cli_verify_statement(signed: Signed, data: bytes) -> None:
     """A statement the trusted key signed, whatever it says: trusted or NOT
     TRUSTED (exit 1), never bad input and never a traceback."""
