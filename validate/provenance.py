@@ -246,11 +246,15 @@ def summarize(predicate: Any) -> dict[str, str | None]:
         return found
     definition = predicate.get("buildDefinition")
     if isinstance(definition, dict):
-        for dep in definition.get("resolvedDependencies") or []:
-            commit = dep.get("digest", {}).get("gitCommit") if isinstance(dep, dict) else None
+        # Decoded, not verified (report): every level is checked for its type.
+        deps = definition.get("resolvedDependencies")
+        for dep in deps if isinstance(deps, list) else []:
+            digest = dep.get("digest") if isinstance(dep, dict) else None
+            commit = digest.get("gitCommit") if isinstance(digest, dict) else None
             if isinstance(commit, str):
                 found["commit"] = commit
-        spec = (definition.get("externalParameters") or {}).get("spec")
+        parameters = definition.get("externalParameters")
+        spec = parameters.get("spec") if isinstance(parameters, dict) else None
         if isinstance(spec, dict) and isinstance(spec.get("path"), str):
             found["specPath"] = spec["path"]
     details = predicate.get("runDetails")

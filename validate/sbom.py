@@ -160,11 +160,16 @@ class SbomSummary:
     distro: str | None
 
 
+def _items(value: Any) -> list[Any]:
+    # Decoded, not verified (report): a list only where there is one.
+    return value if isinstance(value, list) else []
+
+
 def summarize(bom: Any) -> SbomSummary | None:
     """The few facts a report shows of a decoded BOM; None when it is not one."""
     if not isinstance(bom, dict) or bom.get("bomFormat") != "CycloneDX":
         return None
-    components = [c for c in bom.get("components") or [] if isinstance(c, dict)]
+    components = [c for c in _items(bom.get("components")) if isinstance(c, dict)]
     distro = None
     for component in components:
         purl = component.get("purl")
@@ -179,7 +184,7 @@ def summarize(bom: Any) -> SbomSummary | None:
             for c in components
             if any(
                 isinstance(p, dict) and p.get("name") == SOURCE_PROPERTY
-                for p in c.get("properties") or []
+                for p in _items(c.get("properties"))
             )
         ),
         distro=distro,

@@ -35,6 +35,7 @@ import contextlib
 import copy
 import dataclasses
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -1279,19 +1280,32 @@ def signed(tmp_path: Path) -> Signed:
     return template
 
 
-def _valid_documents() -> tuple[Any, Any, Any, Any]:
-    """A signed artifact's envelope, statement, validation.json and build.json."""
+ATTESTATION_FILES = ("sbom.dsse.json", "provenance.dsse.json")
+BOM_FILE = "sbom.cdx.json"
+
+
+def _valid_documents() -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """A signed artifact's envelope, statement, validation.json and build.json,
+    and beside them the SBOM and provenance envelopes, their statements and
+    the CycloneDX file."""
     with tempfile.TemporaryDirectory() as scratch:
         template = sign(Path(scratch))
+        beside: dict[str, Any] = {}
+        for name in ATTESTATION_FILES:
+            envelope = json.loads((template.artifact / name).read_bytes())
+            beside[name] = envelope
+            beside[name + ":statement"] = json.loads(base64.b64decode(envelope["payload"]))
+        beside[BOM_FILE] = json.loads((template.artifact / BOM_FILE).read_bytes())
         return (
             template.envelope(),
             template.statement(),
             json.loads((template.artifact / "validation.json").read_bytes()),
             json.loads((template.artifact / "build.json").read_bytes()),
+            beside,
         )
 
 
-ENVELOPE, STATEMENT, VALIDATION, BUILD = _valid_documents()
+ENVELOPE, STATEMENT, VALIDATION, BUILD, BESIDE = _valid_documents()
 ENVELOPE_KEYS = key_pool(ENVELOPE)
 STATEMENT_KEYS = key_pool(STATEMENT)
 # Times whose offset carries them out of range in UTC: verify (format_time in
@@ -1612,3 +1626,90 @@ def test_cli_verify_pins(signed: Signed, option: str, value: str) -> None:
     """The deployer's own pins: trusted, NOT TRUSTED, or bad input in one line."""
     result = goldsmith("verify", signed.artifact, "--key", signed.pub, f"{option}={value}")
     judge_cli(result, {0, 1, 2}, verdict=True)
+
+
+def _attestation_cases() -> st.SearchStrategy[tuple[str, str, bytes]]:
+    """(file, how, bytes): an envelope not made by the signer, a statement the
+    trusted key signed (and the manifest, re-signed, names), or a CycloneDX
+    file the manifest, re-signed, names by its digest."""
+    cases = [
+        st.tuples(
+            st.sampled_from(ATTESTATION_FILES),
+            st.just("envelope"),
+            json_documents([BESIDE[n] for n in ATTESTATION_FILES], ENVELOPE_KEYS),
+        ),
+        st.tuples(
+            st.just(BOM_FILE),
+            st.just("file"),
+            json_documents([BESIDE[BOM_FILE]], key_pool(BESIDE[BOM_FILE])),
+        ),
+    ]
+    for name in ATTESTATION_FILES:
+        statement = BESIDE[name + ":statement"]
+        cases.append(
+            st.tuples(
+                st.just(name),
+                st.just("statement"),
+                json_documents([statement], key_pool(statement)),
+            )
+        )
+    return st.one_of(cases)
+
+
+def _name_in_manifest(signed: Signed, name: str, data: bytes) -> None:
+    """The manifest, re-signed by the trusted key, naming ``data`` as ``name``."""
+
+    def edit(statement: dict[str, Any]) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        predicate = statement["predicate"]
+        if name == BOM_FILE:
+            predicate["sbom"]["cyclonedx"]["digest"]["sha256"] = digest
+        for entry in predicate["attestations"]:
+            if entry["name"] == name:
+                entry["payloadDigest"]["sha256"] = digest
+
+    signed.edit_statement(edit)
+
+
+def _signed_attestation(name: str, path: tuple[Any, ...], value: Any) -> tuple[str, str, bytes]:
+    statement = edited(BESIDE[name + ":statement"], ("predicate", *path), value)
+    return name, "statement", to_json(statement).encode()
+
+
+@FUZZ
+@given(case=_attestation_cases())
+# report summarised a provenance or SBOM predicate assuming each level's type:
+# AttributeError on a digest or externalParameters that is no mapping,
+# TypeError iterating components or properties that are no list.
+@example(
+    case=_signed_attestation(
+        "provenance.dsse.json", ("buildDefinition", "resolvedDependencies", 0, "digest"), None
+    )
+)
+@example(
+    case=_signed_attestation(
+        "provenance.dsse.json", ("buildDefinition", "externalParameters"), ["spec"]
+    )
+)
+@example(
+    case=_signed_attestation("provenance.dsse.json", ("buildDefinition", "resolvedDependencies"), 7)
+)
+@example(case=_signed_attestation("sbom.dsse.json", ("components",), 7))
+@example(case=_signed_attestation("sbom.dsse.json", ("components", 0, "properties"), 7))
+def test_cli_attestations(signed: Signed, case: tuple[str, str, bytes]) -> None:
+    """The SBOM and provenance envelopes and the CycloneDX file beside the
+    manifest, as verify and report read them."""
+    name, how, data = case
+    path = signed.artifact / name
+    with replaced(signed.manifest), replaced(path):
+        if how == "statement":
+            path.write_bytes(_signed_by(signed, data))
+            _name_in_manifest(signed, name, data)
+        else:
+            path.write_bytes(data)
+            if how == "file":
+                _name_in_manifest(signed, name, data)
+        verified = goldsmith("verify", signed.artifact, "--key", signed.pub)
+        reported = goldsmith("report", signed.manifest)
+    judge_cli(verified, {0, 1}, verdict=True)
+    judge_cli(reported, {0, 2}, text_out=False)
