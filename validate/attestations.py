@@ -271,7 +271,9 @@ def _differences(signed: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]
     """How the signed statement differs from one about the artifact as it is now."""
     problems = []
     if signed.get("subject") != now.get("subject"):
-        shown = escape(str(_get((signed.get("subject") or [None])[0], "digest", "sha256")), 80)
+        subjects = signed.get("subject")
+        first = subjects[0] if isinstance(subjects, list) and subjects else None
+        shown = escape(str(_get(first, "digest", "sha256")), 80)
         image = _get(now["subject"][0], "digest", "sha256")
         problems.append(f"another image (sha256 {shown[:16]}..., the image has {image[:16]}...)")
     for record in ("build", "validation"):
@@ -286,7 +288,9 @@ def _check_unchanged_terms(
 ) -> None:
     """A second approver signs the statement as it stands: options that would
     change it are refused rather than silently ignored."""
-    approval = _get(statement, "predicate", "approval") or {}
+    approval = _get(statement, "predicate", "approval")
+    if not isinstance(approval, dict):
+        approval = {}
     try:
         start = datetime.datetime.fromisoformat(str(approval.get("time")))
         until = datetime.datetime.fromisoformat(str(approval.get("validUntil")))
@@ -294,6 +298,9 @@ def _check_unchanged_terms(
         raise InputError(
             manifest, "payload.predicate.approval", "expected RFC 3339 times"
         ) from None
+    # With an offset: a time without one cannot be subtracted from one with.
+    if start.tzinfo is None:
+        raise InputError(manifest, "payload.predicate.approval.time", "expected an RFC 3339 time")
     if until.tzinfo is None or until <= now:
         raise SigningError(
             f"{manifest}: the statement expired at {escape(str(approval.get('validUntil')))}; "
@@ -316,6 +323,13 @@ def _check_unchanged_terms(
             )
 
 
+def _read_bom(path: Path) -> bytes:
+    try:
+        return read_regular(path, MAX_ENVELOPE_BYTES)
+    except (OSError, DataError) as exc:
+        raise SigningError(f"{path}: cannot be read ({exc})") from None
+
+
 def check_attestations_bound(
     artifact_dir: Path, statement: Mapping[str, Any], envelopes: Mapping[str, Envelope]
 ) -> None:
@@ -327,7 +341,8 @@ def check_attestations_bound(
     if (
         bom_digest is not None
         and bom_path.exists()
-        and hashlib.sha256(bom_path.read_bytes()).hexdigest() != bom_digest
+        # read_regular: a FIFO there would block the read for ever.
+        and hashlib.sha256(_read_bom(bom_path)).hexdigest() != bom_digest
     ):
         raise SigningError(
             f"{bom_path}: not the SBOM {MANIFEST_NAME} names; refusing to sign",
@@ -351,7 +366,8 @@ def attestation_refs(statement: Mapping[str, Any]) -> dict[str, tuple[str, str]]
     statement lists them; entries that are not well formed are left out (a
     verifier then treats the file as not named)."""
     refs: dict[str, tuple[str, str]] = {}
-    for item in _get(statement, "predicate", "attestations") or []:
+    listed = _get(statement, "predicate", "attestations")
+    for item in listed if isinstance(listed, list) else []:
         name = _get(item, "name")
         kind = _get(item, "predicateType")
         digest = _get(item, "payloadDigest", "sha256")

@@ -66,7 +66,7 @@ from validate.manifest import BuildRecord, decode_statement, load_validation
 from validate.results import RecordError, ValidationRun
 from validate.verify import Policy, VerificationError, read_claims
 
-from .validate_helpers import Signed, error_lines, goldsmith, sign
+from .validate_helpers import Signed, error_lines, goldsmith, make_key, sign
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("GOLDSMITH_FUZZ_EXAMPLES", "30"))
@@ -1713,3 +1713,44 @@ def test_cli_attestations(signed: Signed, case: tuple[str, str, bytes]) -> None:
         reported = goldsmith("report", signed.manifest)
     judge_cli(verified, {0, 1}, verdict=True)
     judge_cli(reported, {0, 2}, text_out=False)
+
+
+@contextlib.contextmanager
+def kept(folder: Path) -> Iterator[None]:
+    """Every file in ``folder`` as it was before, new ones removed, afterwards."""
+    before = {p: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    try:
+        yield
+    finally:
+        for path in folder.iterdir():
+            if path.is_file() and path not in before:
+                path.unlink()
+        for path, data in before.items():
+            path.write_bytes(data)
+
+
+def _statement_with(path: tuple[Any, ...], value: Any) -> bytes:
+    return to_json(edited(STATEMENT, path, value)).encode()
+
+
+@FUZZ
+@given(data=json_documents([STATEMENT], STATEMENT_KEYS))
+# A second approver's sign reads the statement already signed: a subject that
+# is a mapping (KeyError), attestations that are a number (TypeError), an
+# approval that is a list (AttributeError), an approval time without an
+# offset (TypeError subtracting it) were tracebacks in validate/attestations.py.
+@example(data=_statement_with(("subject",), {"a": 1}))
+@example(data=_statement_with(("predicate", "attestations"), 7))
+@example(data=_statement_with(("predicate", "approval"), ["time"]))
+@example(data=_statement_with(("predicate", "approval", "time"), "2026-11-27T08:00:00"))
+def test_cli_sign_second_approver(signed: Signed, data: bytes) -> None:
+    """sign with a second key adds a signature to the statement signed already
+    (here one the first key signed whatever it says): signed, refused or bad
+    input, in one line."""
+    second = signed.artifact.parent / "second.pem"
+    if not second.exists():
+        make_key(signed.artifact.parent, "second")
+    with kept(signed.artifact):
+        signed.manifest.write_bytes(_signed_by(signed, data))
+        result = goldsmith("sign", signed.artifact, "--key", second)
+    judge_cli(result, {0, 1, 2})
