@@ -83,6 +83,8 @@ def make_repo(folder: Path, *, signed: bool = True) -> Path:
             ],
             env=env,
         )
+    # gpg started an agent for this home: nothing of the test may outlive it.
+    subprocess.run(["gpgconf", "--homedir", str(gnupg), "--kill", "gpg-agent"], check=False)
     return key
 
 
