@@ -10,17 +10,23 @@ statement); never a traceback, never a hang. Each reader here meets
   integers, nan and inf, lone surrogates, control characters, dates, nasty
   strings), duplicate keys written as raw text, deep nesting, anchors and
   aliases, explicit tags, written as YAML (block or flow) or JSON;
-- mutations of a valid document (a shipped spec, profile, a policy, a signed
-  envelope, its statement, the records): one value replaced, a key deleted or
-  added (twice, as a duplicate), an alias in place of a value.
+- mutations of a valid document (a shipped spec, profiles with controls of
+  their own, a policy, a signed envelope, its statement, the records, the
+  SBOM and provenance envelopes): one to four edits, each a value tweaked
+  (a control character slipped in, cut, too long, a number at a boundary, a
+  time at the end of the calendar, a pattern re cannot compile), replaced,
+  deleted, added (twice, as a duplicate key) or aliased.
 
 The readers: the strict layer (hardening.strictdata), the spec with its
-provisioning steps, profiles with their own controls, the verify policy, DSSE
-envelopes, the statement as verify reads it (after a trusted signature) and as
-``outdated`` and ``report`` read it (decoded, not verified), validation.json,
-build.json and the build key; and the commands that read them through click's
-CliRunner (verify, report, outdated, sign, build with a bad spec or profile:
-the build stops before any VM, outdated before any mirror).
+provisioning steps, profiles with their own controls (and the bash quoting
+model they pass), the verify policy, DSSE envelopes, the statement as verify
+reads it (after a trusted signature) and as ``outdated`` and ``report`` read
+it (decoded, not verified), validation.json, build.json and the build key;
+and the commands that read them through click's CliRunner: verify (envelope,
+statement, policy, pins, attestations), report, outdated, history, sign
+(records, and a second approver over a signed statement), build and lint
+with a bad spec or profile (the build stops before any VM, outdated before
+any mirror), profile show.
 
 Examples per test: $GOLDSMITH_FUZZ_EXAMPLES (default below, sized for CI);
 set it to thousands for a long local run. Hypothesis prints the falsifying
@@ -69,7 +75,9 @@ from validate.verify import Policy, VerificationError, read_claims
 from .validate_helpers import Signed, error_lines, goldsmith, make_key, sign
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = int(os.environ.get("GOLDSMITH_FUZZ_EXAMPLES", "30"))
+# 100 per test: the whole file in about 30 s on two cores (27 tests); a long
+# local run sets thousands.
+EXAMPLES = int(os.environ.get("GOLDSMITH_FUZZ_EXAMPLES", "100"))
 # No input may keep a reader busy this long: a hang is a failure, not a slow CI.
 HANG_SECONDS = 30.0
 
