@@ -1762,3 +1762,17 @@ def test_cli_sign_second_approver(signed: Signed, data: bytes) -> None:
         signed.manifest.write_bytes(_signed_by(signed, data))
         result = goldsmith("sign", signed.artifact, "--key", second)
     judge_cli(result, {0, 1, 2})
+
+
+def test_sign_second_approver_with_a_fifo_bom(signed: Signed) -> None:
+    """The CycloneDX file read while a second approver signs: a FIFO in its
+    place blocked the read for ever (validate/attestations.py reads it as a
+    regular file now)."""
+    second = make_key(signed.artifact.parent, "second")
+    bom = signed.artifact / BOM_FILE
+    bom.unlink()
+    os.mkfifo(bom)
+    with no_hang():
+        result = goldsmith("sign", signed.artifact, "--key", second)
+    judge_cli(result, {1, 2})
+    assert BOM_FILE in result.stderr
