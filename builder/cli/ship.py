@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from builder.cli.stamp import report_refusal
 from builder.errors import GoldsmithError
 from validate.manifest import PrintableError
 from validate.oci import pull_template, push_template
 from validate.registry import PASSWORD_ENV, USERNAME_ENV, parse_reference
-from validate.verify import Pins, VerificationError, not_trusted_dict
+from validate.verify import Pins
 
 _PATH = click.Path(path_type=Path)
 
@@ -101,14 +102,7 @@ def pull(
             ca_file=ca_file,
         )
     except GoldsmithError as exc:
-        shown = PrintableError(exc)
-        if as_json:
-            click.echo(json.dumps(not_trusted_dict(exc), indent=2))
-            ctx.exit(exc.exit_code)
-        if isinstance(exc, VerificationError):
-            click.echo(f"NOT TRUSTED: {shown.message}")
-            ctx.exit(exc.exit_code)
-        raise shown from exc
+        report_refusal(ctx, exc, as_json)
     if as_json:
         click.echo(json.dumps({**pulled.verdict.to_dict(), "out": str(pulled.out)}, indent=2))
     else:

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -42,6 +43,19 @@ def _prompt_passphrase(path: Path) -> str | None:
         return None
     secret: str = click.prompt(f"Passphrase for {path}", hide_input=True, err=True)
     return secret
+
+
+def report_refusal(ctx: click.Context, exc: GoldsmithError, as_json: bool) -> NoReturn:
+    """How verify and pull end on a refusal: NOT TRUSTED on stdout (or its
+    JSON) with the error's exit code, or the escaped one-line error."""
+    shown = PrintableError(exc)
+    if as_json:
+        click.echo(json.dumps(not_trusted_dict(exc), indent=2))
+        ctx.exit(exc.exit_code)
+    if isinstance(exc, VerificationError):
+        click.echo(f"NOT TRUSTED: {shown.message}")
+        ctx.exit(exc.exit_code)
+    raise shown from exc
 
 
 @click.command()
@@ -261,14 +275,7 @@ def verify(
             all_formats=all_formats,
         )
     except GoldsmithError as exc:
-        shown = PrintableError(exc)
-        if as_json:
-            click.echo(json.dumps(not_trusted_dict(exc), indent=2))
-            ctx.exit(exc.exit_code)
-        if isinstance(exc, VerificationError):
-            click.echo(f"NOT TRUSTED: {shown.message}")
-            ctx.exit(exc.exit_code)
-        raise shown from exc
+        report_refusal(ctx, exc, as_json)
     click.echo(json.dumps(verdict.to_dict(), indent=2) if as_json else verdict.describe())
 
 
