@@ -79,6 +79,10 @@ def test_unhardened_base_fails_the_baseline(
 def test_wrong_host_key_is_refused(unhardened_artifact: Path) -> None:
     access = new_access("gsvalidate", "validate")
     with boot_artifact(unhardened_artifact / "disk.qcow2", access=access) as guest:
+        # cloud-init's config stage restarts sshd on a stock image (ssh_pwauth);
+        # a connection made while it restarts reads EOF. Let it finish first.
+        _, stdout, _ = guest.client.exec_command("cloud-init status --wait >/dev/null")
+        assert stdout.channel.recv_exit_status() in (0, 2)
         impostor = new_access("gsvalidate", "validate")
         wrong_pin = type(access)(
             run_id=access.run_id,
