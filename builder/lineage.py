@@ -39,9 +39,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from builder.debversion import compare_versions
 from builder.errors import InputError
 from builder.log import log
-from builder.outdated import JsonObject, ManifestFacts, compare_versions, read_manifest
+from builder.manifest_facts import JsonObject, ManifestFacts, read_manifest
 from hardening.strictdata import DataError, escape, loads_json, read_regular
 from validate.results import Package
 

@@ -13,10 +13,11 @@ without booting anything:
 The manifest is decoded, not verified: this answers "should we rebuild?", which
 is not a trust decision. ``goldsmith verify`` is the trust decision.
 
-The package indexes are fetched without checking the mirror's Release
-signature. At worst a hostile mirror hides an update or invents one, which
-delays or forces a rebuild; the rebuild itself installs packages through apt,
-which does check signatures.
+The subjects it draws on live apart: Debian version ordering in
+builder/debversion.py, the lenient manifest reader in builder/manifest_facts.py,
+the mirror's package indexes (and why their signature is not checked) in
+builder/mirror_index.py. This module keeps the decision, and re-exports those
+modules' public names that were once defined here.
 """
 
 from __future__ import annotations
@@ -24,389 +25,40 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-import gzip
 import hashlib
-import io
-import lzma
-import time
-import urllib.error
-import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import Any
 
+# The names once defined here stay importable from here (the "X as X" form
+# re-exports them): the CLI and the tests import them from builder.outdated.
 from builder import __version__
-from builder.base import bootstrap_inputs, open_url
+from builder.base import bootstrap_inputs
 from builder.buildkey import base_identity
-from builder.errors import GoldsmithError, InputError
-from builder.log import log
-from builder.spec import DebootstrapBase, TemplateSpec, load_spec, suite_problem, url_problem
+from builder.debversion import compare_versions as compare_versions
+from builder.debversion import parse_version as parse_version
+from builder.errors import InputError
+from builder.manifest_facts import BaseRef as BaseRef
+from builder.manifest_facts import JsonObject as JsonObject
+from builder.manifest_facts import ManifestFacts as ManifestFacts
+from builder.manifest_facts import read_manifest as read_manifest
+from builder.mirror_index import ARCHITECTURE as ARCHITECTURE
+from builder.mirror_index import INDEX_VARIANTS as INDEX_VARIANTS
+from builder.mirror_index import MirrorError as MirrorError
+from builder.mirror_index import PackageSource as PackageSource
+from builder.mirror_index import check_source as check_source
+from builder.mirror_index import fetch_index as fetch_index
+from builder.mirror_index import index_url as index_url
+from builder.mirror_index import parse_packages as parse_packages
+from builder.spec import DebootstrapBase, TemplateSpec, load_spec
 from hardening.errors import ProfileError
 from hardening.profile import Profile, load_profile
 from hardening.strictdata import DataError, escape, loads_json, read_regular
-from validate.dsse import read_envelope
-from validate.manifest import decode_statement
 from validate.results import Package
 
-ARCHITECTURE = "amd64"
-# bookworm's main Packages index is about 45 MB uncompressed; a mirror that sends
-# far more is broken or hostile, and is not decompressed further.
-MAX_INDEX_BYTES = 512 * 1024 * 1024
-HTTP_TIMEOUT = 60
-# The longest one index (all its variants) may take, however slowly a mirror
-# trickles bytes: each read also waits at most HTTP_TIMEOUT.
-INDEX_DEADLINE = 600
+# build.json beside a manifest is read for the base's recipe inputs; it carries
+# package lists, so it may be large, but not without bound.
 MAX_RECORD_BYTES = 64 * 1024 * 1024
-# Tried in this order; the first one the mirror has is used.
-INDEX_VARIANTS = ("Packages.xz", "Packages.gz", "Packages")
-
-
-class MirrorError(GoldsmithError):
-    """The package mirror could not be read, so the answer is unknown (exit code 3)."""
-
-    exit_code = 3
-
-
-# -- Debian version ordering --------------------------------------------------
-
-
-def _is_digit(char: str) -> bool:
-    # ASCII only: str.isdigit() would also accept superscripts and other scripts' digits.
-    return "0" <= char <= "9"
-
-
-def _order(char: str) -> int:
-    """dpkg's weight of a character in a non-digit run: ~ below everything, then
-    the end of the run (0), then letters, then every other character."""
-    if _is_digit(char):
-        return 0
-    if char.isascii() and char.isalpha():
-        return ord(char)
-    if char == "~":
-        return -1
-    return ord(char) + 256
-
-
-def _compare_part(a: str, b: str) -> int:
-    """Compare two upstream versions or two revisions the way dpkg does: alternate
-    runs of non-digits (character by character, by ``_order``) and runs of digits
-    (as numbers), until both strings are used up."""
-    i = j = 0
-    while i < len(a) or j < len(b):
-        while (i < len(a) and not _is_digit(a[i])) or (j < len(b) and not _is_digit(b[j])):
-            weight_a = _order(a[i]) if i < len(a) else 0
-            weight_b = _order(b[j]) if j < len(b) else 0
-            if weight_a != weight_b:
-                return -1 if weight_a < weight_b else 1
-            i, j = i + 1, j + 1
-        start_a, start_b = i, j
-        while i < len(a) and _is_digit(a[i]):
-            i += 1
-        while j < len(b) and _is_digit(b[j]):
-            j += 1
-        # Compared as numbers without int(): a run of thousands of digits from a
-        # mirror's index must neither hit int()'s digit limit nor cost time.
-        digits_a = a[start_a:i].lstrip("0")
-        digits_b = b[start_b:j].lstrip("0")
-        if (len(digits_a), digits_a) != (len(digits_b), digits_b):
-            return -1 if (len(digits_a), digits_a) < (len(digits_b), digits_b) else 1
-    return 0
-
-
-def parse_version(version: str) -> tuple[int, str, str]:
-    """(epoch, upstream, revision) as dpkg splits them; ValueError if malformed."""
-    text = version.strip()
-    if not text or any(c.isspace() for c in text):
-        raise ValueError(f"not a Debian version: {version!r}")
-    epoch = 0
-    if ":" in text:
-        head, text = text.split(":", 1)
-        if not head or not all(_is_digit(c) for c in head) or len(head) > 18:
-            raise ValueError(f"epoch of {version!r} is not a number")
-        epoch = int(head)
-    upstream, hyphen, revision = text.rpartition("-")
-    if not hyphen:
-        upstream, revision = text, ""
-    if not upstream:
-        raise ValueError(f"{version!r} has an empty upstream version")
-    return epoch, upstream, revision
-
-
-def compare_versions(a: str, b: str) -> int:
-    """-1, 0 or 1 as Debian version ``a`` sorts before, equal to or after ``b``.
-
-    Epochs first (a missing epoch is 0), then the upstream version, then the
-    revision (a missing revision equals "0"). Within each part, runs of non-digits
-    compare character by character with ``~`` sorting before everything, even
-    the end of the string (so 1.0~rc1 < 1.0), and letters before other symbols;
-    runs of digits compare as numbers (so 1.10 > 1.9 and 1.01 == 1.1).
-    """
-    epoch_a, upstream_a, revision_a = parse_version(a)
-    epoch_b, upstream_b, revision_b = parse_version(b)
-    if epoch_a != epoch_b:
-        return -1 if epoch_a < epoch_b else 1
-    return _compare_part(upstream_a, upstream_b) or _compare_part(revision_a, revision_b)
-
-
-# -- the manifest, decoded ----------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class BaseRef:
-    name: str
-    uri: str
-    source: str
-    sha256: str | None
-    inputs: Mapping[str, Any] | None  # recipe inputs, when the manifest carries them
-
-
-@dataclasses.dataclass(frozen=True)
-class ManifestFacts:
-    """What a manifest says about its template, read from an envelope NOT verified."""
-
-    path: Path
-    sha256: str  # of the envelope file's bytes, as a later previousManifest names it
-    name: str
-    version: str
-    image_sha256: str | None
-    bases: tuple[BaseRef, ...]
-    profile_id: str | None
-    profile_digest: str | None
-    spec_sha256: str | None
-    packages: tuple[Package, ...]
-    waived: tuple[str, ...]  # control ids the manifest lists as waived
-    builder_version: str | None
-    build_record_sha256: str | None
-    approval_time: str | None
-    valid_until: str | None
-    previous_manifest_sha256: str | None
-    # path (relative to the spec) -> sha256 of every provisioning input, or
-    # None for a manifest from before provisioning was recorded.
-    provision_inputs: Mapping[str, str] | None = None
-
-
-class JsonObject:
-    """One JSON object of a document, with its dotted path for error messages."""
-
-    def __init__(self, source: Path, where: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise InputError(source, where or None, "expected a JSON object")
-        self.source, self.where, self.data = source, where, data
-
-    def field(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def obj(self, key: str) -> JsonObject:
-        value = self.data.get(key)
-        return JsonObject(self.source, self.field(key), {} if value is None else value)
-
-    def objs(self, key: str) -> list[JsonObject]:
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise InputError(self.source, self.field(key), "expected a list")
-        return [JsonObject(self.source, f"{self.field(key)}[{i}]", v) for i, v in enumerate(value)]
-
-    def text(self, key: str, *, required: bool = False) -> str | None:
-        value = self.data.get(key)
-        if value is None and not required:
-            return None
-        if not isinstance(value, str) or (required and not value):
-            raise InputError(self.source, self.field(key), "expected a string")
-        return value
-
-    def need(self, key: str) -> str:
-        value = self.text(key, required=True)
-        assert value is not None
-        return value
-
-
-def read_manifest(path: Path) -> ManifestFacts:
-    """Decode a manifest envelope WITHOUT verifying it; InputError if malformed."""
-    envelope, file_sha256 = read_envelope(path, expected="a manifest (DSSE envelope)")
-    top = JsonObject(path, "payload", decode_statement(path, envelope))
-    predicate = top.obj("predicate")
-    template = predicate.obj("template")
-    subjects = top.objs("subject")
-    bases = []
-    for item in predicate.objs("base"):
-        inputs = item.data.get("inputs")
-        bases.append(
-            BaseRef(
-                name=item.text("name") or "",
-                uri=item.text("uri") or "",
-                source=item.text("source") or "",
-                sha256=item.obj("digest").text("sha256"),
-                inputs=inputs if isinstance(inputs, dict) else None,
-            )
-        )
-    packages = tuple(
-        Package(p.need("name"), p.need("version"), p.text("architecture") or "")
-        for p in predicate.obj("sbom").objs("packages")
-    )
-    waived = [w.need("control") for w in predicate.objs("waivers")]
-    approval = predicate.obj("approval")
-    provision_inputs = None
-    if "provision" in predicate.data:
-        provision_inputs = {
-            i.need("path"): i.need("sha256")
-            for step in predicate.objs("provision")
-            for i in step.objs("inputs")
-        }
-    return ManifestFacts(
-        path=path,
-        sha256=file_sha256,
-        name=template.need("name"),
-        version=template.need("version"),
-        image_sha256=subjects[0].obj("digest").text("sha256") if subjects else None,
-        bases=tuple(bases),
-        profile_id=predicate.obj("profile").text("id"),
-        profile_digest=predicate.obj("profile").text("digest"),
-        spec_sha256=predicate.obj("inputs").obj("spec").obj("digest").text("sha256"),
-        packages=packages,
-        waived=tuple(waived),
-        builder_version=predicate.obj("builder").text("version"),
-        build_record_sha256=predicate.obj("build").obj("record").obj("digest").text("sha256"),
-        approval_time=approval.text("time"),
-        valid_until=approval.text("validUntil"),
-        previous_manifest_sha256=predicate.obj("previousManifest").obj("digest").text("sha256"),
-        provision_inputs=provision_inputs,
-    )
-
-
-# -- package indexes ----------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class PackageSource:
-    """Where a template's packages come from: a suite on a mirror and its security mirror."""
-
-    suite: str
-    mirror: str
-    security_mirror: str
-
-    def indexes(self) -> tuple[tuple[str, str], ...]:
-        """(mirror, suite) for the release, its -updates and its -security."""
-        return (
-            (self.mirror, self.suite),
-            (self.mirror, f"{self.suite}-updates"),
-            (self.security_mirror, f"{self.suite}-security"),
-        )
-
-
-def check_source(source: PackageSource) -> None:
-    """A mirror and suite given on the command line obey the spec's rules: the
-    suite becomes part of a URL path, the mirrors are fetched from."""
-    problem = suite_problem(source.suite)
-    if problem is not None:
-        raise InputError(None, "--suite", problem)
-    for option, url in (("--mirror", source.mirror), ("--security-mirror", source.security_mirror)):
-        problem = url_problem(url)
-        if problem is not None:
-            raise InputError(None, option, problem)
-
-
-def index_url(mirror: str, suite: str, variant: str) -> str:
-    return f"{mirror.rstrip('/')}/dists/{suite}/main/binary-{ARCHITECTURE}/{variant}"
-
-
-def parse_packages(lines: Iterable[str], names: frozenset[str] | None = None) -> Iterator[Package]:
-    """Package, Version and Architecture of each stanza of a Packages index."""
-    fields: dict[str, str] = {}
-    for line in lines:
-        if not line.strip():
-            if fields:
-                yield from _stanza(fields, names)
-            fields = {}
-            continue
-        if line[0] in " \t":  # a continuation line (descriptions): not a field we read
-            continue
-        key, sep, value = line.partition(":")
-        if sep and key in ("Package", "Version", "Architecture"):
-            fields[key] = value.strip()
-    if fields:
-        yield from _stanza(fields, names)
-
-
-def _stanza(fields: Mapping[str, str], names: frozenset[str] | None) -> Iterator[Package]:
-    name = fields.get("Package")
-    version = fields.get("Version")
-    if name and version and (names is None or name in names):
-        yield Package(name, version, fields.get("Architecture", ""))
-
-
-class _Limited(io.RawIOBase):
-    """A stream that refuses to yield more than ``limit`` bytes or to go on
-    past ``deadline`` (time.monotonic()). Wrapped around the response (a
-    compressed index of endless empty gzip members yields nothing, forever)
-    and around the decompressed text (a small bomb yields gigabytes)."""
-
-    def __init__(self, stream: IO[bytes], limit: int, url: str, deadline: float) -> None:
-        self.stream, self.left, self.url, self.deadline = stream, limit, url, deadline
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if time.monotonic() > self.deadline:
-            raise MirrorError(f"{self.url}: index not read within {INDEX_DEADLINE}s")
-        data = self.stream.read(min(len(buffer), self.left + 1))
-        if len(data) > self.left:
-            raise MirrorError(f"{self.url}: index larger than {MAX_INDEX_BYTES} bytes")
-        self.left -= len(data)
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def _open_index(body: IO[bytes], variant: str) -> IO[bytes]:
-    if variant.endswith(".xz"):
-        return lzma.open(body)
-    if variant.endswith(".gz"):
-        return cast(IO[bytes], gzip.GzipFile(fileobj=body))
-    return body
-
-
-def fetch_index(
-    mirror: str, suite: str, names: frozenset[str] | None = None
-) -> list[Package] | None:
-    """The packages of one suite's main/binary-amd64 index; None if the mirror has none.
-
-    Bounded: at most MAX_INDEX_BYTES read and decompressed, at most
-    INDEX_DEADLINE seconds for all variants, redirects to http(s) only.
-    """
-    deadline = time.monotonic() + INDEX_DEADLINE
-    for variant in INDEX_VARIANTS:
-        url = index_url(mirror, suite, variant)
-        log.debug("fetching %s", url)
-        timeout = max(1.0, min(HTTP_TIMEOUT, deadline - time.monotonic()))
-        try:
-            with open_url(url, timeout=timeout) as response:
-                body = _Limited(response, MAX_INDEX_BYTES, url, deadline)
-                raw = _open_index(cast(IO[bytes], io.BufferedReader(body)), variant)
-                text = io.TextIOWrapper(
-                    io.BufferedReader(_Limited(raw, MAX_INDEX_BYTES, url, deadline)),
-                    encoding="utf-8",
-                    errors="replace",
-                )
-                return list(parse_packages(text, names))
-        except urllib.error.HTTPError as exc:
-            if exc.code in (403, 404, 410):
-                continue
-            reason = escape(str(exc.reason), 80)
-            raise MirrorError(f"{url}: HTTP {exc.code} {reason}") from exc
-        except (lzma.LZMAError, gzip.BadGzipFile, zlib.error, EOFError) as exc:
-            raise MirrorError(f"{url}: not a valid {variant} file ({exc})") from exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = escape(str(getattr(exc, "reason", exc)), 160)
-            raise MirrorError(
-                f"cannot read the package index {url}: {reason}",
-                hint="check the mirror in the spec, or the network",
-            ) from exc
-    return None
-
-
-# -- the check ----------------------------------------------------------------
 
 
 class ReasonKind(enum.StrEnum):
