@@ -34,7 +34,7 @@ from validate.report import (
     summarize_areas,
     write_text_atomically,
 )
-from validate.results import Package
+from validate.results import Package, is_approved
 
 Digests = tuple[tuple[str, str], ...]  # (algorithm, hex) in the order the manifest lists them
 
@@ -358,8 +358,7 @@ def render_claims(claims: ManifestClaims, *, now: datetime.datetime | None = Non
     now = now or datetime.datetime.now(datetime.UTC)
     controls = list(claims.controls)
     listed_counts = count_statuses(controls)
-    blocking = [r for r in controls if r.status not in (Status.waived, Status.skipped)]
-    listed_approved = bool(blocking) and all(r.status is Status.passed for r in blocking)
+    listed_approved = is_approved(r.status for r in controls)
     return render_page(
         "manifest.html.j2",
         m=claims,

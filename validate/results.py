@@ -11,6 +11,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,25 @@ class RecordError(ValueError):
         super().__init__(f"{field}: {expected}" if field else expected)
         self.field = field
         self.expected = expected
+
+
+def blocking_statuses(statuses: Iterable[str]) -> list[str]:
+    """The statuses that decide approval: all but waived and skipped. A waiver is
+    a decision recorded in the profile, a skip a check that does not apply to this
+    template; neither proves nor disproves anything about the image."""
+    return [s for s in statuses if s not in (Status.waived, Status.skipped)]
+
+
+def is_approved(statuses: Iterable[str]) -> bool:
+    """The approval rule, written here only: every check that is not waived or
+    skipped passed, and there is at least one (an empty run proved nothing).
+
+    ``statuses`` are ``Status`` members or their values, as a signed statement
+    lists them. validation.json's ``approved``, sign's refusal, verify's recount
+    and the manifest report's consistency check all ask this function.
+    """
+    blocking = blocking_statuses(statuses)
+    return bool(blocking) and all(s == Status.passed for s in blocking)
 
 
 def _text(data: Any, dotted: str, prefix: str = "") -> str:
@@ -133,12 +153,8 @@ class ValidationRun:
 
     @property
     def approved(self) -> bool:
-        """True when every check that is not waived or skipped passed.
-
-        An empty run is never approved: nothing was proven.
-        """
-        blocking = [r for r in self.results if r.status not in (Status.waived, Status.skipped)]
-        return bool(blocking) and all(r.status is Status.passed for r in blocking)
+        """The approval rule (``is_approved``) over this run's results."""
+        return is_approved(r.status for r in self.results)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -58,6 +58,7 @@ from validate.manifest import (
 )
 from validate.outputs import OutputSubject, check_output, read_output_subjects
 from validate.qcow2 import ImageError, hash_image, require_self_contained
+from validate.results import blocking_statuses, is_approved
 
 # A signer's clock may run a little ahead of ours; more than this is refused.
 CLOCK_SKEW = datetime.timedelta(minutes=5)
@@ -359,9 +360,8 @@ def not_expired(evidence: Evidence) -> None:
 def results_approved(evidence: Evidence) -> None:
     claims = evidence.claims
     # Recount from the per-control statuses rather than trust the summary flag alone.
-    blocking = [s for s in claims.controls.values() if s not in (Status.waived, Status.skipped)]
-    recounted = bool(blocking) and all(s == Status.passed for s in blocking)
-    if not (claims.approved and recounted):
+    blocking = blocking_statuses(claims.controls.values())
+    if not (claims.approved and is_approved(blocking)):
         failing = sum(1 for s in blocking if s != Status.passed)
         raise VerificationError(
             f"{evidence.manifest}: the results are not approved "
