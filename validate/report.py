@@ -24,7 +24,7 @@ import jinja2
 from markupsafe import Markup
 
 from hardening.results import CheckResult, Status
-from validate.results import ValidationRun
+from validate.results import PUBLISHED_MODE, ValidationRun
 
 # C0/C1 controls other than tab, newline and carriage return are not allowed
 # in XML 1.0 and are invisible in HTML; bidi overrides and isolates can reorder
@@ -182,12 +182,14 @@ def render_page(template: str, **context: Any) -> str:
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` so a reader never sees half a file (temp file + rename)."""
+    """Write ``text`` so a reader never sees half a file (temp file + rename),
+    readable by everyone (PUBLISHED_MODE) whatever the umask."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
+            os.fchmod(f.fileno(), PUBLISHED_MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -220,13 +220,24 @@ class ValidationRun:
         return cls.from_dict(load_json_file(path))
 
 
+# validation.json, junit.xml and the HTML reports are evidence to publish, not
+# secrets: a web server (another user) must be able to serve them. mkstemp makes
+# 0600 and a umask of 077 would too, so the mode is set on the file itself, which
+# no umask touches.
+PUBLISHED_MODE = 0o644
+
+
 def write_json_atomically(path: Path, data: Any) -> None:
-    """Write JSON so a reader never sees half a file (temp file + rename)."""
+    """Write JSON so a reader never sees half a file (temp file, fsync, rename),
+    readable by everyone (PUBLISHED_MODE) whatever the umask."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, sort_keys=False)
             f.write("\n")
+            f.flush()
+            os.fchmod(f.fileno(), PUBLISHED_MODE)
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
