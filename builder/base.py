@@ -5,6 +5,7 @@ shim, GRUB and kernel). Every base lands in the digest-addressed cache."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -15,14 +16,16 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from builder import qemu
 from builder.cache import cache_root, digest_json, hash_file, locked, new_entry
-from builder.errors import BuildError, InputError
+from builder.errors import BuildError, InputError, ToolError
 from builder.firmware import Firmware, require_program
 from builder.log import complete_step, log
+from builder.proxy import ProxyValue
 from builder.run import run
 from builder.spec import DebootstrapBase, FileBase, TemplateSpec, UrlBase
 from hardening.strictdata import DataError, escape, load_json_file, loads_json
@@ -122,9 +125,12 @@ class BaseImage:
         }
 
 
-def prepare_base(spec: TemplateSpec) -> BaseImage:
+def prepare_base(spec: TemplateSpec, proxy: ProxyValue | None = None) -> BaseImage:
+    """The spec's base image, from the cache when it holds it. ``proxy`` is
+    the apt proxy a bootstrap downloads through (never part of the cache key:
+    the same packages come through any proxy, and apt checks their signatures)."""
     if isinstance(spec.base, DebootstrapBase):
-        return bootstrap_base(spec.base)
+        return bootstrap_base(spec.base, proxy)
     if isinstance(spec.base, UrlBase):
         return download_base(spec.base, spec.path)
     return file_base(spec.base, spec.path)
@@ -364,7 +370,7 @@ def bootstrap_inputs(base: DebootstrapBase) -> dict[str, Any]:
     return inputs
 
 
-def bootstrap_base(base: DebootstrapBase) -> BaseImage:
+def bootstrap_base(base: DebootstrapBase, proxy: ProxyValue | None = None) -> BaseImage:
     inputs = bootstrap_inputs(base)
     key = digest_json(inputs)
     entry = cache_root() / "bases" / key
@@ -376,7 +382,7 @@ def bootstrap_base(base: DebootstrapBase) -> BaseImage:
                 complete_step(f"Bootstrapping Debian {base.suite} from {base.mirror}"),
                 new_entry(entry) as tmp,
             ):
-                _bootstrap_into(tmp, base, inputs)
+                _bootstrap_into(tmp, base, inputs, proxy)
     return BaseImage(
         path=entry / "base.qcow2",
         format="qcow2",
@@ -408,13 +414,15 @@ def _cached_digest(entry: Path) -> str:
     return digest
 
 
-def _bootstrap_into(work: Path, base: DebootstrapBase, inputs: dict[str, Any]) -> None:
+def _bootstrap_into(
+    work: Path, base: DebootstrapBase, inputs: dict[str, Any], proxy: ProxyValue | None = None
+) -> None:
     tree = work / "tree"
     # Every spec value reaches mmdebstrap as one argv element (no shell), and
     # the spec loader has refused any whitespace or control character in the
     # mirror and suite, so each sources line below is exactly one line of
     # exactly four words.
-    with complete_step("Running mmdebstrap"):
+    with complete_step("Running mmdebstrap"), _masked(proxy):
         run(
             [
                 "mmdebstrap",
@@ -429,6 +437,9 @@ def _bootstrap_into(work: Path, base: DebootstrapBase, inputs: dict[str, Any]) -
                 f"deb {base.security_mirror} {base.suite}-security main",
             ],
             timeout=3600,
+            # In the environment, where apt finds it: an --aptopt would be
+            # written into the tree (/etc/apt/apt.conf.d/99mmdebstrap).
+            env=proxy.environment() if proxy else None,
         )
     root_uuid = str(uuid.uuid4())
     esp_serial = secrets.token_hex(4).upper() if base.firmware.is_uefi else None
@@ -468,6 +479,21 @@ def _bootstrap_into(work: Path, base: DebootstrapBase, inputs: dict[str, Any]) -
         raw.unlink()
     digest = hash_file(work / "base.qcow2")["sha256"]
     (work / "meta.json").write_text(json.dumps({"sha256": digest, "inputs": inputs}, indent=2))
+
+
+@contextlib.contextmanager
+def _masked(proxy: ProxyValue | None) -> Iterator[None]:
+    """A failing mmdebstrap's output (kept in the error) with the proxy's URL
+    and password masked: the error reaches the terminal and build.log."""
+    try:
+        yield
+    except ToolError as exc:
+        if proxy is None:
+            raise
+        text = exc.message
+        for secret in sorted(proxy.secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        raise ToolError(text) from None
 
 
 @dataclasses.dataclass(frozen=True)

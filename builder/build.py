@@ -21,6 +21,8 @@ from builder.errors import BuildError, GuestError, InputError
 from builder.formats import Hardware, Output, OutputFormat, make_outputs
 from builder.log import complete_step, log, log_to_file
 from builder.provision import Provisioner, host_secrets
+from builder.proxy import APT_CONF as APT_PROXY_CONF
+from builder.proxy import ProxyValue, read_proxy
 from builder.run import run
 from builder.seal import render_seal_script, sealed_items, sealing_plan
 from builder.spec import TemplateSpec, load_spec
@@ -125,8 +127,9 @@ def build_template(
         force = True
     # Read before anything is made: a missing secret is bad input, not a failed build.
     secrets = host_secrets(spec.provision, spec.path)
+    proxy = read_proxy(spec.apt_proxy, spec.path)
     with artifact_folder(out, name, force=force) as work, log_to_file(work / "build.log"):
-        record = _build_into(work, spec, profile, script, secrets)
+        record = _build_into(work, spec, profile, script, secrets, proxy)
         record[BUILD_KEY_FIELD] = key
         write_record(work / "build.json", record)
     log.info("Template ready: %s", existing)
@@ -134,7 +137,12 @@ def build_template(
 
 
 def _build_into(
-    work: Path, spec: TemplateSpec, profile: Profile, script: str, secrets: Mapping[str, str]
+    work: Path,
+    spec: TemplateSpec,
+    profile: Profile,
+    script: str,
+    secrets: Mapping[str, str],
+    proxy: ProxyValue | None = None,
 ) -> dict[str, Any]:
     # Imported here, not at the top: a no-op build never needs SSH or ISO code.
     from builder.seed import new_access, render_seed_files, write_seed_iso
@@ -144,7 +152,7 @@ def _build_into(
     started = utc_now()
     log.info("Building %s %s with profile %s", spec.name, spec.version, profile.id)
     with timer.step("base", "Preparing the base image"):
-        base = prepare_base(spec)
+        base = prepare_base(spec, proxy)
     accel = qemu.probe_accelerator(base.kernel)
     overlay = work / "overlay.qcow2"
     run(
@@ -171,10 +179,15 @@ def _build_into(
     with qemu.start_vm(config, stop_timeout=spec.timeouts.shutdown) as vm:
         with timer.step("boot", f"Booting the build VM ({accel})", lambda: vm.serial_tail(3)):
             client = wait_for_machine(vm, access, timeout=spec.timeouts.boot)
-        session = Session(client, secrets=secrets.values())
+        session = Session(client, secrets=[*secrets.values(), *(proxy.secrets if proxy else ())])
         provisioned: list[dict[str, Any]] = []
         try:
             platform = _check_platform(session, spec)
+            if proxy is not None:
+                # Before the first apt command; sealing removes it (builder.seal).
+                session.run(
+                    f"umask 077; cat > {APT_PROXY_CONF}", step="apt proxy", stdin=proxy.apt_conf()
+                )
             identity = _prepare(session, spec, timer, access.host_key.fingerprint)
             if spec.provision:
                 with timer.step("provision", f"Provisioning ({len(spec.provision)} steps)"):
@@ -271,6 +284,8 @@ def _build_into(
         # Each step with the digests of its inputs (paths relative to the spec)
         # and the names, never the values, of the host secrets it was given.
         "provision": provisioned,
+        # The proxy's variable name, never its URL (which may hold credentials).
+        **({"apt_proxy": spec.apt_proxy.record()} if spec.apt_proxy else {}),
         "sealed": removed,
         "started": started,
         "finished": utc_now(),

@@ -58,7 +58,8 @@ ANSIBLE_KEYS = {"playbook": True, "env_from_host": False}
 REBOOT_KEYS: dict[str, bool] = {}
 
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-_ENV = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+_ENV = ENV_NAME
 _MODE = re.compile(r"0?[0-7]{3}")
 _REPO = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 _SUITE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")

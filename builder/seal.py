@@ -34,6 +34,8 @@ import dataclasses
 import hashlib
 import shlex
 
+from builder.proxy import APT_CONF as APT_PROXY_CONF
+
 
 @dataclasses.dataclass(frozen=True)
 class SealItem:
@@ -125,6 +127,11 @@ def sealing_plan(builder_user: str, builder_key_blob: str) -> tuple[SealItem, ..
                 "systemctl stop systemd-random-seed.service 2>/dev/null || true",
                 "rm -f /var/lib/systemd/random-seed /var/lib/systemd/credential.secret",
             ),
+        ),
+        SealItem(
+            "goldsmith's apt proxy configuration",
+            "the build's proxy URL may hold credentials, and instances reach apt their own way",
+            (f"rm -f {APT_PROXY_CONF}",),
         ),
         SealItem(
             "package manager caches and lists",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import functools
 import hashlib
 import ipaddress
 import os
@@ -24,7 +25,8 @@ from urllib.parse import urlsplit
 from builder.errors import InputError
 from builder.firmware import Firmware
 from builder.formats import ALL_FORMATS, OutputFormat
-from builder.provision import Step, parse_steps, steps_key
+from builder.provision import ENV_NAME, Step, parse_steps, steps_key
+from builder.proxy import AptProxy
 from hardening.strictdata import DataError, loads_yaml, read_regular
 
 KIB = 1024
@@ -232,6 +234,8 @@ class TemplateSpec:
     tpm: bool = False
     # The formats the artifact holds, qcow2 always first (builder.formats).
     outputs: tuple[OutputFormat, ...] = (OutputFormat.qcow2,)
+    # An HTTP proxy for apt, named by a host environment variable (builder.proxy).
+    apt_proxy: AptProxy | None = None
 
     def canonical(self) -> dict[str, Any]:
         """The spec's meaning as JSON-able data, for build keys.
@@ -275,6 +279,9 @@ class TemplateSpec:
             "tpm": self.tpm,
             # Another output format is another artifact: its build key differs.
             "outputs": [str(fmt) for fmt in self.outputs],
+            # The variable's name and the direct hosts, never the URL; present
+            # only when set, so the build keys of specs without it stay as they were.
+            **({"apt_proxy": self.apt_proxy.record()} if self.apt_proxy else {}),
         }
 
 
@@ -340,6 +347,7 @@ def load_spec(path: Path) -> TemplateSpec:
         firmware=firmware,
         tpm=top.boolean("tpm", default=False),
         outputs=_read_outputs(top),
+        apt_proxy=_read_apt_proxy(top),
     )
 
 
@@ -358,7 +366,9 @@ _TOP_KEYS = {
     "firmware": False,
     "tpm": False,
     "outputs": False,
+    "apt_proxy": False,
 }
+_APT_PROXY_KEYS = {"env_from_host": True, "direct": False}
 _BASE_KEYS = {"debootstrap": False, "file": False, "url": False}
 _DEBOOTSTRAP_KEYS = {"suite": True, "mirror": False, "security_mirror": False, "packages": False}
 _FILE_KEYS = {"path": True, "sha256": False}
@@ -685,3 +695,26 @@ def _read_outputs(top: _Section) -> tuple[OutputFormat, ...]:
             raise top.error(field, f"expected each format once, got {item!r} twice")
         seen.add(fmt)
     return tuple(fmt for fmt in ALL_FORMATS if fmt in seen or fmt is OutputFormat.qcow2)
+
+
+def _read_apt_proxy(top: _Section) -> AptProxy | None:
+    """The proxy's variable name (its URL may hold credentials, so the spec
+    never does) and the hosts apt reaches without it."""
+    if not top.has("apt_proxy"):
+        return None
+    section = top.section("apt_proxy", _APT_PROXY_KEYS)
+    name = section.pattern("env_from_host", ENV_NAME, "an environment variable name (A-Z, 0-9, _)")
+    raw = section.data.get("direct", [])
+    if not isinstance(raw, list):
+        raise section.error("direct", f"expected a list of host names, got {_describe(raw)}")
+    direct: list[str] = []
+    for index, item in enumerate(raw):
+        field = f"direct[{index}]"
+        if not isinstance(item, str) or not item:
+            raise section.error(field, f"expected a host name or address, got {_describe(item)}")
+        _check_text(item, functools.partial(section.error, field))
+        if _HOST_NAME.fullmatch(item) is None or len(item) > 253:
+            raise section.error(field, f"expected a host name or IPv4 address, got {_show(item)}")
+        if item not in direct:
+            direct.append(item)
+    return AptProxy(env_from_host=name, direct=tuple(direct))

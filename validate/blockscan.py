@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import bisect
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -37,6 +38,7 @@ from typing import Any
 
 from builder.errors import GoldsmithError
 from builder.log import log
+from builder.proxy import ProxyValue
 from hardening.results import CheckResult, Status
 from validate.diskimage import (
     CHUNK,
@@ -448,6 +450,10 @@ def host_secret_needles(
     for step in record.get("provision") or ():
         if isinstance(step, Mapping):
             names.update(dict.fromkeys(str(n) for n in step.get("env_from_host") or ()))
+    proxy = record.get("apt_proxy")
+    proxy_name = proxy.get("env_from_host") if isinstance(proxy, Mapping) else None
+    if isinstance(proxy_name, str):
+        names[proxy_name] = None
     needles: list[Needle] = []
     unsearched: list[str] = []
     for name in names:
@@ -455,10 +461,17 @@ def host_secret_needles(
         if value is None:
             unsearched.append(f"host secret {name} (not set in goldsmith's environment)")
             continue
-        try:
-            needles += secret_needles(name, value)
-        except ValueError:
-            unsearched.append(f"host secret {name} (shorter than {MIN_NEEDLE} bytes)")
+        # The apt proxy's password is searched for alone too: apt or a log
+        # could keep it without the rest of the URL.
+        parts: tuple[str, ...] = (value,)
+        if name == proxy_name:
+            with contextlib.suppress(ValueError):  # not a URL: searched for whole
+                parts = ProxyValue(value, ()).secrets
+        for index, part in enumerate(parts):
+            try:
+                needles += secret_needles(name if index == 0 else f"{name} (password)", part)
+            except ValueError:
+                unsearched.append(f"host secret {name} (shorter than {MIN_NEEDLE} bytes)")
     return needles, unsearched
 
 

@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from builder.proxy import APT_CONF as APT_PROXY_CONF
 from hardening.results import CheckResult, Status
 
 BUILDER_USER = "gsbuild"
@@ -83,6 +84,8 @@ _SECTIONS: dict[str, str] = {
         "elif ! command -v utmpdump > /dev/null; then echo no-utmpdump; "
         "else utmpdump /var/log/wtmp 2>/dev/null; fi"
     ),
+    # The apt proxy file the build wrote (its URL may hold credentials).
+    "apt_proxy": f"ls -d {APT_PROXY_CONF} 2>/dev/null; true",
 }
 
 
@@ -221,6 +224,11 @@ def _login_records(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str
     return (ok, expected, observed)
 
 
+def _no_apt_proxy(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
+    text = ev["apt_proxy"]
+    return (not text, f"no {APT_PROXY_CONF} (the build's proxy)", text or "none")
+
+
 CHECKS: tuple[tuple[str, str, str, Check], ...] = (
     ("HYG-01", "Builder key removed from every authorized_keys", "high", _no_builder_key),
     ("HYG-02", "Builder account and sudo rule removed", "high", _no_builder_account),
@@ -233,6 +241,7 @@ CHECKS: tuple[tuple[str, str, str, Check], ...] = (
     ("HYG-09", "No logs from the build left", "low", _no_build_logs),
     ("HYG-10", "Account backups do not name the builder", "medium", _no_account_backups),
     ("HYG-11", "Login records hold this boot only", "low", _login_records),
+    ("HYG-12", "The build's apt proxy configuration is gone", "high", _no_apt_proxy),
 )
 
 

@@ -23,13 +23,17 @@ def lint_spec(path: Path) -> dict[str, Any]:
     """What a build of ``path`` would do, as data; InputError on bad input."""
     from builder.build import plan_build
     from builder.provision import AnsibleStep, ansible_playbook, host_secrets
+    from builder.proxy import read_proxy
     from builder.spec import DebootstrapBase, FileBase, load_spec
     from hardening.check import probes_for
     from hardening.facts import render_gather_script
 
     spec = load_spec(path)
     profile, script, key = plan_build(spec)
-    secrets = host_secrets(spec.provision, spec.path)
+    secrets = sorted(host_secrets(spec.provision, spec.path))
+    if spec.apt_proxy is not None:
+        read_proxy(spec.apt_proxy, spec.path)  # set, and a proxy URL; never shown
+        secrets.append(spec.apt_proxy.env_from_host)
     for step in spec.provision:
         if isinstance(step, AnsibleStep):
             ansible_playbook(spec.path, step)  # refuses when the extra is missing
@@ -40,7 +44,7 @@ def lint_spec(path: Path) -> dict[str, Any]:
         base = f"file {spec.base.path.name}"
     else:
         base = f"url {spec.base.url}"
-    stages = ["base", "boot", "cloud-init"]
+    stages = ["base", "boot"] + (["apt proxy"] if spec.apt_proxy else []) + ["cloud-init"]
     stages += ["upgrade"] if spec.upgrade else []
     stages += ["packages"] if spec.packages else []
     stages += [f"provision[{s.index}] {s.kind} ({s.name})" for s in spec.provision]
@@ -58,7 +62,7 @@ def lint_spec(path: Path) -> dict[str, Any]:
             "waived": waived,
         },
         "provision": [step.record() for step in spec.provision],
-        "host_secrets": sorted(secrets),  # names only
+        "host_secrets": secrets,  # names only
         "apply_script": {
             "lines": script.count("\n"),
             "sha256": hashlib.sha256(script.encode()).hexdigest(),

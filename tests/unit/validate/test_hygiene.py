@@ -70,6 +70,7 @@ CLEAN = {
         "[7] [00612] [ts/0] [gsvalidate] [pts/0       ] [10.0.2.2            ] "
         "[10.0.2.2       ] [2024-05-02T10:00:15,000002+00:00]"
     ),
+    "apt_proxy": "",
 }
 # A wtmp the build left behind: its shutdown and tty records before this boot's.
 BUILD_WTMP = (
@@ -114,7 +115,7 @@ def fake_program(folder: Path, name: str, output: str) -> None:
 def test_a_clean_template_passes_every_check() -> None:
     results = evaluate_hygiene(dict(CLEAN), EXPECT)
 
-    assert [r.id for r in results] == [f"HYG-{i:02d}" for i in range(1, 12)]
+    assert [r.id for r in results] == [f"HYG-{i:02d}" for i in range(1, 13)]
     assert {r.status for r in results} == {Status.passed}
     assert {r.area for r in results} == {"hygiene"}
     for result, (_, title, severity, _) in zip(results, CHECKS, strict=True):
@@ -345,7 +346,7 @@ def test_check_hygiene_runs_the_script_once_and_evaluates_it() -> None:
     results = check_hygiene(host, EXPECT)
 
     assert host.commands == [(hygiene_script(), ())]
-    assert len(results) == 11 and {r.status for r in results} == {Status.passed}
+    assert len(results) == 12 and {r.status for r in results} == {Status.passed}
 
 
 # --- sections run for real, with paths moved under tmp_path -----------------------------
@@ -496,3 +497,12 @@ def test_the_login_records_section_reads_wtmp_with_utmpdump(tmp_path: Path) -> N
     fake_program(tmp_path / "bin", "utmpdump", CLEAN["login_records"])
     evidence = {**CLEAN, **parse_sections(run_sh(moved, path=tmp_path / "bin"))}
     assert by_id(evaluate_hygiene(evidence, EXPECT))["HYG-11"].status is Status.passed
+
+
+def test_a_proxy_file_left_behind_fails() -> None:
+    results = by_id(
+        evaluate_hygiene({**CLEAN, "apt_proxy": "/etc/apt/apt.conf.d/00goldsmith-proxy"}, EXPECT)
+    )
+    assert results["HYG-12"].status is Status.failed
+    assert "00goldsmith-proxy" in results["HYG-12"].observed
+    assert by_id(evaluate_hygiene(CLEAN, EXPECT))["HYG-12"].status is Status.passed
