@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aptproxy
 import aptrepo
 import pytest
 
@@ -86,6 +87,10 @@ def e2e_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # The host secret the webserver example's registration step takes from the
 # environment: the block-level scan must prove no copy of it is in the template.
 REGISTRATION_TOKEN = "gs-e2e-registration-" + secrets.token_hex(16)
+# The password of the apt proxy the webserver build downloads through: the
+# proxy refuses requests without it, and no copy may be left in the template.
+PROXY_TOKEN = "gs-e2e-proxy-" + secrets.token_hex(16)
+PROXY_VARIABLE = "EXAMPLE_APT_PROXY"
 
 
 @pytest.fixture(scope="session")
@@ -103,14 +108,24 @@ def webserver_spec(e2e_out: Path) -> Iterator[Path]:
     (source / "keys").mkdir(exist_ok=True)
     shutil.copy(repo_folder / "key.asc", source / "keys/example-tools.asc")
     os.environ["EXAMPLE_REGISTRATION_TOKEN"] = REGISTRATION_TOKEN
-    with aptrepo.serve(repo_folder) as port:
+    with (
+        aptrepo.serve(repo_folder) as port,
+        aptproxy.serve_proxy(e2e_out / "webserver-proxy", PROXY_TOKEN) as proxy,
+    ):
+        os.environ[PROXY_VARIABLE] = proxy.guest_url
         spec = source / "webserver.yaml"
-        spec.write_text(
-            spec.read_text().replace(
-                "http://10.0.2.2:8765/example-tools", f"http://{aptrepo.GUEST_HOST}:{port}/repo"
-            )
+        text = spec.read_text().replace(
+            "http://10.0.2.2:8765/example-tools", f"http://{aptrepo.GUEST_HOST}:{port}/repo"
         )
+        # Debian's mirror through the proxy, the company repository directly.
+        text += f"apt_proxy:\n  env_from_host: {PROXY_VARIABLE}\n  direct: [{aptrepo.GUEST_HOST}]\n"
+        spec.write_text(text)
         yield spec
+
+
+@pytest.fixture(scope="session")
+def webserver_proxy_log(webserver_spec: Path, e2e_out: Path) -> Path:
+    return e2e_out / "webserver-proxy" / "tinyproxy.log"
 
 
 @pytest.fixture(scope="session")

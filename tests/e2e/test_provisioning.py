@@ -13,7 +13,17 @@ from typing import Any
 
 import aptrepo
 import pytest
-from conftest import REGISTRATION_TOKEN, REPO, goldsmith, only_result, run_json
+from conftest import (
+    PROXY_TOKEN,
+    PROXY_VARIABLE,
+    REGISTRATION_TOKEN,
+    REPO,
+    goldsmith,
+    only_result,
+    run_json,
+)
+
+from validate.blockscan import NEEDLES_ID
 
 pytestmark = pytest.mark.vm
 
@@ -69,7 +79,22 @@ def test_build_record_lists_every_step(webserver_artifact: Path) -> None:
 def test_the_secret_is_nowhere_in_the_artifact_folder(webserver_artifact: Path) -> None:
     for path in webserver_artifact.rglob("*"):
         if path.is_file():
-            assert REGISTRATION_TOKEN.encode() not in path.read_bytes(), path
+            data = path.read_bytes()
+            assert REGISTRATION_TOKEN.encode() not in data, path
+            assert PROXY_TOKEN.encode() not in data, path
+
+
+def test_the_build_downloaded_through_the_proxy(
+    webserver_artifact: Path, webserver_proxy_log: Path
+) -> None:
+    """The proxy refuses requests without its password, so each request it
+    forwarded to Debian's mirror came from a build that had it."""
+    record = json.loads((webserver_artifact / "build.json").read_text())
+    assert record["apt_proxy"] == {"env_from_host": PROXY_VARIABLE, "direct": ["10.0.2.2"]}
+    assert "goldsmith's apt proxy configuration" in record["sealed"]
+    log = webserver_proxy_log.read_text(errors="replace")
+    assert 'Established connection to host "deb.debian.org"' in log
+    assert PROXY_TOKEN not in log
 
 
 def test_release_validates_signs_and_lists_inputs(
@@ -85,6 +110,14 @@ def test_release_validates_signs_and_lists_inputs(
     assert statuses <= {"passed", "waived", "skipped"}
     user = [r for r in validation["results"] if r["area"] == "user"]
     assert len(user) == 5 and all(r["status"] == "passed" for r in user)
+    # The proxy file is gone, and the disk's blocks were searched for the
+    # proxy URL and password and the registration token: none found.
+    by_id = {r["id"]: r for r in validation["results"]}
+    assert by_id["HYG-12"]["status"] == "passed"
+    needles = by_id[NEEDLES_ID]
+    assert needles["status"] == "passed", needles
+    assert f"host secret {PROXY_VARIABLE}" in needles["observed"], needles
+    assert "host secret EXAMPLE_REGISTRATION_TOKEN" in needles["observed"], needles
     verdict = run_json("verify", webserver_artifact, "--key", f"{signing_key}.pub", "--json")
     assert verdict["trusted"] is True
     steps = statement_of(webserver_artifact)["predicate"]["provision"]
