@@ -702,6 +702,7 @@ class Provisioner:
         from builder.ssh import Session, wait_for_machine
 
         _, before = self.session.run("cat /proc/sys/kernel/random/boot_id", step=step.label)
+        masked = self.session.secrets  # the step secrets and the apt proxy's
         # Detached so the command returns before sshd goes away.
         self.session.run("systemd-run --no-block --on-active=1 systemctl reboot", step=step.label)
         self.session.close()
@@ -710,7 +711,7 @@ class Provisioner:
             client = wait_for_machine(
                 self.machine, self.access, timeout=max(deadline - time.monotonic(), 1)
             )
-            session = Session(client, secrets=self.secrets.values())
+            session = Session(client, secrets=masked)
             _, after = session.run("cat /proc/sys/kernel/random/boot_id", step=step.label)
             if after.strip() != before.strip():
                 break

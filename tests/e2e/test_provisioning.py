@@ -65,6 +65,7 @@ def test_build_record_lists_every_step(webserver_artifact: Path) -> None:
         "apt",
         "shell",
         "ansible",
+        "reboot",
     ]
     site = steps[1]
     assert site["name"] == "site configuration"
