@@ -41,6 +41,7 @@ COMMAND_MODULES = {
     "profile": "builder.cli.controls",
     "outdated": "builder.cli.pipeline",
     "history": "builder.cli.pipeline",
+    "plan": "builder.cli.plan",
     "report": "validate.manifest_report",
     "push": "builder.cli.ship",
     "pull": "builder.cli.ship",
