@@ -47,10 +47,42 @@ def setup_logging(level: int = logging.INFO) -> None:
         paramiko_log.addHandler(logging.NullHandler())
 
 
+class _LogFileHandler(logging.FileHandler):
+    """A FileHandler that, when the file cannot be written (the disk is full),
+    says so once in one line and stops writing, instead of printing logging's
+    traceback for every record."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._failed_with(sys.exc_info()[1])
+
+    def _failed_with(self, exc: BaseException | None) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        sys.stderr.write(
+            f"warning: cannot write {self.baseFilename} ({reason}); "
+            "the rest of this log is on the terminal only\n"
+        )
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def close(self) -> None:
+        # What is still buffered cannot be written either.
+        try:
+            super().close()
+        except OSError as exc:
+            self._failed_with(exc)
+
+
 @contextlib.contextmanager
 def log_to_file(path: Path) -> Iterator[logging.Handler]:
     """Copy everything goldsmith logs (debug included) into ``path`` for the duration."""
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _LogFileHandler(path, encoding="utf-8")
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)

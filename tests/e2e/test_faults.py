@@ -4,8 +4,10 @@ timeout, names the stage, shows the serial console, and leaves no QEMU behind.""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,64 @@ def test_ssh_dropped_mid_provisioning_fails_the_build_cleanly(
     assert len(failed) == 1 and artifact == [] and work == []
     assert not (failed[0] / "disk.qcow2").exists()
     assert _qemu_processes(str(out)) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A file system of its own for --out (tmpfs, 6 GiB at most), so filling it
+    fills nothing else; unmounted after the test."""
+    mount = tmp_path / "small-out"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6g,mode=0700", "tmpfs", mount], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", mount], check=False)
+
+
+def test_output_disk_full_during_compaction_fails_cleanly(
+    small_disk: Path, tmp_path: Path, vm_tools: None
+) -> None:
+    """The moment compaction starts, the rest of --out's file system is taken:
+    qemu-img convert meets ENOSPC. The build must fail with one clear error (no
+    traceback, not one per log line), leave its logs in .FAILED-*, free what it
+    wrote and leave no template, work folder or QEMU behind."""
+    import sys
+
+    out = small_disk / "out"
+    spec = _fault_spec(tmp_path, "fault-full", "true")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "goldsmith"), "build", str(spec), "--out", str(out)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    seen = []
+    deadline = time.monotonic() + 1800
+    for line in proc.stderr:
+        seen.append(line)
+        if "Compacting the template" in line:
+            break
+        assert time.monotonic() < deadline, "the build never reached compaction"
+    else:
+        pytest.fail("the build ended before compaction:\n" + "".join(seen[-40:]))
+    filler = small_disk / "filler"
+    with filler.open("wb") as f:
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        os.posix_fallocate(f.fileno(), 0, max(free - 4096, 4096))
+    _, rest = proc.communicate(timeout=600)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 1, stderr[-3000:]
+    assert "No space left on device" in rest, rest[-3000:]
+    assert "qemu-img convert" in rest, rest[-3000:]
+    assert "Traceback" not in stderr and "Logging error" not in stderr, stderr[-3000:]
+    failed, artifact, work = _left_behind(out, "fault-full")
+    assert len(failed) == 1 and artifact == [] and work == [], list(out.iterdir())
+    kept = sorted(p.name for p in failed[0].iterdir())
+    assert "build.log" in kept and "serial.log" in kept, kept
+    # What it wrote is freed: only logs stay (no overlay, no partial template).
+    assert not any(name.endswith(".qcow2") for name in kept), kept
+    assert _qemu_processes(str(out)) == []
+    filler.unlink()

@@ -60,3 +60,19 @@ def test_no_heartbeat_after_the_stage_ends(
         assert len(caplog.records) == count
     finally:
         logmod.log.propagate = False
+
+
+def test_a_full_disk_under_build_log_is_one_warning_not_a_traceback_per_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """/dev/full fails every write with ENOSPC, as a full output disk does."""
+    from pathlib import Path
+
+    with logmod.log_to_file(Path("/dev/full")):
+        for n in range(3):
+            logmod.log.warning("line %d", n)
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "cannot write /dev/full" in line]
+    assert len(warnings) == 1, err
+    assert "No space left on device" in warnings[0]
+    assert "Traceback" not in err and "Logging error" not in err
