@@ -57,6 +57,7 @@ demo: deps
 bench: deps
 	$(BIN)/python tests/bench/build.py --out $(OUT)/bench
 	$(BIN)/python tests/bench/noop.py --out $(OUT)/bench
+	$(BIN)/python tests/bench/provision.py --out $(OUT)/bench
 	$(BIN)/python tests/bench/checks.py $(OUT)/bench/debian-12-baseline-1.0.0
 	$(BIN)/python tests/bench/checks.py $(OUT)/bench/debian-12-baseline-1.0.0 --profile cis-level1-server
 	$(BIN)/python tests/bench/blockscan.py $(OUT)/bench/debian-12-baseline-1.0.0
