@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,19 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
 import click  # noqa: E402
+import jsonschema  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from builder.cli import cli  # noqa: E402
+from builder.cli.plan import (  # noqa: E402
+    GITLAB_REBUILD_TEMPLATE,
+    GITLAB_VERIFY_TEMPLATE,
+    PlannedTemplate,
+    PlanReason,
+    github_matrix,
+    gitlab_pipeline,
+)
 from hardening.profile import list_profiles, load_profile  # noqa: E402
 from validate.dsse import PAYLOAD_TYPE_IN_TOTO, sign_envelope  # noqa: E402
 from validate.keys import KeyType, PrivateKey, generate_key  # noqa: E402
@@ -136,7 +146,7 @@ def known_commands() -> dict[str, click.Command]:
 
 def test_every_named_command_exists() -> None:
     named = {args[0] for _, args in all_invocations() if args and not args[0].startswith("-")}
-    assert {"outdated", "release", "verify", "history"} <= named
+    assert {"plan", "release", "push", "pull", "verify", "outdated", "history"} <= named
     available = set(known_commands())
     assert named <= available, f"examples name unknown commands: {sorted(named - available)}"
 
@@ -187,37 +197,215 @@ def test_workflow_scripts_are_valid_shell() -> None:
 # --- the CI pipelines ------------------------------------------------------------
 
 
-def test_github_workflow_shape() -> None:
-    doc = load_yaml(EXAMPLES / "github-actions.yml")
-    # YAML 1.1 reads the key `on` as true; GitHub reads it as "on".
-    triggers = doc.get("on", doc.get(True))
-    assert triggers["schedule"][0]["cron"]
-    assert "workflow_dispatch" in triggers
-    steps = doc["jobs"]["release"]["steps"]
-    uses = [s.get("uses", "") for s in steps]
+def load_workflow(path: Path) -> Any:
+    """A CI file as its CI system reads it. YAML 1.1 reads GitHub's key `on`
+    as true; GitHub (YAML 1.2) reads it as "on"."""
+    doc = load_yaml(path)
+    if True in doc:
+        doc["on"] = doc.pop(True)
+    return doc
+
+
+def vendored_schema(name: str) -> dict[str, Any]:
+    """SchemaStore's schema as check-jsonschema vendors it (a dev dependency)."""
+    text = files("check_jsonschema.builtin_schemas.vendor").joinpath(name).read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def schema_errors(doc: Any, schema_name: str) -> list[str]:
+    schema = vendored_schema(schema_name)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}"
+        for e in validator.iter_errors(doc)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("example", "schema"),
+    [("github-actions.yml", "github-workflows.json"), ("gitlab-ci.yml", "gitlab-ci.json")],
+)
+def test_ci_files_follow_the_published_schemas(example: str, schema: str) -> None:
+    assert schema_errors(load_workflow(EXAMPLES / example), schema) == []
+
+
+# Two templates to rebuild, as plan prints them for the pipelines below.
+PLANNED = [
+    PlannedTemplate(
+        Path("templates/debian-12-baseline.yaml"),
+        "debian-12-baseline",
+        Path("records/debian-12-baseline-1.0.3/manifest.dsse.json"),
+        "1.0.3",
+        (PlanReason("security", "2 security updates available"),),
+    ),
+    PlannedTemplate(
+        Path("templates/webserver.yaml"),
+        "example-webserver",
+        None,
+        None,
+        (PlanReason("new", "never built: no signed manifest of example-webserver"),),
+    ),
+]
+
+
+def steps_of(job: dict[str, Any]) -> tuple[list[str], str]:
+    steps = job["steps"]
+    return [s.get("uses", "") for s in steps], "\n".join(s.get("run", "") for s in steps)
+
+
+def test_github_workflow_plans_rebuilds_each_template_then_verifies() -> None:
+    doc = load_workflow(EXAMPLES / "github-actions.yml")
+    assert doc["on"]["schedule"][0]["cron"]
+    assert "workflow_dispatch" in doc["on"]
+    jobs = doc["jobs"]
+    assert list(jobs) == ["plan", "rebuild", "verify"]
+
+    uses, runs = steps_of(jobs["plan"])
     assert uses[0].startswith("actions/checkout@")
-    assert any(u.startswith("actions/upload-artifact@") for u in uses)
-    runs = "\n".join(s.get("run", "") for s in steps)
+    assert re.search(r"goldsmith plan \$SPECS --manifests records --format github", runs)
+    # 2 and 3 fail the run; 1 is a plan, not an error.
+    assert re.search(r"\|\| status=\$\?", runs) and '"$status" -gt 1' in runs
+    assert jobs["plan"]["outputs"]["matrix"] == "${{ steps.plan.outputs.matrix }}"
+
+    rebuild = jobs["rebuild"]
+    assert rebuild["needs"] == "plan"
+    assert rebuild["if"] == "needs.plan.outputs.rebuild == 'true'"
+    assert rebuild["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    assert rebuild["strategy"]["fail-fast"] is False
+    _, runs = steps_of(rebuild)
     assert "make deps" in runs
-    assert re.search(r"goldsmith outdated .*\|\| rebuild=", runs)
-    assert "umask 077" in runs
     assert runs.index("umask 077") < runs.index("goldsmith release")
     assert runs.index("goldsmith release") < runs.index("goldsmith verify")
+    assert runs.index("goldsmith verify") < runs.index("goldsmith push")
+    # Bases cached across runs, in the folder goldsmith caches them in.
+    (cache,) = [s for s in rebuild["steps"] if s.get("uses", "").startswith("actions/cache@")]
+    assert rebuild["env"]["GOLDSMITH_CACHE"].endswith("/" + cache["with"]["path"])
+    assert "${{ matrix.name }}" in cache["with"]["key"]
+    # JUnit to the checks UI, whatever the outcome but a cancellation.
+    (junit,) = [s for s in rebuild["steps"] if "junit" in s.get("uses", "")]
+    assert junit["if"] == "${{ !cancelled() }}"
+    assert junit["with"]["report_paths"] == "out/*/junit.xml"
+    # Logs and .FAILED-* folders of a failed job, under a name of its own.
+    uploads = [s for s in rebuild["steps"] if s.get("uses", "").startswith("actions/upload-")]
+    (failed,) = [s for s in uploads if s.get("if") == "failure()"]
+    assert ".FAILED-" in failed["with"]["path"] and "build.log" in failed["with"]["path"]
+    names = [s["with"]["name"] for s in uploads]
+    assert all("${{ matrix.name }}" in n for n in names)
+    assert len(set(names)) == len(names)
+
+    verify = jobs["verify"]
+    assert "rebuild" in verify["needs"]
+    _, runs = steps_of(verify)
+    (download,) = [s for s in verify["steps"] if "download-artifact" in s.get("uses", "")]
+    assert download["with"]["pattern"] == "pushed-*" and download["with"]["merge-multiple"]
+    pull = r"goldsmith pull .* --key \"\$TRUSTED_KEY\" .*--out \"verified/"
+    assert re.search(pull, runs.replace("\\\n", " "))
+    assert runs.index("goldsmith pull") < runs.index("gh release create")
 
 
-def test_gitlab_pipeline_shape() -> None:
-    doc = load_yaml(EXAMPLES / "gitlab-ci.yml")
-    rules = doc["release"]["rules"]
-    sources = " ".join(r["if"] for r in rules)
-    assert '"schedule"' in sources
-    assert '"web"' in sources
-    assert any(r.get("when") == "manual" for r in rules)
-    script = "\n".join(doc["release"]["before_script"] + doc["release"]["script"])
+def test_github_workflow_reads_what_plan_prints() -> None:
+    text = (EXAMPLES / "github-actions.yml").read_text()
+    matrix = json.loads(github_matrix(PLANNED))
+    assert [e["name"] for e in matrix["include"]] == ["debian-12-baseline", "example-webserver"]
+    expressions = re.findall(r"\$\{\{(.*?)\}\}", text)
+    used = {name for e in expressions for name in re.findall(r"\bmatrix\.(\w+)", e)}
+    assert used == {"spec", "name", "reasons"}
+    assert used <= set(matrix["include"][0]), used
+    # Matrix values are data from specs and manifests: they reach the shell as
+    # environment variables, never as ${{ }} spliced into a script.
+    for job in load_workflow(EXAMPLES / "github-actions.yml")["jobs"].values():
+        for step in job["steps"]:
+            assert "${{ matrix." not in step.get("run", "")
+    workflow = load_workflow(EXAMPLES / "github-actions.yml")
+    workflow["jobs"]["rebuild"]["strategy"]["matrix"] = matrix
+    assert schema_errors(workflow, "github-workflows.json") == []
+
+
+def gitlab_job_scripts(job: dict[str, Any]) -> str:
+    return "\n".join(job.get("before_script", []) + job["script"] + job.get("after_script", []))
+
+
+def test_gitlab_pipeline_plans_rebuilds_each_template_then_verifies() -> None:
+    doc = load_workflow(EXAMPLES / "gitlab-ci.yml")
+    assert doc["stages"] == ["plan", "rebuild", "verify"]
+    sources = " ".join(r["if"] for r in doc["workflow"]["rules"])
+    for source in ('"schedule"', '"web"', '"parent_pipeline"'):
+        assert source in sources
+
+    plan = doc["plan"]
+    script = gitlab_job_scripts(plan)
+    assert re.search(r"goldsmith plan \$SPECS --manifests records --format gitlab", script)
+    assert '"$status" -gt 1' in script
+    assert set(plan["artifacts"]["paths"]) == {"templates.yml", "records/"}
+    trigger = doc["templates"]
+    assert trigger["trigger"]["include"] == [{"artifact": "templates.yml", "job": "plan"}]
+    assert trigger["trigger"]["strategy"] == "depend"
+    # Neither runs again inside the child pipeline, which includes this file.
+    for job in (plan, trigger):
+        assert job["rules"][0] == {
+            "if": '$CI_PIPELINE_SOURCE == "parent_pipeline"',
+            "when": "never",
+        }
+    assert any(r.get("when") == "manual" for r in trigger["rules"])
+
+    rebuild = doc[GITLAB_REBUILD_TEMPLATE]
+    script = gitlab_job_scripts(rebuild)
     assert "make deps" in script
-    assert re.search(r"goldsmith outdated .*\|\| rebuild=", script)
     assert script.index("umask 077") < script.index("goldsmith release")
     assert script.index("goldsmith release") < script.index("goldsmith verify")
-    assert doc["release"]["artifacts"]["paths"]
+    assert script.index("goldsmith verify") < script.index("goldsmith push")
+    assert rebuild["needs"] == [{"pipeline": "$PARENT_PIPELINE_ID", "job": "plan"}]
+    assert rebuild["variables"]["GOLDSMITH_CACHE"].endswith("/.cache/goldsmith")
+    assert rebuild["cache"]["paths"] == [".cache/goldsmith/"]
+    assert "$TEMPLATE" in rebuild["cache"]["key"]
+    assert rebuild["artifacts"]["reports"]["junit"] == "out/*/junit.xml"
+    assert rebuild["artifacts"]["when"] == "always"
+    after = "\n".join(rebuild["after_script"])
+    assert '"$CI_JOB_STATUS" = failed' in after and ".FAILED-" in after
+    assert "failed/" in rebuild["artifacts"]["paths"]
+
+    verify = doc[GITLAB_VERIFY_TEMPLATE]
+    script = gitlab_job_scripts(verify)
+    pull = r'goldsmith pull .* --key "\$TRUSTED_KEY" .*--out "verified/'
+    assert re.search(pull, script.replace("\\\n", " "))
+    assert script.index("goldsmith pull") < script.index("--upload-file")
+
+
+def merge_include(child: dict[str, Any], included: dict[str, Any]) -> dict[str, Any]:
+    """GitLab's merge of an included file under the including one: mappings
+    merged key by key, the including file's values winning."""
+    merged = dict(included)
+    for key, value in child.items():
+        if key == "include":
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_include(value, merged[key])
+        else:
+            merged[key] = value
+    return merged
+
+
+@pytest.mark.parametrize("planned", [PLANNED, PLANNED[:1], []], ids=["two", "one", "none"])
+def test_gitlab_child_pipeline_from_plan_runs_with_this_file(
+    planned: list[PlannedTemplate],
+) -> None:
+    child = yaml.safe_load(gitlab_pipeline(planned, ".gitlab-ci.yml"))
+    assert schema_errors(child, "gitlab-ci.json") == []
+    if not planned:
+        assert list(child) == ["nothing-to-rebuild"]
+        return
+    parent = load_workflow(EXAMPLES / "gitlab-ci.yml")
+    merged = merge_include(child, parent)
+    assert schema_errors(merged, "gitlab-ci.json") == []
+    matrix = child["rebuild"]["parallel"]["matrix"]
+    assert [m["TEMPLATE"] for m in matrix] == [t.name for t in planned]
+    # What the hidden jobs read is what the matrix sets.
+    script = gitlab_job_scripts(parent[GITLAB_REBUILD_TEMPLATE])
+    assert set(matrix[0]) == {"SPEC", "TEMPLATE"}
+    assert '"$SPEC"' in script and "$TEMPLATE" in script
+    assert child["verify"]["needs"] == ["rebuild"]
+    assert parent[GITLAB_VERIFY_TEMPLATE]["stage"] == "verify"
 
 
 # --- the custom profile -----------------------------------------------------------
