@@ -58,7 +58,11 @@ class Cmdline(Mechanism[CmdlineSpec]):
     def render(self, spec: CmdlineSpec) -> str:
         line = f'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX {spec.name}={spec.write}"'
         pattern = rf'^GRUB_CMDLINE_LINUX="\$GRUB_CMDLINE_LINUX {ere_escape(spec.name)}='
-        return f"gs_set_line {GRUB_FILE} {q(pattern)} {q(line)} grub"
+        # The line is written literally; grub-mkconfig expands it when it sources the file.
+        return (
+            "# shellcheck disable=SC2016 # $GRUB_CMDLINE_LINUX is grub-mkconfig's to expand\n"
+            f"gs_set_line {GRUB_FILE} {q(pattern)} {q(line)} grub"
+        )
 
     def probes(self, spec: CmdlineSpec) -> list[Probe]:
         return [CMDLINE, GRUB_LINUX]

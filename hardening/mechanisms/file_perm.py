@@ -88,15 +88,20 @@ class FilePerm(Mechanism[FilePermSpec]):
         # Owner and group are corrected only when not already among the allowed ones.
         allowed_owner = "|".join(spec.owners)
         allowed_group = "|".join(spec.groups)
-        target = spec.path if spec.is_glob else q(spec.path)
+        # A glob loops over what it matches; one path needs no loop (shellcheck's
+        # SC2043: a loop over one word is usually a quoting mistake).
+        if spec.is_glob:
+            head, tail = f'for f in {spec.path}; do [ -e "$f" ] || continue', "done"
+        else:
+            head, tail = f'f={q(spec.path)}; if [ -e "$f" ]; then', "fi"
         lines.append(
-            f'for f in {target}; do [ -e "$f" ] || continue\n'
+            f"{head}\n"
             f'  case "$(stat -c %U -- "$f")" in {allowed_owner}) o="" ;;\n'
             f"    *) o={q(spec.owners[0])} ;; esac\n"
             f'  case "$(stat -c %G -- "$f")" in {allowed_group}) g="" ;;\n'
             f"    *) g={q(spec.groups[0])} ;; esac\n"
             f'  gs_fix_mode "$f" {mode} "$o" "$g"\n'
-            "done"
+            f"{tail}"
         )
         return "\n".join(lines)
 

@@ -52,8 +52,9 @@ class KernelModule(Mechanism[KmodSpec]):
         return (
             f"gs_install_content {q(path)} 0644 {heredoc(content)}\n"
             f"if grep -q {q('^' + spec.kernel_name + ' ')} /proc/modules; then\n"
-            f"  modprobe -r {q(spec.module)} 2>/dev/null && gs_changed"
-            f" || gs_note {q(spec.module + ' is in use; it stays loaded until reboot')}\n"
+            f"  if modprobe -r {q(spec.module)} 2>/dev/null; then gs_changed; else\n"
+            f"    gs_note {q(spec.module + ' is in use; it stays loaded until reboot')}\n"
+            "  fi\n"
             "fi"
         )
 

@@ -38,13 +38,18 @@ class ScriptSpec:
     expected: str
     variables: tuple[tuple[str, Any], ...] = ()  # (parameter name, checked value)
 
-    @property
-    def assignments(self) -> str:
-        return shell_assignments(dict(self.variables))
+    def variables_read(self, code: str) -> dict[str, Any]:
+        """The variables ``code`` reads: a value one of the control's pieces of
+        code never reads is not assigned for it (shellcheck's SC2034)."""
+        # The same test as Control.resolve_params: any expansion of the name.
+        return {n: v for n, v in self.variables if re.search(rf"\$\{{?{n}\b", code)}
+
+    def assignments(self, code: str) -> str:
+        return shell_assignments(self.variables_read(code))
 
     @property
     def probe_command(self) -> str:
-        return self.assignments + self.check
+        return self.assignments(self.check) + self.check
 
     @property
     def probe_name(self) -> str:
@@ -86,11 +91,11 @@ class Script(Mechanism[ScriptSpec]):
 
     def render(self, spec: ScriptSpec) -> str:
         code = spec.apply.strip()
-        if not code or not spec.variables:
+        read = spec.variables_read(code)
+        if not code or not read:
             return code
         # Unset afterwards: the next control's code sees only its own values.
-        names = " ".join(name for name, _ in spec.variables)
-        return f"{spec.assignments}{code}\nunset {names}"
+        return f"{shell_assignments(read)}{code}\nunset {' '.join(read)}"
 
     def probes(self, spec: ScriptSpec) -> list[Probe]:
         # A probe runs in its own subshell, so its variables end with it.
