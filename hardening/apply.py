@@ -20,11 +20,16 @@ def condition_met_by_parameters(profile: Profile, selected: SelectedControl) -> 
 
 def _guard(selected: SelectedControl, body: str) -> str:
     condition = selected.control.only_if
-    if condition is None or not condition.installed or not body.strip():
-        return body
-    # Not indented: the body may hold here-documents whose terminators must
-    # stay at the start of a line.
-    return f"if gs_pkg_installed {q(condition.installed)}; then\n{body}\nfi"
+    if condition is not None and condition.installed and body.strip():
+        # Not indented: the body may hold here-documents whose terminators must
+        # stay at the start of a line.
+        body = f"if gs_pkg_installed {q(condition.installed)}; then\n{body}\nfi"
+    if selected.not_on:
+        # The release is the guest's own: one script serves every release.
+        releases = " ".join(q(r) for r in sorted(selected.not_on))
+        note = q("not applicable on this Debian release")
+        body = f"if gs_release_in {releases}; then\n  gs_note {note}\nelse\n{body}\nfi"
+    return body
 
 
 def _applies(profile: Profile, selected: SelectedControl, today: date | None) -> bool:
@@ -43,6 +48,8 @@ def needed_packages(profile: Profile, today: date | None = None) -> list[str]:
         control = selected.control
         if control.only_if is not None and control.only_if.installed:
             continue  # applies only when the package is already there
+        if selected.not_on:
+            continue  # not on every release: its own guarded step installs them
         packages.update(dict.fromkeys(control.needs))
         if control.mechanism == "package_present":
             packages.update(dict.fromkeys(selected.params["packages"]))

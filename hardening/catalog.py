@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hardening.benchmarks import NUMBER, known_releases, load_benchmarks
 from hardening.errors import ParamError, ProfileError, suggest
 from hardening.mechanisms import MECHANISMS
 from hardening.mechanisms.parameters import (
@@ -51,7 +52,6 @@ MAX_ID = 100
 # Free-form references of a profile's own controls: {acme: [WEB-7]}.
 REFERENCE_SOURCE = r"[A-Za-z][A-Za-z0-9_.-]{0,39}"
 REFERENCE_ITEM = r"[A-Za-z0-9][A-Za-z0-9_.:/#()-]{0,63}"
-CIS_BENCHMARK = "CIS Debian 12 v1.1.0"
 _REF = re.compile(r"\$\{(" + NAME + r")\}")
 
 
@@ -62,17 +62,54 @@ class Severity(enum.StrEnum):
 
 
 @dataclasses.dataclass(frozen=True)
+class CisReference:
+    """What a control satisfies in one CIS benchmark (hardening.benchmarks)."""
+
+    benchmark: str  # its key: debian12, debian13
+    items: tuple[str, ...]  # recommendation numbers
+    level: int  # the Server profile level (1 or 2) that asks for the control there
+
+    def name(self) -> str:
+        return load_benchmarks()[self.benchmark].name
+
+    def release(self) -> str:
+        return load_benchmarks()[self.benchmark].release
+
+
+@dataclasses.dataclass(frozen=True)
 class References:
-    cis: tuple[str, ...] = ()  # CIS Debian Linux 12 v1.1.0 recommendation numbers
-    cis_level: int | None = None  # the server profile level (1 or 2)
+    cis: tuple[CisReference, ...] = ()  # one per benchmark, in benchmark order
     devsec: tuple[str, ...] = ()  # dev-sec linux-baseline / ssh-baseline control ids
     no_reference_reason: str = ""
     # Any other standard, by name: (("acme", ("WEB-7",)),), shown "acme WEB-7".
     other: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
-    def strings(self) -> tuple[str, ...]:
-        level = f" (L{self.cis_level})" if self.cis_level else ""
-        out = [f"{CIS_BENCHMARK} {number}{level}" for number in self.cis]
+    @property
+    def cis_level(self) -> int | None:
+        """The lowest level any benchmark asks for the control at (None without CIS)."""
+        return min((ref.level for ref in self.cis), default=None)
+
+    def cis_on(self, benchmark: str) -> CisReference | None:
+        return next((ref for ref in self.cis if ref.benchmark == benchmark), None)
+
+    def level_on(self, release: str) -> int | None:
+        """The CIS level that asks for the control on ``release``: its level in
+        that release's benchmark; where that benchmark has no item for it, its
+        lowest level elsewhere (goldsmith keeps a release's hardening alike
+        where one benchmark is silent, as CIS Debian 13 is about nftables)."""
+        for ref in self.cis:
+            if ref.release() == release:
+                return ref.level
+        return self.cis_level
+
+    def strings(self, release: str | None = None) -> tuple[str, ...]:
+        """Every reference as text ("CIS Debian 12 v1.1.0 5.1.20 (L1)"); with
+        ``release``, CIS items of that release's benchmark only (all of them
+        for a release no benchmark is written for)."""
+        refs = self.cis
+        if release is not None and release in known_releases():
+            refs = tuple(ref for ref in refs if ref.release() == release)
+        out = [f"{ref.name()} {number} (L{ref.level})" for ref in refs for number in ref.items]
         out += [f"dev-sec {ident}" for ident in self.devsec]
         out += [f"{source} {ident}" for source, idents in self.other for ident in idents]
         return tuple(out)
@@ -121,6 +158,10 @@ class Control:
     phase: int | None = None
     # Code keys read from files beside the profile (a profile's own controls).
     files: tuple[CodeFile, ...] = ()
+    # The Debian releases ("12", "13") it applies to, and why only those; none:
+    # every release. Elsewhere it is reported not applicable, never dropped.
+    releases: tuple[str, ...] = ()
+    releases_reason: str = ""
 
     @property
     def custom(self) -> bool:
@@ -225,6 +266,8 @@ CONTROL_KEYS = frozenset(
         "severity",
         "cis",
         "cis_level",
+        "releases",
+        "releases_reason",
         "devsec",
         "no_reference_reason",
         "references",
@@ -300,20 +343,8 @@ def parse_control(
         severity = Severity(data.get("severity", "medium"))
     except ValueError:
         raise ProfileError(path, f"{field}.severity", "low, medium or high") from None
-    cis_value = data.get("cis", []) or []
-    if not isinstance(cis_value, list) or not all(isinstance(c, str | float) for c in cis_value):
-        raise ProfileError(path, f"{field}.cis", "recommendation numbers like 5.1.20")
-    cis = tuple(str(c) for c in cis_value)
-    if not all(re.fullmatch(r"\d+(\.\d+)+", c) for c in cis):
-        raise ProfileError(path, f"{field}.cis", "recommendation numbers like 5.1.20")
-    level = data.get("cis_level")
-    if cis and level not in (1, 2):
-        raise ProfileError(path, f"{field}.cis_level", "1 or 2 (the server profile level)")
-    if not cis and level is not None:
-        raise ProfileError(path, f"{field}.cis_level", "only with cis numbers")
     refs = References(
-        cis=cis,
-        cis_level=level if cis else None,
+        cis=_cis_references(data, path, field),
         devsec=_str_list(data, "devsec", path, field),
         no_reference_reason=str(data.get("no_reference_reason", "") or ""),
         other=_other_references(data, path, field),
@@ -365,6 +396,7 @@ def parse_control(
         not isinstance(phase, int) or isinstance(phase, bool) or not 0 <= phase <= 99
     ):
         raise ProfileError(path, f"{field}.phase", "a whole number from 0 to 99")
+    releases, releases_reason = _releases(data, path, field)
     control = Control(
         id=ident,
         title=_text(data, "title", path, field),
@@ -380,9 +412,89 @@ def parse_control(
         needs=needs,
         phase=phase,
         files=tuple(files),
+        releases=releases,
+        releases_reason=releases_reason,
     )
     validate_params(control, control.parameters, path, field)
     return control
+
+
+def _cis_references(data: Mapping[str, Any], path: str, field: str) -> tuple[CisReference, ...]:
+    """``cis: {debian12: [5.1.20], debian13: [5.1.21]}`` with ``cis_level: 1``
+    (or one level per benchmark: ``{debian12: 2, debian13: 1}``). A plain list
+    names CIS Debian 12 v1.1.0 items, as catalogs did before Debian 13."""
+    benchmarks = load_benchmarks()
+    value = data.get("cis", []) or []
+    if isinstance(value, list):
+        value = {"debian12": value} if value else {}
+    shape = "{" + ", ".join(f"{key}: [numbers]" for key in benchmarks) + "}"
+    if not isinstance(value, Mapping):
+        raise ProfileError(path, f"{field}.cis", f"recommendation numbers by benchmark, {shape}")
+    level = data.get("cis_level")
+    if not value:
+        if level is not None:
+            raise ProfileError(path, f"{field}.cis_level", "only with cis numbers")
+        return ()
+    if isinstance(level, Mapping):
+        if set(level) != set(value):
+            raise ProfileError(
+                path, f"{field}.cis_level", "one level for each benchmark under cis, or one for all"
+            )
+        levels = dict(level)
+    else:
+        levels = dict.fromkeys(value, level)
+    out = []
+    for key in benchmarks:  # benchmark order, whatever the YAML's
+        if key not in value:
+            continue
+        numbers = value[key]
+        where = f"{field}.cis.{key}"
+        if not isinstance(numbers, list) or not numbers:
+            raise ProfileError(path, where, "recommendation numbers like 5.1.20")
+        items = tuple(str(n) for n in numbers)
+        if not all(isinstance(n, str | float) for n in numbers) or not all(
+            re.fullmatch(NUMBER, n) for n in items
+        ):
+            raise ProfileError(path, where, "recommendation numbers like 5.1.20")
+        benchmark = benchmarks[key]
+        for number in items:
+            if number not in benchmark.items:
+                raise ProfileError(
+                    path, where, f"recommendations of {benchmark.name} (no {number})"
+                )
+        chosen = levels[key]
+        if isinstance(chosen, bool) or chosen not in (1, 2):
+            raise ProfileError(path, f"{field}.cis_level", "1 or 2 (the server profile level)")
+        out.append(CisReference(key, items, int(chosen)))
+    for key in value:
+        if key not in benchmarks:
+            raise ProfileError(
+                path, f"{field}.cis.{key}", "a benchmark" + suggest(str(key), benchmarks)
+            )
+    return tuple(out)
+
+
+def _releases(data: Mapping[str, Any], path: str, field: str) -> tuple[tuple[str, ...], str]:
+    """The releases a control applies to (all when it names none), and why only those."""
+    value = data.get("releases")
+    reason = data.get("releases_reason", "")
+    if value is None:
+        if reason:
+            raise ProfileError(path, f"{field}.releases_reason", "only with releases")
+        return (), ""
+    known = known_releases()
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(r, int | str) and not isinstance(r, bool) for r in value)
+        or not all(str(r) in known for r in value)
+    ):
+        raise ProfileError(path, f"{field}.releases", "Debian releases among " + ", ".join(known))
+    if not isinstance(reason, str) or not reason.strip():
+        raise ProfileError(
+            path, f"{field}.releases_reason", "why the control applies to those releases only"
+        )
+    return tuple(sorted({str(r) for r in value}, key=known.index)), " ".join(reason.split())
 
 
 def _other_references(

@@ -11,10 +11,12 @@ from typing import Protocol
 from hardening.apply import condition_met_by_parameters
 from hardening.errors import FactsError
 from hardening.facts import (
+    OS_RELEASE,
     PACKAGES,
     Facts,
     Probe,
     Section,
+    guest_release,
     installed_packages,
     parse_sections,
     render_gather_script,
@@ -47,7 +49,8 @@ RUN_SECTION = "goldsmith:run"
 
 
 def probes_for(selected: Iterable[SelectedControl]) -> list[Probe]:
-    probes: list[Probe] = [PACKAGES]
+    # The release names the benchmark results refer to, and which controls apply.
+    probes: list[Probe] = [PACKAGES, OS_RELEASE]
     for sc in selected:
         mechanism = MECHANISMS[sc.control.mechanism]
         probes.extend(mechanism.probes(mechanism.parse(sc.params)))
@@ -68,9 +71,13 @@ def gather_facts(host: HostLike, profile: Profile) -> Facts:
     return _gather(host, probes_for(profile.controls))
 
 
-def _judge(profile: Profile, sc: SelectedControl, facts: Facts) -> Outcome:
+def _judge(profile: Profile, sc: SelectedControl, facts: Facts, release: str | None) -> Outcome:
     mechanism = MECHANISMS[sc.control.mechanism]
     condition = sc.control.only_if
+    if release is not None and release in sc.not_on:
+        return Outcome(
+            Status.skipped, "", "", f"not applicable on Debian {release}: {sc.not_on[release]}"
+        )
     if not condition_met_by_parameters(profile, sc):
         assert condition is not None
         return Outcome(Status.skipped, "", "", f"not applicable: {condition.describe()}")
@@ -94,11 +101,13 @@ def _missing_evidence(facts: Facts) -> str:
 
 
 def evaluate(profile: Profile, facts: Facts, today: date | None = None) -> list[CheckResult]:
-    """One result per selected control, judged locally from ``facts``."""
+    """One result per selected control, judged locally from ``facts``; its
+    CIS references are those of the benchmark for the guest's release."""
     results = []
+    release = guest_release(facts)
     for sc in profile.controls:
         start = time.perf_counter()
-        outcome = _judge(profile, sc, facts)
+        outcome = _judge(profile, sc, facts, release)
         status, reason, observed = outcome.status, outcome.reason, outcome.observed
         if status is Status.error:
             observed += _missing_evidence(facts)
@@ -120,7 +129,7 @@ def evaluate(profile: Profile, facts: Facts, today: date | None = None) -> list[
                 observed=observed,
                 severity=str(control.severity),
                 reason=reason,
-                references=control.references.strings(),
+                references=control.references.strings(release),
                 duration=time.perf_counter() - start,
             )
         )

@@ -262,6 +262,22 @@ PACKAGES = Probe(
 )
 
 
+OS_RELEASE = Probe("os-release", "cat /etc/os-release 2>/dev/null || true", isolated=False)
+
+
+def guest_release(facts: Facts) -> str | None:
+    """The Debian major release the evidence came from ("12"), or None when it
+    names none (testing, sid) or was not gathered."""
+    section = facts.sections.get(OS_RELEASE.name)
+    if section is None:
+        return None
+    for line in section.text.splitlines():
+        match = re.fullmatch(r'VERSION_ID="?([0-9]+)[^"]*"?', line.strip())
+        if match:
+            return match.group(1)
+    return None
+
+
 def installed_packages(facts: Facts) -> dict[str, str]:
     """name -> version for packages dpkg reports installed (ii, hi, or half-configured)."""
     section = facts.get(PACKAGES.name)

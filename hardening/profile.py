@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hardening.benchmarks import benchmark_for_release, known_releases
 from hardening.catalog import ID, Catalog, Control, load_catalog, loads_document, validate_params
 from hardening.custom import define_controls
 from hardening.errors import ParamError, ProfileError, suggest
@@ -68,6 +69,12 @@ class SelectedControl:
     control: Control
     params: Mapping[str, Any]  # mechanism parameters with the profile's values filled in
     waiver: Waiver | None
+    # Debian releases ("12") where it does not apply, and why: the control
+    # names other releases, or the profile selects it by a CIS level that
+    # release's benchmark does not give it. Applied and checked elsewhere
+    # (a release no benchmark is written for included); reported not
+    # applicable there.
+    not_on: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -112,6 +119,7 @@ def canonical(
                 "params": sc.params,
                 **({"needs": list(sc.control.needs)} if sc.control.needs else {}),
                 **({"phase": sc.control.phase} if sc.control.phase is not None else {}),
+                **({"not_on": dict(sorted(sc.not_on.items()))} if sc.not_on else {}),
                 "waiver": None
                 if sc.waiver is None
                 else {
@@ -184,9 +192,13 @@ class _Draft:
     version: str = ""
     title: str = ""
     selected: set[str] = dataclasses.field(default_factory=set)
+    # Controls selected only by CIS level: the releases on which a level
+    # selector chose each (absent: selected outright, on every release).
+    by_level: dict[str, set[str]] = dataclasses.field(default_factory=dict)
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     waivers: dict[str, Waiver] = dataclasses.field(default_factory=dict)
     parameter_origin: dict[str, Path] = dataclasses.field(default_factory=dict)
+    level: int = 0  # the highest CIS level a selector asked for
 
 
 def _read(path: Path) -> Mapping[str, Any]:
@@ -231,11 +243,18 @@ def _ids(data: Mapping[str, Any], key: str, path: Path, catalog: Catalog) -> lis
     return out
 
 
-def _select(data: Mapping[str, Any], path: Path, catalog: Catalog) -> set[str]:
+def _select(
+    data: Mapping[str, Any], path: Path, catalog: Catalog
+) -> tuple[set[str], dict[str, set[str]]]:
+    """The controls the selectors choose outright, and those a CIS level
+    selector chooses with the releases it chooses them on: on each release,
+    by the level that release's benchmark gives the control."""
     value = data.get("select", []) or []
     if not isinstance(value, list):
         raise ProfileError(path, "select", "a list of selectors like {cis_level: 1}")
     chosen: set[str] = set()
+    by_level: dict[str, set[str]] = {}
+    releases = known_releases()
     for index, selector in enumerate(value):
         field = f"select[{index}]"
         if not isinstance(selector, Mapping) or len(selector) != 1:
@@ -254,15 +273,30 @@ def _select(data: Mapping[str, Any], path: Path, catalog: Catalog) -> set[str]:
             raise ProfileError(path, f"{field}.all", "true or false")
         for control in catalog.values():
             if key == "cis_level":
-                level = control.references.cis_level
-                hit = level is not None and level <= arg
-            elif key == "area":
-                hit = control.area == arg
-            else:
-                hit = arg is True
-            if hit:
+                refs = control.references
+                on = {r for r in releases if (refs.level_on(r) or 3) <= arg}
+                if on:
+                    by_level.setdefault(control.id, set()).update(on)
+                continue
+            if control.area == arg if key == "area" else arg is True:
                 chosen.add(control.id)
-    return chosen
+    return chosen, by_level
+
+
+def _not_on(control: Control, by_level: set[str] | None, level: int) -> dict[str, str]:
+    """Where a selected control does not apply, and why."""
+    out: dict[str, str] = {}
+    for release in known_releases():
+        if control.releases and release not in control.releases:
+            out[release] = control.releases_reason
+        elif by_level is not None and release not in by_level:
+            benchmark = benchmark_for_release(release)
+            name = benchmark.name if benchmark else f"Debian {release}"
+            out[release] = (
+                f"{name} has it at level {control.references.level_on(release)}; "
+                f"this profile selects level {level}"
+            )
+    return out
 
 
 def _waivers(data: Mapping[str, Any], path: Path, catalog: Catalog) -> dict[str, Waiver]:
@@ -349,13 +383,23 @@ def _apply(path: Path, draft: _Draft, seen: tuple[Path, ...]) -> None:
         raise ProfileError(path, "description", "a string")
     draft.title = title or draft.title or draft.ident
     listed = data.get("controls", []) or []
+    defined: list[str] = []
     if isinstance(listed, list):
         draft.catalog, defined = define_controls(listed, path, draft.catalog)
-        draft.selected |= set(defined)
     catalog = draft.catalog
-    draft.selected |= _select(data, path, catalog)
-    draft.selected |= set(_ids(data, "controls", path, catalog))
-    draft.selected -= set(_ids(data, "exclude", path, catalog))
+    outright, by_level = _select(data, path, catalog)
+    outright |= set(defined) | set(_ids(data, "controls", path, catalog))
+    excluded = set(_ids(data, "exclude", path, catalog))
+    for ident, releases in by_level.items():
+        if ident in draft.selected and ident not in draft.by_level:
+            continue  # a parent selected it outright: on every release
+        draft.by_level.setdefault(ident, set()).update(releases)
+    for ident in outright | excluded:
+        draft.by_level.pop(ident, None)
+    draft.selected |= outright | set(by_level)
+    draft.selected -= excluded
+    levels = [int(s["cis_level"]) for s in data.get("select", []) or [] if "cis_level" in s]
+    draft.level = max([draft.level, *levels])
     for key, value in _parameters(data, path, catalog).items():
         draft.parameters[key] = value
         draft.parameter_origin[key] = path
@@ -390,7 +434,12 @@ def load_profile(ref: str | Path) -> Profile:
         validate_params(control, values, str(origin), f"parameters (for {ident})")
         used.update(values)
         selected.append(
-            SelectedControl(control, control.resolve_params(values), draft.waivers.get(ident))
+            SelectedControl(
+                control,
+                control.resolve_params(values),
+                draft.waivers.get(ident),
+                _not_on(control, draft.by_level.get(ident), draft.level),
+            )
         )
     controls = tuple(selected)
     document = canonical(draft.ident, draft.version, draft.title, controls, used)

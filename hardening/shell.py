@@ -68,6 +68,15 @@ GS_TMP=$(mktemp -d /run/goldsmith-apply.XXXXXX)
 # Only ever remove our own scratch folder, whatever GS_TMP was set to.
 trap 'case "$GS_TMP" in /run/goldsmith-apply.?*) rm -rf -- "$GS_TMP" ;; esac' EXIT
 
+# The Debian major release ("12"), for controls that apply to some releases
+# only; empty where os-release names none (testing, sid), where all apply.
+GS_RELEASE=$(sed -n 's/^VERSION_ID="\{0,1\}\([0-9]*\).*/\1/p' /etc/os-release 2>/dev/null || true)
+gs_release_in() {
+  local release
+  for release in "$@"; do [ "$release" = "$GS_RELEASE" ] && return 0; done
+  return 1
+}
+
 gs_begin() { GS_ID=$1; GS_CHANGED=0; }
 gs_end() {
   if [ "$GS_CHANGED" = 1 ]; then
