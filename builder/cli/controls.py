@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from builder.errors import InputError
+from hardening.benchmarks import Coverage, benchmark_by_id, load_benchmarks, measure_coverage
 from hardening.catalog import Control, load_catalog
 from hardening.errors import ProfileError, suggest
 from hardening.profile import Profile, load_profile
@@ -84,13 +85,22 @@ def list_controls(profile_ref: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
+    names = {b.name + " ": f"CIS{b.release} " for b in load_benchmarks().values()}
     for row in rows:
-        refs = ", ".join(r.replace("CIS Debian 12 v1.1.0 ", "CIS ") for r in row["references"])
+        refs = ", ".join(_short(r, names) for r in row["references"])
         waived = " [waived]" if row.get("waiver") else ""
         click.echo(
             f"{row['id']:<34} {row['area']:<12} {row['severity']:<6} "
             f"{row['title']}{waived}" + (f"  ({refs})" if refs else "")
         )
+
+
+def _short(reference: str, names: dict[str, str]) -> str:
+    """CIS Debian 13 v1.0.0 5.1.21 (L1) -> CIS13 5.1.21 (L1), for the table."""
+    for name, short in names.items():
+        if reference.startswith(name):
+            return short + reference[len(name) :]
+    return reference
 
 
 @controls.command("show")
@@ -110,6 +120,128 @@ def show_control(control_id: str, profile_ref: str | None) -> None:
         raise InputError(None, "control", f"a control id{suggest(control_id, catalog)}")
     control = catalog[control_id]
     click.echo(json.dumps(_control_dict(control, params.get(control_id)), indent=2, default=str))
+
+
+STATUS_TITLES = {
+    "covered": "covered",
+    "waived": "selected but waived by the profile",
+    "not-applied": "selected but not applied on this release",
+    "choice": "alternatives not chosen, or left out on purpose",
+    "manual": "manual (assessed by hand), not covered",
+    "not-covered": "automated, not covered",
+}
+
+
+def _coverage(benchmark_id: str, level: int, profile_ref: str | None) -> Coverage:
+    benchmark = benchmark_by_id(benchmark_id)
+    if benchmark is None:
+        ids = [b.id for b in load_benchmarks().values()]
+        raise InputError(
+            None, "--benchmark", "one of " + ", ".join(ids) + suggest(benchmark_id, ids)
+        )
+    waived: dict[str, str] = {}
+    not_applied: dict[str, str] = {}
+    if profile_ref:
+        selected = _load(profile_ref).controls
+        controls = [sc.control for sc in selected]
+        for sc in selected:
+            if sc.waiver is not None and sc.waiver.active():
+                waived[sc.id] = sc.waiver.reason
+            elif benchmark.release in sc.not_on:
+                not_applied[sc.id] = sc.not_on[benchmark.release]
+    else:
+        controls = list(load_catalog().values())
+    references = []
+    for control in controls:
+        ref = control.references.cis_on(benchmark.key)
+        if ref is not None:
+            references.append((control.id, ref.items))
+    return measure_coverage(benchmark, level, references, waived=waived, not_applied=not_applied)
+
+
+def _coverage_dict(coverage: Coverage, profile_ref: str | None) -> dict[str, Any]:
+    benchmark = coverage.benchmark
+    return {
+        "benchmark": benchmark.id,
+        "title": f"{benchmark.title} v{benchmark.version}",
+        "level": coverage.level,
+        "profile": profile_ref,
+        "items": len(coverage.items),
+        "automated": coverage.automated(),
+        "counts": {
+            status: {
+                "automated": coverage.count(status, automated=True),
+                "manual": coverage.count(status, automated=False),
+            }
+            for status in STATUS_TITLES
+        },
+        "results": [
+            {
+                "item": row.item.number,
+                "title": row.item.title,
+                "server_level": row.item.server,
+                "assessment": str(row.item.assessment),
+                "status": row.status,
+                "controls": list(row.controls),
+                "reason": row.reason,
+            }
+            for row in coverage.items
+        ],
+    }
+
+
+@controls.command("coverage")
+@click.option(
+    "--benchmark",
+    "benchmark_id",
+    required=True,
+    help="cis-debian12 (CIS Debian Linux 12 v1.1.0) or cis-debian13 (v1.0.0).",
+)
+@click.option(
+    "--level",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="Server profile level; level 2 includes level 1.",
+)
+@click.option(
+    "--profile",
+    "profile_ref",
+    help="Only what this profile applies (default: the whole catalog).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a report.")
+def coverage_command(benchmark_id: str, level: int, profile_ref: str | None, as_json: bool) -> None:
+    """Which of a CIS benchmark's server recommendations the catalog covers.
+
+    Every recommendation at the level: covered (by which controls), one of
+    goldsmith's choices among the benchmark's alternatives (with the choice),
+    manual, or not covered.
+    """
+    coverage = _coverage(benchmark_id, level, profile_ref)
+    document = _coverage_dict(coverage, profile_ref)
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    scope = f"profile {profile_ref}" if profile_ref else "the catalog"
+    click.echo(
+        f"{document['title']}, Level {level} - Server, against {scope}: "
+        f"{document['items']} recommendations ({document['automated']} automated)"
+    )
+    automated = document["automated"]
+    covered = document["counts"]["covered"]["automated"]
+    click.echo(f"automated covered: {covered} of {automated}")
+    for status, title in STATUS_TITLES.items():
+        rows = [r for r in document["results"] if r["status"] == status]
+        if not rows:
+            continue
+        click.echo(f"\n{title} ({len(rows)}):")
+        for row in rows:
+            detail = ", ".join(row["controls"]) if status == "covered" else row["reason"]
+            manual = " [manual]" if row["assessment"] == "manual" and status != "manual" else ""
+            click.echo(
+                f"  {row['item']:<10} L{row['server_level']} {row['title']}{manual}"
+                + (f"  <- {detail}" if detail else "")
+            )
 
 
 @click.group("profile")
