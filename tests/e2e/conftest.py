@@ -224,3 +224,26 @@ def unhardened_artifact(e2e_out: Path, baseline_artifact: Path) -> Iterator[Path
     record["build_vm"] = {"machine_id": "", "host_keys": {}, "builder_key": ""}
     (folder / "build.json").write_text(json.dumps(record))
     yield folder
+
+
+USER_TESTS = REPO / "examples/webserver/tests/test_webserver.py"
+
+
+@pytest.fixture(scope="session")
+def webserver_release(
+    webserver_artifact: Path, webserver_spec: Path, signing_key: Path
+) -> dict[str, Any]:
+    """The session's webserver build released in place (validated with its
+    user tests and signed), shared by every module that needs it released."""
+    entries = run_json(
+        "release",
+        webserver_spec,
+        "--key",
+        signing_key,
+        "--out",
+        webserver_artifact.parent,
+        "--tests",
+        USER_TESTS,
+        "--json",
+    )
+    return only_result(entries)

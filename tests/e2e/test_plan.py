@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conftest import REPO, goldsmith, only_result, run_json
+from conftest import REPO, goldsmith
 
 pytestmark = pytest.mark.vm
 
@@ -31,33 +31,14 @@ MIRROR_KINDS = {"security", "packages"}
 
 
 @pytest.fixture(scope="module")
-def webserver_released(
-    tmp_path_factory: pytest.TempPathFactory,
-    webserver_artifact: Path,
-    webserver_spec: Path,
-    signing_key: Path,
-) -> Path:
-    """The session's webserver build, released from a copy in a folder of this
-    module's own, so the shared artifact folder stays as other tests expect:
-    the build is reused (same spec, same build key), validated and signed."""
-    out = tmp_path_factory.mktemp("plan-out")
-    shutil.copytree(webserver_artifact, out / webserver_artifact.name)
-    result = only_result(
-        run_json("release", webserver_spec, "--key", signing_key, "--out", out, "--json")
-    )
-    assert result["built"] is False, result
-    return Path(result["artifact"])
-
-
-@pytest.fixture(scope="module")
 def records(
     tmp_path_factory: pytest.TempPathFactory,
     baseline_release: dict[str, Any],
-    webserver_released: Path,
+    webserver_release: dict[str, Any],
 ) -> Path:
     """The two releases' records only, as a pipeline downloads them."""
     folder = tmp_path_factory.mktemp("records")
-    for artifact in (Path(baseline_release["artifact"]), webserver_released):
+    for artifact in (Path(baseline_release["artifact"]), Path(webserver_release["artifact"])):
         (folder / artifact.name).mkdir()
         for name in RECORDS:
             shutil.copy2(artifact / name, folder / artifact.name / name)

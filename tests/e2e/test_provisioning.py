@@ -27,26 +27,6 @@ from validate.blockscan import NEEDLES_ID
 
 pytestmark = pytest.mark.vm
 
-USER_TESTS = REPO / "examples/webserver/tests/test_webserver.py"
-
-
-@pytest.fixture(scope="session")
-def webserver_release(
-    webserver_artifact: Path, webserver_spec: Path, signing_key: Path
-) -> dict[str, Any]:
-    entries = run_json(
-        "release",
-        webserver_spec,
-        "--key",
-        signing_key,
-        "--out",
-        webserver_artifact.parent,
-        "--tests",
-        USER_TESTS,
-        "--json",
-    )
-    return only_result(entries)
-
 
 def statement_of(artifact: Path) -> dict[str, Any]:
     envelope = json.loads((artifact / "manifest.dsse.json").read_text())
