@@ -137,7 +137,7 @@ def test_debian13_level1_server_coverage() -> None:
 
 
 def test_debian13_level2_and_debian12_coverage() -> None:
-    assert coverage_of("cis-debian13", 2)["automated covered"] >= 286
+    assert coverage_of("cis-debian13", 2)["automated covered"] >= 287
     assert coverage_of("cis-debian12", 1)["automated covered"] >= 196
     assert coverage_of("cis-debian12", 2)["automated covered"] >= 248
 
