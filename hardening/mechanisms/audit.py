@@ -80,6 +80,12 @@ def normalise(text: str) -> Rule | None:
                 watch = arg.rstrip("/") or "/"
             elif name == "perm":
                 perm = "".join(sorted(arg))
+            elif flag == "-C" and op in ("=", "!="):
+                # The kernel keeps a comparison in its own order: auditctl -l
+                # shows "-C euid!=uid" as "-C uid!=euid". (In)equality is
+                # symmetric, so both read the same.
+                first, second = sorted((name, arg))
+                fields.add(f"{flag}{first}{op}{second}")
             else:
                 if name in ("auid", "uid", "euid") and arg in _UNSET:
                     arg = "-1"
