@@ -5,22 +5,31 @@ Transport is the ORAS Python SDK's registry client (``oras``): its requests
 session, the 401 dance and bearer-token exchange. It has no referrers API, no
 tag-schema fallback and no progress, and re-serialises manifests it sends, so
 manifests (whose exact bytes are their digest) are sent here as bytes, and
-blobs go up in chunks and come down in streams counted here.
+blobs go up and come down in streams counted here.
+
+Throughput (``python -m tests.bench.ship``): a blob goes up as one monolithic
+PUT whose body is read from the file in BLOCK-sized writes (urllib3's default
+is 16 KiB; 32 MiB PATCH requests each waited for the registry, with the file
+read in between), and comes down in BLOCK-sized reads that a worker thread
+hashes and writes while the next one is received (hashlib and file writes
+release the GIL), so the socket never waits on the hash.
 """
 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import dataclasses
 import hashlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
+import requests.adapters
 
 from builder.errors import GoldsmithError, InputError
 from builder.log import log
@@ -30,8 +39,10 @@ MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
 USERNAME_ENV = "GOLDSMITH_REGISTRY_USERNAME"
 PASSWORD_ENV = "GOLDSMITH_REGISTRY_PASSWORD"
-CHUNK = 32 * 1024 * 1024  # bytes per upload request (PATCH)
-READ_CHUNK = 1024 * 1024
+# Bytes per file read, socket write and streamed read: large enough that the
+# per-call cost of Python, urllib3 and the progress count is negligible,
+# small enough to stay in the CPU's cache while it is hashed.
+BLOCK = 1024 * 1024
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # what distribution itself accepts
 TIMEOUT = (15, 300)  # connect, read (seconds)
 
@@ -162,12 +173,71 @@ def ca_bundle(ca_file: Path | None, env: Mapping[str, str] | None = None) -> str
 # --- the client -------------------------------------------------------------------------
 
 
+class _BlockAdapter(requests.adapters.HTTPAdapter):
+    """urllib3 connections that send a file body in BLOCK-sized writes."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **{**kwargs, "blocksize": BLOCK})
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        return super().proxy_manager_for(proxy, **{**proxy_kwargs, "blocksize": BLOCK})
+
+
 class _TimedSession(requests.Session):
-    """A requests session that never waits forever (oras passes no timeout)."""
+    """A requests session that never waits forever (oras passes no timeout)
+    and sends an upload from its first byte on every attempt."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        adapter = _BlockAdapter()
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", TIMEOUT)
         return super().request(*args, **kwargs)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        # oras sends a request again after a 401 (a bearer token to fetch),
+        # and requests follows a 307 with the same body object: either way
+        # the body has been read, and its Content-Length promises every byte.
+        if isinstance(request.body, _Upload):
+            request.body.rewind()
+        return super().send(request, **kwargs)
+
+
+class _Upload:
+    """A file as a request body of exactly ``size`` bytes, counted for progress.
+
+    requests takes it for a file (it has ``read``) and sends Content-Length
+    from ``len()``; urllib3 reads it in BLOCK-sized pieces. A file that has
+    shrunk since it was hashed ends the upload with an error (the registry
+    would otherwise wait for the bytes promised); one that has grown sends
+    only ``size`` bytes, and the registry refuses their digest.
+    """
+
+    def __init__(self, f: IO[bytes], size: int, progress: Progress) -> None:
+        self.f, self.size, self.progress = f, size, progress
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def rewind(self) -> None:
+        self.f.seek(0)
+        self.sent = self.progress.done = 0
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.size - self.sent
+        data = self.f.read(left if n < 0 else min(n, left))
+        if left and not data:
+            raise RegistryError(
+                f"{self.progress.name}: the file ended after {self.sent} of {self.size} bytes; "
+                "it changed while being pushed"
+            )
+        self.sent += len(data)
+        self.progress.add(len(data))
+        return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,7 +349,7 @@ class RegistryClient:
         return None
 
     def request(
-        self, method: str, url: str, *, data: bytes | None = None, **kwargs: Any
+        self, method: str, url: str, *, data: bytes | _Upload | None = None, **kwargs: Any
     ) -> requests.Response:
         headers = {**self.headers, **kwargs.pop("headers", {})}
         # oras retries every failure five times with growing sleeps (minutes in
@@ -308,6 +378,9 @@ class RegistryClient:
         return self.request("HEAD", f"{self.base}/blobs/{digest}").status_code == 200
 
     def push_blob(self, source: Path | bytes, digest: str, size: int, name: str) -> None:
+        """Upload a blob unless the registry has it: one monolithic PUT
+        (POST, then PUT with the digest and the whole body), the registry
+        checking the digest of what it received before it keeps it."""
         if self.has_blob(digest):
             log.info("  %s: already in the registry", name)
             return
@@ -316,22 +389,21 @@ class RegistryClient:
             202,
         )
         location = self._location(response)
-        progress = Progress("pushing", name, size)
-        start = 0
-        for chunk in _chunks(source):
-            headers = {
-                "Content-Type": "application/octet-stream",
-                "Content-Range": f"{start}-{start + len(chunk) - 1}",
-            }
-            response = self._expect(
-                self.request("PATCH", location, data=chunk, headers=headers), 202
-            )
-            location = self._location(response)
-            start += len(chunk)
-            progress.add(len(chunk))
         separator = "&" if "?" in location else "?"
-        self._expect(self.request("PUT", f"{location}{separator}digest={digest}"), 201)
-        if size > READ_CHUNK:
+        url = f"{location}{separator}digest={digest}"
+        headers = {"Content-Type": "application/octet-stream"}
+        if isinstance(source, bytes):
+            self._expect(self.request("PUT", url, data=source, headers=headers), 201)
+            return
+        progress = Progress("pushing", name, size)
+        try:
+            with open(source, "rb") as f:
+                # requests reads an empty body as none at all: send b"" instead.
+                body: _Upload | bytes = _Upload(f, size, progress) if size else b""
+                self._expect(self.request("PUT", url, data=body, headers=headers), 201)
+        except OSError as exc:
+            raise GoldsmithError(f"{source}: cannot be read ({exc.strerror or exc})") from None
+        if size > BLOCK:
             progress.finish()
 
     def _location(self, response: requests.Response) -> str:
@@ -349,22 +421,42 @@ class RegistryClient:
         self._expect(response, 200)
         digest = hashlib.sha256()
         progress = Progress("pulling", name, descriptor.size)
-        with response, open(target, "xb") as f:
-            for chunk in response.iter_content(chunk_size=READ_CHUNK):
-                progress.add(len(chunk))
-                if progress.done > descriptor.size:
-                    raise RegistryError(
-                        f"{name}: the registry sent more than {descriptor.size} bytes"
-                    )
-                digest.update(chunk)
-                f.write(chunk)
+
+        def consume(f: IO[bytes], block: bytes) -> None:
+            digest.update(block)
+            f.write(block)
+
+        try:
+            with (
+                response,
+                open(target, "xb") as f,
+                concurrent.futures.ThreadPoolExecutor(max_workers=1) as worker,
+            ):
+                # One block is hashed and written while the next is received;
+                # at most two are in memory.
+                pending: concurrent.futures.Future[None] | None = None
+                for block in response.iter_content(chunk_size=BLOCK):
+                    progress.add(len(block))
+                    if progress.done > descriptor.size:
+                        raise RegistryError(
+                            f"{name}: the registry sent more than {descriptor.size} bytes"
+                        )
+                    if pending is not None:
+                        pending.result()
+                    pending = worker.submit(consume, f, block)
+                if pending is not None:
+                    pending.result()
+        except requests.RequestException as exc:
+            raise RegistryError(f"GET {response.url}: {_short(exc)}") from None
+        except OSError as exc:
+            raise GoldsmithError(f"{target}: cannot be written ({exc.strerror or exc})") from None
         if progress.done != descriptor.size or f"sha256:{digest.hexdigest()}" != descriptor.digest:
             raise RegistryError(
                 f"{name}: the blob the registry sent is not {descriptor.digest} "
                 f"(sha256:{digest.hexdigest()}, {progress.done} bytes); "
                 "it was altered in the registry"
             )
-        if descriptor.size > READ_CHUNK:
+        if descriptor.size > BLOCK:
             progress.finish()
 
     def blob_bytes(self, descriptor: Descriptor, limit: int) -> bytes:
@@ -429,15 +521,6 @@ class RegistryClient:
 def fallback_tag(digest: str) -> str:
     """The referrers tag schema's tag for a subject: sha256:<hex> -> sha256-<hex>."""
     return digest.replace(":", "-")
-
-
-def _chunks(source: Path | bytes) -> Iterator[bytes]:
-    if isinstance(source, bytes):
-        yield source
-        return
-    with open(source, "rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
 
 
 def sha256_digest(data: bytes) -> str:

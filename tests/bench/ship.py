@@ -3,22 +3,29 @@ sample image, and push/pull throughput of a ~200 MiB blob through goldsmith's
 registry client against curl to the same registry (Debian's docker-registry on
 127.0.0.1, plain HTTP, started here).
 
-    python -m tests.bench.ship [--size-mib 200] [--disk-gib 2]
+    python -m tests.bench.ship [--size-mib 200] [--disk-gib 2] [--rounds 5] [--skip-formats]
+
+The machine may be busy: each round times goldsmith and curl back to back,
+and two ratios are printed, of the best rounds and the median of the rounds'
+ratios, with the CPU time each client used (less sensitive to other load).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
+import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from builder.cache import hash_file
 from builder.formats import Hardware, OutputFormat, file_name, make_outputs
 from validate.registry import Descriptor, RegistryClient, parse_reference
 
@@ -66,7 +73,52 @@ def bench_formats(folder: Path, disk_gib: int) -> None:
         (folder / file_name(fmt)).unlink()
 
 
-def bench_registry(folder: Path, size_mib: int) -> None:
+def refresh(blob: Path) -> str:
+    """Give ``blob`` new first bytes (so no registry has it yet); its digest."""
+    with open(blob, "r+b") as f:
+        f.write(os.urandom(64))
+    return "sha256:" + hash_file(blob)["sha256"]
+
+
+def curl_push(base: str, repo: str, blob: Path, digest: str) -> None:
+    """curl: POST for an upload location, then one monolithic PUT of the file."""
+    start = ["curl", "-sf", "-X", "POST", "-D", "-", "-o", "/dev/null"]
+    headers = subprocess.run(
+        [*start, f"{base}/{repo}/blobs/uploads/"], capture_output=True, text=True, check=True
+    ).stdout
+    url = next(
+        line.split(":", 1)[1].strip()
+        for line in headers.splitlines()
+        if line.lower().startswith("location:")
+    )
+    url += ("&" if "?" in url else "?") + f"digest={digest}"
+    put = ["curl", "-sf", "-X", "PUT", "-H", "Content-Type: application/octet-stream"]
+    subprocess.run([*put, "-T", str(blob), url], check=True, capture_output=True)
+
+
+def curl_pull(url: str, target: Path) -> None:
+    subprocess.run(["curl", "-sf", "-o", str(target), url], check=True)
+
+
+Timed = tuple[str, Callable[..., object], tuple[object, ...]]
+
+
+def timed(action: Callable[..., object], *args: object) -> tuple[float, float]:
+    """Wall seconds, and CPU seconds of this process (all its threads) and of
+    the children it waited for (curl)."""
+
+    def cpu() -> float:
+        return sum(
+            usage.ru_utime + usage.ru_stime
+            for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        )
+
+    start, start_cpu = time.monotonic(), cpu()
+    action(*args)
+    return time.monotonic() - start, cpu() - start_cpu
+
+
+def bench_registry(folder: Path, size_mib: int, rounds: int) -> None:
     registry = shutil.which("docker-registry")
     if registry is None:
         sys.exit("docker-registry is not installed")
@@ -90,79 +142,69 @@ def bench_registry(folder: Path, size_mib: int) -> None:
         with open(blob, "wb") as f:
             for _ in range(size_mib):
                 f.write(os.urandom(1 << 20))
-        digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
         size = blob.stat().st_size
+        curl_blob = folder / "curl-blob"
+        shutil.copyfile(blob, curl_blob)
         env = {"DOCKER_CONFIG": str(folder / "no-docker-config")}
         client = RegistryClient(
             parse_reference(f"127.0.0.1:{port}/bench/goldsmith:x"), plain_http=True, env=env
         )
-        start = time.monotonic()
-        client.push_blob(blob, digest, size, "blob")
-        push = time.monotonic() - start
-        start = time.monotonic()
-        client.pull_blob(Descriptor("application/octet-stream", digest, size), folder / "g", "blob")
-        pull = time.monotonic() - start
-
-        # curl: one monolithic PUT of the whole file, then one GET.
-        curl_blob = folder / "blob2"
-        with open(curl_blob, "wb") as f:
-            f.write(os.urandom(1 << 20))
-            with open(blob, "rb") as src:
-                shutil.copyfileobj(src, f)
-        curl_digest = "sha256:" + hashlib.sha256(curl_blob.read_bytes()).hexdigest()
-        curl_size = curl_blob.stat().st_size
-        start = time.monotonic()
-        location = subprocess.run(
-            [
-                "curl",
-                "-sf",
-                "-X",
-                "POST",
-                "-D",
-                "-",
-                "-o",
-                "/dev/null",
-                f"{base}/bench/curl/blobs/uploads/",
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        url = next(
-            line.split(":", 1)[1].strip()
-            for line in location.splitlines()
-            if line.lower().startswith("location:")
-        )
-        url += ("&" if "?" in url else "?") + f"digest={curl_digest}"
-        subprocess.run(
-            [
-                "curl",
-                "-sf",
-                "-X",
-                "PUT",
-                "-H",
-                "Content-Type: application/octet-stream",
-                "-T",
-                str(curl_blob),
-                url,
-            ],
-            check=True,
-            capture_output=True,
-        )
-        curl_push = time.monotonic() - start
-        start = time.monotonic()
-        subprocess.run(
-            ["curl", "-sf", "-o", str(folder / "g2"), f"{base}/bench/curl/blobs/{curl_digest}"],
-            check=True,
-        )
-        curl_pull = time.monotonic() - start
+        # Each round times goldsmith and curl back to back, each on a blob new
+        # to the registry, the one going first alternating, so that each
+        # ratio compares like with like on a machine whose load changes from
+        # second to second.
+        times: dict[str, list[float]] = {"push": [], "curl push": [], "pull": [], "curl pull": []}
+        cpu: dict[str, list[float]] = {name: [] for name in times}
+        pulled = folder / "pulled"
+        for round_ in range(rounds):
+            digest, curl_digest = refresh(blob), refresh(curl_blob)
+            descriptor = Descriptor("application/octet-stream", digest, size)
+            url = f"{base}/bench/curl/blobs/{curl_digest}"
+            pairs: list[tuple[Timed, Timed]] = [
+                (
+                    ("push", client.push_blob, (blob, digest, size, "blob")),
+                    ("curl push", curl_push, (base, "bench/curl", curl_blob, curl_digest)),
+                ),
+                (
+                    ("pull", client.pull_blob, (descriptor, pulled, "blob")),
+                    ("curl pull", curl_pull, (url, pulled)),
+                ),
+            ]
+            for pair in pairs:
+                for name, action, args in pair[:: 1 if round_ % 2 == 0 else -1]:
+                    seconds, cpu_seconds = timed(action, *args)
+                    times[name].append(seconds)
+                    cpu[name].append(cpu_seconds)
+                    pulled.unlink(missing_ok=True)
         mib = size / (1 << 20)
-        curl_mib = curl_size / (1 << 20)
-        print(f"registry throughput, {mib:.0f} MiB blob, 127.0.0.1, plain HTTP:")
-        print(f"  goldsmith push  {mib / push:7.1f} MiB/s  (32 MiB PATCH chunks)")
-        print(f"  curl PUT        {curl_mib / curl_push:7.1f} MiB/s  (one monolithic PUT)")
-        print(f"  goldsmith pull  {mib / pull:7.1f} MiB/s  (streamed, sha256 checked)")
-        print(f"  curl GET        {curl_mib / curl_pull:7.1f} MiB/s  (no digest check)")
+        print(
+            f"registry throughput, {mib:.0f} MiB blob, 127.0.0.1, plain HTTP, {rounds} rounds "
+            "(best MiB/s, median client CPU):"
+        )
+        what = {
+            "push": "goldsmith push  ",
+            "curl push": "curl PUT        ",
+            "pull": "goldsmith pull  ",
+            "curl pull": "curl GET        ",
+        }
+        how = {
+            "push": "one streamed monolithic PUT",
+            "curl push": "one monolithic PUT",
+            "pull": "streamed, sha256 checked",
+            "curl pull": "no digest check",
+        }
+        for name, values in times.items():
+            print(
+                f"  {what[name]}{mib / min(values):7.1f} MiB/s  "
+                f"{statistics.median(cpu[name]):5.2f} s CPU  ({how[name]})"
+            )
+        for verb in ("push", "pull"):
+            ratios = [c / g for g, c in zip(times[verb], times[f"curl {verb}"], strict=True)]
+            best = min(times[f"curl {verb}"]) / min(times[verb])
+            print(
+                f"  {verb} goldsmith/curl  {best:.2f}x best, {statistics.median(ratios):.2f}x "
+                f"median of rounds ({' '.join(f'{r:.2f}' for r in ratios)})"
+            )
     finally:
         process.terminate()
         process.wait(10)
@@ -172,12 +214,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mib", type=int, default=200)
     parser.add_argument("--disk-gib", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--skip-formats", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="goldsmith-bench-ship-") as tmp:
         folder = Path(tmp)
-        (folder / "formats").mkdir()
-        bench_formats(folder / "formats", args.disk_gib)
-        bench_registry(folder, args.size_mib)
+        if not args.skip_formats:
+            (folder / "formats").mkdir()
+            bench_formats(folder / "formats", args.disk_gib)
+        bench_registry(folder, args.size_mib, args.rounds)
 
 
 if __name__ == "__main__":
