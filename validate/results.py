@@ -18,6 +18,8 @@ from typing import Any
 from hardening.results import CheckResult, Status
 from hardening.strictdata import escape, load_json_file
 
+# The JSON Schema whose $id this is: validate/schemas/validation-v1.schema.json
+# (build.json's and the template statement's are beside it).
 SCHEMA = "https://goldsmith.dev/validation/v1"
 
 

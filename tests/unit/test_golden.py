@@ -7,7 +7,8 @@ were signed over them as ``goldsmith sign`` signs (tests/data/golden/generate.py
 says how). The tests read the committed bytes: a change to a format, or to how
 one is read, fails here, and making it pass is a visible, deliberate diff of
 these files (regenerate with ``python -m tests.data.golden.generate``). A
-manifest signed today must go on verifying.
+manifest signed today must go on verifying. They also match the JSON Schemas
+published in validate/schemas, whose ids are the URIs the documents carry.
 """
 
 from __future__ import annotations
@@ -19,19 +20,26 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import pytest
+from referencing import Registry, Resource
+
 from builder.lineage import history
 from builder.outdated import read_manifest
 from hardening.strictdata import load_json_file
 from validate.attestations import make_attachments
 from validate.keys import load_public_key
-from validate.manifest import BuildRecord, build_statement
+from validate.manifest import BUILD_SCHEMA, PREDICATE_TYPE, BuildRecord, build_statement
 from validate.manifest_report import read_claims, render_manifest_report
 from validate.qcow2 import require_self_contained
+from validate.results import SCHEMA as VALIDATION_SCHEMA
 from validate.results import ValidationRun
 from validate.run import load_build_record
 from validate.verify import verify_artifact
 
-GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = ROOT / "tests" / "data" / "golden"
+SCHEMAS = ROOT / "validate" / "schemas"
 ARTIFACT = GOLDEN / "debian-12-baseline-1.0.0"
 KEY = GOLDEN / "golden.pub"
 # Signed at 2026-12-01T09:00:00Z for 180 days: verified in between.
@@ -138,3 +146,65 @@ def test_lenient_readers_read_the_manifest() -> None:
     assert len(claims.controls) == 58
     assert {a.state for a in claims.attestations} == {"present"}
     assert "debian-12-baseline" in render_manifest_report(manifest)
+
+
+# --- the published JSON Schemas (validate/schemas), each $id the URI documents carry ----
+
+SCHEMA_FILES = {
+    BUILD_SCHEMA: "build-v1.schema.json",
+    VALIDATION_SCHEMA: "validation-v1.schema.json",
+    PREDICATE_TYPE: "template-statement-v1.schema.json",
+}
+
+
+def validator(uri: str) -> jsonschema.Draft202012Validator:
+    schemas = {u: json.loads((SCHEMAS / name).read_text()) for u, name in SCHEMA_FILES.items()}
+    # The statement's schema takes results and packages from the validation schema.
+    registry: Registry[Any] = Registry().with_resources(
+        (u, Resource.from_contents(schema)) for u, schema in schemas.items()
+    )
+    return jsonschema.Draft202012Validator(schemas[uri], registry=registry)
+
+
+def test_every_schema_is_a_schema_named_by_the_uri_goldsmith_writes() -> None:
+    assert sorted(p.name for p in SCHEMAS.glob("*.json")) == sorted(SCHEMA_FILES.values())
+    for uri, name in SCHEMA_FILES.items():
+        schema = json.loads((SCHEMAS / name).read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["$id"] == uri
+
+
+def golden_documents() -> list[tuple[str, Any]]:
+    return [
+        (BUILD_SCHEMA, json.loads((ARTIFACT / "build.json").read_bytes())),
+        (VALIDATION_SCHEMA, json.loads((ARTIFACT / "validation.json").read_bytes())),
+        (PREDICATE_TYPE, json.loads(payload("manifest.dsse.json"))),
+    ]
+
+
+@pytest.mark.parametrize(("uri", "document"), golden_documents(), ids=lambda v: str(v)[:40])
+def test_golden_records_match_the_published_schemas(uri: str, document: Any) -> None:
+    validator(uri).validate(document)
+
+
+@pytest.mark.parametrize(
+    ("uri", "path", "value"),
+    [
+        (BUILD_SCHEMA, ("image", "sha256"), "not a digest"),
+        (BUILD_SCHEMA, ("schema",), "https://goldsmith.dev/build/v2"),
+        (VALIDATION_SCHEMA, ("approved",), "yes"),
+        (VALIDATION_SCHEMA, ("results", 0, "status"), "fine"),
+        (PREDICATE_TYPE, ("predicate", "approval", "keyid"), "somebody"),
+        (PREDICATE_TYPE, ("predicate", "sbom", "packages", 0, "name"), 7),
+    ],
+)
+def test_the_schemas_refuse_what_goldsmith_never_writes(
+    uri: str, path: tuple[str | int, ...], value: Any
+) -> None:
+    document = dict(golden_documents())[uri]
+    node = document
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    with pytest.raises(jsonschema.ValidationError):
+        validator(uri).validate(document)
