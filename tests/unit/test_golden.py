@@ -3,10 +3,10 @@
 build.json and validation.json came from a real build and validation of the
 debian-12-baseline template (host paths scrubbed, the image retargeted to a
 64 KiB qcow2, the package list cut short); the manifest, SBOM and provenance
-were signed over them as ``goldsmith sign`` signs (tests/data/golden/generate.py
+were signed over them as ``goldsmith sign`` signs (tests/data/golden/make_golden.py
 says how). The tests read the committed bytes: a change to a format, or to how
 one is read, fails here, and making it pass is a visible, deliberate diff of
-these files (regenerate with ``python -m tests.data.golden.generate``). A
+these files (regenerate with ``python -m tests.data.golden.make_golden``). A
 manifest signed today must go on verifying. They also match the JSON Schemas
 published in validate/schemas, whose ids are the URIs the documents carry.
 """
@@ -44,7 +44,7 @@ ARTIFACT = GOLDEN / "debian-12-baseline-1.0.0"
 KEY = GOLDEN / "golden.pub"
 # Signed at 2026-12-01T09:00:00Z for 180 days: verified in between.
 VERIFY_AT = datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC)
-REGENERATE = "a format changed: if on purpose, run python -m tests.data.golden.generate"
+REGENERATE = "a format changed: if on purpose, run python -m tests.data.golden.make_golden"
 
 
 def sha256(path: Path) -> str:

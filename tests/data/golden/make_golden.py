@@ -3,8 +3,8 @@ and signed manifest (with its SBOM and provenance), as goldsmith writes them.
 
 Run from the repository root:
 
-    .venv/bin/python -m tests.data.golden.generate --from ARTIFACT
-    .venv/bin/python -m tests.data.golden.generate
+    .venv/bin/python -m tests.data.golden.make_golden --from ARTIFACT
+    .venv/bin/python -m tests.data.golden.make_golden
 
 With ``--from``, build.json and validation.json are taken from ARTIFACT, a
 folder a real ``goldsmith build`` and ``validate`` wrote, and made fit to keep:
