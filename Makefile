@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OUT    ?= out
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs fdisk openssh-client openssl \
                 chromium ca-certificates apt-utils gnupg dpkg-dev ovmf swtpm swtpm-tools dosfstools \
-                docker-registry softhsm2 tinyproxy
+                docker-registry softhsm2 tinyproxy shellcheck
 
 .PHONY: deps apt venv lint test unit e2e demo bench clean
 
@@ -30,6 +30,10 @@ lint: venv
 	$(BIN)/ruff check builder hardening validate tests
 	$(BIN)/ruff format --check builder hardening validate tests
 	$(BIN)/mypy
+	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
+	  $(BIN)/python -m hardening.render_all "$$dir" examples/webserver/profile.yaml >/dev/null && \
+	  echo "shellcheck -s bash: every profile's apply and check scripts, examples/webserver" && \
+	  shellcheck -s bash "$$dir"/*.sh examples/webserver/controls/*.sh examples/webserver/files/*.sh
 
 unit: venv
 	$(BIN)/pytest -q tests/unit

@@ -86,6 +86,7 @@ gs_end() {
   fi
 }
 # gs_changed [reload-flag]: note a change, and what must be reloaded at the end.
+# A caller holding an optional flag passes ${flag:+"$flag"}: no argument when empty.
 gs_changed() {
   GS_CHANGED=1
   if [ $# -gt 0 ]; then case " $GS_RELOAD " in *" $1 "*) ;; *) GS_RELOAD="$GS_RELOAD $1" ;; esac; fi
@@ -102,10 +103,10 @@ gs_install_content() {
   if [ -f "$path" ] && cmp -s "$new" "$path"; then
     :
   elif [ -e "$path" ]; then
-    cat "$new" >"$path"; gs_changed $flag
+    cat "$new" >"$path"; gs_changed ${flag:+"$flag"}
   else
     mkdir -p "$(dirname "$path")"
-    install -m "$mode" -o root -g root "$new" "$path"; gs_changed $flag
+    install -m "$mode" -o root -g root "$new" "$path"; gs_changed ${flag:+"$flag"}
   fi
   rm -f "$new"
 }
@@ -121,7 +122,7 @@ gs_set_line() {
     { print }
     END { if (!done) print line }
   ' "$( [ -e "$file" ] && echo "$file" || echo /dev/null )" >"$GS_TMP/edit"
-  gs_install_content "$file" "$mode" $flag <"$GS_TMP/edit"
+  gs_install_content "$file" "$mode" "$flag" <"$GS_TMP/edit"
 }
 
 # gs_comment_out FILE KEY_ERE [KEEP_LINE] [FLAG]: comment out lines matching KEY_ERE
@@ -135,7 +136,7 @@ gs_comment_out() {
     !inmatch && $0 ~ re && $0 != keep { print "# goldsmith: " $0; next }
     { print }
   ' "$file" >"$GS_TMP/edit"
-  gs_install_content "$file" 0644 $flag <"$GS_TMP/edit"
+  gs_install_content "$file" 0644 "$flag" <"$GS_TMP/edit"
 }
 
 # gs_absent PATH: remove a file when it exists.
@@ -251,7 +252,7 @@ gs_settings() {
     END { flush() }
   ' "$own_in" "${others[@]}" >"$GS_TMP/set.list"
   while IFS=$'\t' read -r k path; do
-    gs_install_content "$path" "$mode" $flag <"$GS_TMP/set.$k"
+    gs_install_content "$path" "$mode" "$flag" <"$GS_TMP/set.$k"
   done <"$GS_TMP/set.list"
 }
 
