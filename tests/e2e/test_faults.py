@@ -3,6 +3,7 @@ timeout, names the stage, shows the serial console, and leaves no QEMU behind.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -141,6 +142,23 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "--lazy", mount], check=False)
 
 
+def _fill(path: Path) -> None:
+    """Take every free block of ``path``'s file system (qemu-img is writing to
+    it at the same time, so the free space shrinks while this runs)."""
+    chunk = bytes(1 << 20)
+    with path.open("wb", buffering=0) as f:
+        stat = os.statvfs(path)
+        with contextlib.suppress(OSError):
+            os.posix_fallocate(f.fileno(), 0, max(stat.f_bavail * stat.f_frsize - (64 << 20), 1))
+        f.seek(0, os.SEEK_END)
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(chunk)
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(chunk[:4096])
+
+
 def test_output_disk_full_during_compaction_fails_cleanly(
     small_disk: Path, tmp_path: Path, vm_tools: None
 ) -> None:
@@ -170,9 +188,7 @@ def test_output_disk_full_during_compaction_fails_cleanly(
     else:
         pytest.fail("the build ended before compaction:\n" + "".join(seen[-40:]))
     filler = small_disk / "filler"
-    with filler.open("wb") as f:
-        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
-        os.posix_fallocate(f.fileno(), 0, max(free - 4096, 4096))
+    _fill(filler)
     _, rest = proc.communicate(timeout=600)
     stderr = "".join(seen) + rest
     assert proc.returncode == 1, stderr[-3000:]
