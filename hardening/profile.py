@@ -273,8 +273,8 @@ def _select(
             raise ProfileError(path, f"{field}.all", "true or false")
         for control in catalog.values():
             if key == "cis_level":
-                refs = control.references
-                on = {r for r in releases if (refs.level_on(r) or 3) <= arg}
+                levels = {r: control.references.level_on(r) for r in releases}
+                on = {r for r, level in levels.items() if level is not None and level <= arg}
                 if on:
                     by_level.setdefault(control.id, set()).update(on)
                 continue
