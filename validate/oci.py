@@ -45,8 +45,10 @@ from validate.manifest import (
     decode_statement,
 )
 from validate.registry import (
+    EMPTY_CONFIG,
     INDEX_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE,
+    TITLE,
     Descriptor,
     Reference,
     RegistryClient,
@@ -54,6 +56,7 @@ from validate.registry import (
     descriptor,
     descriptors,
     fallback_tag,
+    image_manifest,
     json_object,
     sha256_digest,
 )
@@ -66,9 +69,6 @@ TEMPLATE_ARTIFACT_TYPE = "application/vnd.goldsmith.template.v1"
 ATTESTATION_ARTIFACT_TYPE = "application/vnd.dsse.envelope.v1+json"
 ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 PREDICATE_TYPE_ANNOTATION = "in-toto.io/predicate-type"
-EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
-EMPTY_CONFIG = b"{}"
-TITLE = "org.opencontainers.image.title"
 RECORD_MEDIA_TYPES = {
     BUILD_RECORD_NAME: "application/vnd.goldsmith.build.v1+json",
     VALIDATION_RECORD_NAME: "application/vnd.goldsmith.validation.v1+json",
@@ -90,33 +90,6 @@ LAYER_MEDIA_TYPES = {
 MAX_REFERRERS = 16
 # The signed envelopes, each attached as a referrer; the template statement first.
 ATTESTATION_FILES = (MANIFEST_NAME, SBOM_ENVELOPE_NAME, PROVENANCE_ENVELOPE_NAME)
-
-
-def image_manifest(
-    artifact_type: str,
-    layers: Sequence[Descriptor],
-    *,
-    subject: Descriptor | None = None,
-    annotations: Mapping[str, str] | None = None,
-) -> bytes:
-    """An OCI 1.1 image manifest for an artifact, with the empty config, as exact bytes."""
-    doc: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "artifactType": artifact_type,
-        "config": {
-            "mediaType": EMPTY_MEDIA_TYPE,
-            "digest": sha256_digest(EMPTY_CONFIG),
-            "size": len(EMPTY_CONFIG),
-            "data": base64.b64encode(EMPTY_CONFIG).decode(),
-        },
-        "layers": [layer.to_dict() for layer in layers],
-    }
-    if subject is not None:
-        doc["subject"] = subject.to_dict()
-    if annotations:
-        doc["annotations"] = dict(annotations)
-    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
 
 # --- push -------------------------------------------------------------------------------

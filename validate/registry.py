@@ -21,10 +21,11 @@ import base64
 import concurrent.futures
 import dataclasses
 import hashlib
+import json
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,6 +38,9 @@ from hardening.strictdata import DataError, escape, loads_json, read_regular
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY_CONFIG = b"{}"
+TITLE = "org.opencontainers.image.title"
 USERNAME_ENV = "GOLDSMITH_REGISTRY_USERNAME"
 PASSWORD_ENV = "GOLDSMITH_REGISTRY_PASSWORD"
 # Bytes per file read, socket write and streamed read: large enough that the
@@ -49,6 +53,10 @@ TIMEOUT = (15, 300)  # connect, read (seconds)
 
 class RegistryError(GoldsmithError):
     """The registry failed or served something that is not what was asked for (exit 1)."""
+
+
+class BlobDigestError(RegistryError):
+    """A blob the registry sent is not the one its descriptor names."""
 
 
 # --- references -------------------------------------------------------------------------
@@ -438,7 +446,7 @@ class RegistryClient:
                 for block in response.iter_content(chunk_size=BLOCK):
                     progress.add(len(block))
                     if progress.done > descriptor.size:
-                        raise RegistryError(
+                        raise BlobDigestError(
                             f"{name}: the registry sent more than {descriptor.size} bytes"
                         )
                     if pending is not None:
@@ -451,7 +459,7 @@ class RegistryClient:
         except OSError as exc:
             raise GoldsmithError(f"{target}: cannot be written ({exc.strerror or exc})") from None
         if progress.done != descriptor.size or f"sha256:{digest.hexdigest()}" != descriptor.digest:
-            raise RegistryError(
+            raise BlobDigestError(
                 f"{name}: the blob the registry sent is not {descriptor.digest} "
                 f"(sha256:{digest.hexdigest()}, {progress.done} bytes); "
                 "it was altered in the registry"
@@ -516,6 +524,33 @@ class RegistryClient:
             return []
         index = json_object(data, "referrers index")
         return descriptors(index.get("manifests"), "manifests")
+
+
+def image_manifest(
+    artifact_type: str,
+    layers: Sequence[Descriptor],
+    *,
+    subject: Descriptor | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> bytes:
+    """An OCI 1.1 image manifest for an artifact, with the empty config, as exact bytes."""
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "artifactType": artifact_type,
+        "config": {
+            "mediaType": EMPTY_MEDIA_TYPE,
+            "digest": sha256_digest(EMPTY_CONFIG),
+            "size": len(EMPTY_CONFIG),
+            "data": base64.b64encode(EMPTY_CONFIG).decode(),
+        },
+        "layers": [layer.to_dict() for layer in layers],
+    }
+    if subject is not None:
+        doc["subject"] = subject.to_dict()
+    if annotations:
+        doc["annotations"] = dict(annotations)
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
 
 
 def fallback_tag(digest: str) -> str:
