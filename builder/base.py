@@ -16,12 +16,21 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from builder import qemu
-from builder.cache import cache_root, digest_json, hash_file, locked, new_entry
+from builder.cache import (
+    CacheEntryError,
+    cache_root,
+    digest_json,
+    fetch_entry,
+    hash_file,
+    locked,
+    new_entry,
+    share_entry,
+)
 from builder.errors import BuildError, InputError, ToolError
 from builder.firmware import Firmware, require_program
 from builder.log import complete_step, log
@@ -33,6 +42,10 @@ from hardening.strictdata import DataError, escape, load_json_file, loads_json
 # Bumped whenever the debootstrap recipe below changes what it produces, so
 # cached bases made by an older recipe are not reused.
 RECIPE_VERSION = 2
+# What a base shares through a registry cache (GOLDSMITH_CACHE=oci://...): the
+# disk, the kernel and initrd the accelerator probe and first boot use, and
+# the record of its inputs and digest. Not the first boot's serial log.
+SHARED_BASE_FILES = ("base.qcow2", "vmlinuz", "initrd.img", "meta.json")
 BASE_DISK_SIZE = 2 << 30
 PARTITION_OFFSET = 1 << 20
 # UEFI disks (GPT): the EFI system partition first, the root file system
@@ -377,12 +390,13 @@ def bootstrap_base(base: DebootstrapBase, proxy: ProxyValue | None = None) -> Ba
     with locked(entry.with_suffix(".lock")):
         if entry.exists():
             log.info("Base image debootstrap:%s found in the cache (%s)", base.suite, key[:12])
-        else:
+        elif not fetch_entry(entry, "base", SHARED_BASE_FILES, _shared_base_check(inputs)):
             with (
                 complete_step(f"Bootstrapping Debian {base.suite} from {base.mirror}"),
                 new_entry(entry) as tmp,
             ):
                 _bootstrap_into(tmp, base, inputs, proxy)
+            share_entry(entry, "base", SHARED_BASE_FILES)
     return BaseImage(
         path=entry / "base.qcow2",
         format="qcow2",
@@ -393,6 +407,23 @@ def bootstrap_base(base: DebootstrapBase, proxy: ProxyValue | None = None) -> Ba
         inputs={**inputs, "key": key},
         kernel=entry / "vmlinuz",
     )
+
+
+def _shared_base_check(inputs: dict[str, Any]) -> Callable[[Path, Mapping[str, str]], None]:
+    """What a base from the registry cache must be, beyond each file's digest:
+    made from these inputs, and its meta.json naming the disk it came with."""
+
+    def check(folder: Path, digests: Mapping[str, str]) -> None:
+        try:
+            meta = load_json_file(folder / "meta.json")
+        except (OSError, DataError) as exc:
+            raise CacheEntryError(f"its meta.json cannot be read ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("inputs") != inputs:
+            raise CacheEntryError("its meta.json names other inputs than its key's")
+        if meta.get("sha256") != digests["base.qcow2"]:
+            raise CacheEntryError("its meta.json names another disk than base.qcow2")
+
+    return check
 
 
 def _cached_digest(entry: Path) -> str:
