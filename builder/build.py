@@ -212,10 +212,10 @@ def _build_into(
             identity["instance_id"] = f"goldsmith-{access.run_id}"  # the seed's meta-data
             with timer.step("seal", "Sealing"):
                 plan = sealing_plan(BUILDER_USER, access.client_key.blob)
-                _, output = session.run(
+                sealed = session.run(
                     render_seal_script(plan), step="seal", timeout=spec.timeouts.step
                 )
-                removed = sealed_items(output)
+                removed = sealed_items(sealed.output)
         finally:
             session.close()
         with timer.step("shutdown", "Waiting for the build VM to power off"):
@@ -301,8 +301,8 @@ def base_record(base: BaseImage) -> dict[str, Any]:
 def _check_platform(session: Session, spec: TemplateSpec) -> dict[str, Any]:
     """The firmware and TPM the build VM booted with, as the guest saw them;
     a build VM that contradicts the spec (no Secure Boot, no TPM) stops here."""
-    _, out = session.run(firmware.PLATFORM_PROBE, step="platform")
-    state = firmware.parse_platform(out)
+    probe = session.run(firmware.PLATFORM_PROBE, step="platform")
+    state = firmware.parse_platform(probe.output)
     problem = firmware.platform_problem(spec.firmware, spec.tpm, state)
     if problem is not None:
         raise GuestError(f"the build VM does not match the spec: {problem}")
@@ -318,15 +318,15 @@ def _check_platform(session: Session, spec: TemplateSpec) -> dict[str, Any]:
 def _prepare(session: Session, spec: TemplateSpec, timer: StepTimer, pinned: str) -> dict[str, Any]:
     """cloud-init done, the guest's identity recorded, packages upgraded and installed."""
     with timer.step("cloud-init", "Waiting for cloud-init to finish"):
-        rc, _ = session.run("cloud-init status --wait --long", step="cloud-init", check=False)
-        if rc != 0:
-            log.warning("cloud-init reported problems (exit %d); see build.log", rc)
-    _, machine_id = session.run("cat /etc/machine-id", step="identity")
-    _, keys = session.run(
+        waited = session.run("cloud-init status --wait --long", step="cloud-init", check=False)
+        if not waited.ok:
+            log.warning("cloud-init reported problems (exit %d); see build.log", waited.rc)
+    machine_id = session.run("cat /etc/machine-id", step="identity").output
+    keys = session.run(
         'for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$k"; done', step="identity"
     )
     host_keys = {}
-    for line in keys.splitlines():
+    for line in keys.output.splitlines():
         parts = line.split()
         if len(parts) >= 4:
             host_keys[parts[-1].strip("()").lower()] = parts[1]
@@ -353,6 +353,7 @@ def _harden(
     with timer.step("harden", f"Applying profile {profile.id} ({len(profile.controls)} controls)"):
         remote = f"/home/{BUILDER_USER}/goldsmith-apply.sh"
         session.put(script.encode(), remote)
-        _, out = session.run(f"bash -euo pipefail {remote}", step="harden", timeout=timeout)
-        changed = sum(1 for line in out.splitlines() if line.startswith("goldsmith: changed "))
+        applied = session.run(f"bash -euo pipefail {remote}", step="harden", timeout=timeout)
+        lines = applied.output.splitlines()
+        changed = sum(1 for line in lines if line.startswith("goldsmith: changed "))
         log.info("  %d of %d controls changed the guest", changed, len(profile.controls))

@@ -540,13 +540,13 @@ class Provisioner:
             raise BuildError(f"{step.label}: unknown step kind {step.kind}")
 
     def _run(self, command: str, step: Step, *, stdin: bytes | None = None) -> None:
-        rc, out = self.session.run(
+        result = self.session.run(
             command, step=step.label, timeout=self.step_timeout, check=False, stdin=stdin
         )
-        if rc != 0:
-            tail = [line for line in out.splitlines() if line.strip()][-15:]
+        if not result.ok:
+            tail = [line for line in result.output.splitlines() if line.strip()][-15:]
             raise BuildError(
-                f"{step.label} failed: exit code {rc}",
+                f"{step.label} failed: exit code {result.rc}",
                 hint="last output:\n    " + "\n    ".join(tail or ["(none)"]),
             )
 
@@ -701,7 +701,7 @@ class Provisioner:
     def _reboot(self, step: RebootStep) -> None:
         from builder.ssh import Session, wait_for_machine
 
-        _, before = self.session.run("cat /proc/sys/kernel/random/boot_id", step=step.label)
+        before = self.session.run("cat /proc/sys/kernel/random/boot_id", step=step.label).output
         masked = self.session.secrets  # the step secrets and the apt proxy's
         # Detached so the command returns before sshd goes away.
         self.session.run("systemd-run --no-block --on-active=1 systemctl reboot", step=step.label)
@@ -712,7 +712,7 @@ class Provisioner:
                 self.machine, self.access, timeout=max(deadline - time.monotonic(), 1)
             )
             session = Session(client, secrets=masked)
-            _, after = session.run("cat /proc/sys/kernel/random/boot_id", step=step.label)
+            after = session.run("cat /proc/sys/kernel/random/boot_id", step=step.label).output
             if after.strip() != before.strip():
                 break
             # Still the old boot: the reboot has not begun yet.

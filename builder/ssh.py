@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import io
 import logging
 import shlex
@@ -126,6 +127,19 @@ def wait_for_machine(
         raise
 
 
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a command run in the guest left: its exit code and its output
+    (stdout and stderr interleaved as they arrived, secrets masked)."""
+
+    rc: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
 class Session:
     """Commands in a guest over one SSH connection, output streamed to the log."""
 
@@ -163,8 +177,8 @@ class Session:
         check: bool = True,
         sudo: bool = True,
         stdin: bytes | None = None,
-    ) -> tuple[int, str]:
-        """Run a shell command (as root by default); returns (rc, output).
+    ) -> RunResult:
+        """Run a shell command (as root by default); returns its exit code and output.
 
         Output lines go to the build log as they arrive. A failure names the
         step, the exit code and the tail of the output. ``stdin`` is sent to
@@ -223,7 +237,7 @@ class Session:
                 f"step {step!r} failed: the remote command exited with {rc}",
                 hint="last output:\n    " + "\n    ".join(tail),
             )
-        return rc, out.getvalue()
+        return RunResult(rc, out.getvalue())
 
     def put(self, data: bytes, remote: str, mode: int = 0o600) -> None:
         with contextlib.closing(self.client.open_sftp()) as sftp:

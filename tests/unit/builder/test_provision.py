@@ -23,6 +23,7 @@ from builder.provision import (
     parse_steps,
 )
 from builder.spec import _Section
+from builder.ssh import RunResult
 
 HOSTILE = [
     "$(touch PWNED)",
@@ -234,7 +235,7 @@ class LocalSession:
         timeout: float = 60,
         check: bool = True,
         stdin: bytes | None = None,
-    ) -> tuple[int, str]:
+    ) -> RunResult:
         self.commands.append((command, stdin))
         proc = subprocess.run(
             ["bash", "-c", command], input=stdin or b"", capture_output=True, timeout=timeout
@@ -242,7 +243,7 @@ class LocalSession:
         out = self.redact((proc.stdout + proc.stderr).decode(errors="replace"))
         if check and proc.returncode:
             raise BuildError(f"step {step!r} failed: {proc.returncode}: {out}")
-        return proc.returncode, out
+        return RunResult(proc.returncode, out)
 
     def close(self) -> None:
         pass
@@ -370,9 +371,9 @@ def test_apt_step_writes_a_signed_by_source(tree: Path) -> None:
     session = LocalSession()
     recorded: list[tuple[str, bytes | None]] = []
 
-    def record(command: str, **kwargs: Any) -> tuple[int, str]:
+    def record(command: str, **kwargs: Any) -> RunResult:
         recorded.append((command, kwargs.get("stdin")))
-        return 0, ""
+        return RunResult(0, "")
 
     session.run = record  # type: ignore[method-assign]
     provisioner(session).run_step(step)

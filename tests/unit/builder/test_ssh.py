@@ -15,7 +15,7 @@ from paramiko_server import FakeGuest, Handler, reply
 from builder import ssh
 from builder.errors import BuildError, GuestError
 from builder.seed import GuestAccess, generate_keypair, new_access
-from builder.ssh import HostKeyMismatchError, Session, connect, wait_for_ssh
+from builder.ssh import HostKeyMismatchError, RunResult, Session, connect, wait_for_ssh
 
 USER = "gsbuild"
 
@@ -215,11 +215,11 @@ def test_run_without_sudo_executes_the_command_and_returns_its_output(
     with guest_for(access, reply(b"Linux goldsmith 6.1.0\nsecond line\n")) as guest:
         session = Session(connect(access, guest.port, timeout=5), output_log=output_logger(lines))
         try:
-            rc, out = session.run("uname -a", step="identity", sudo=False)
+            result = session.run("uname -a", step="identity", sudo=False)
         finally:
             session.close()
         assert guest.commands == ["uname -a"]
-    assert (rc, out) == (0, "Linux goldsmith 6.1.0\nsecond line\n")
+    assert result == RunResult(0, "Linux goldsmith 6.1.0\nsecond line\n") and result.ok
     assert lines.messages == ["  | Linux goldsmith 6.1.0", "  | second line"]
 
 
@@ -236,10 +236,10 @@ def test_run_streams_each_line_to_the_log_as_it_arrives(access: GuestAccess) -> 
     with guest_for(access, slow) as guest:
         session = Session(connect(access, guest.port, timeout=5), output_log=output_logger(lines))
         try:
-            _, out = session.run("apt-get -y install curl", step="packages", sudo=False)
+            result = session.run("apt-get -y install curl", step="packages", sudo=False)
         finally:
             session.close()
-    assert out == "first\nstreamed=True\n"
+    assert result.output == "first\nstreamed=True\n"
 
 
 def test_run_joins_lines_split_across_packets(access: GuestAccess) -> None:
@@ -253,10 +253,10 @@ def test_run_joins_lines_split_across_packets(access: GuestAccess) -> None:
     with guest_for(access, chunked) as guest:
         session = Session(connect(access, guest.port, timeout=5), output_log=output_logger(lines))
         try:
-            _, out = session.run("true", step="split", sudo=False)
+            result = session.run("true", step="split", sudo=False)
         finally:
             session.close()
-    assert out == "alpha\nbeta\ngamma\n"
+    assert result.output == "alpha\nbeta\ngamma\n"
     assert lines.messages == ["  | alpha", "  | beta", "  | gamma"]
 
 
@@ -270,10 +270,10 @@ def test_run_merges_stderr_into_the_output(access: GuestAccess) -> None:
     with guest_for(access, both) as guest:
         session = Session(connect(access, guest.port, timeout=5))
         try:
-            _, out = session.run("true", step="merge", sudo=False)
+            result = session.run("true", step="merge", sudo=False)
         finally:
             session.close()
-    assert out == "to stdout\nto stderr\n"
+    assert result.output == "to stdout\nto stderr\n"
 
 
 def test_run_with_sudo_wraps_the_command_for_a_root_shell_without_a_password(
@@ -317,10 +317,10 @@ def test_a_failing_command_with_check_off_returns_its_code(access: GuestAccess) 
     with guest_for(access, reply(b"status: degraded\n", 2)) as guest:
         session = Session(connect(access, guest.port, timeout=5))
         try:
-            rc, out = session.run("cloud-init status --wait", step="cloud-init", check=False)
+            result = session.run("cloud-init status --wait", step="cloud-init", check=False)
         finally:
             session.close()
-    assert (rc, out) == (2, "status: degraded\n")
+    assert result == RunResult(2, "status: degraded\n") and not result.ok
 
 
 def test_run_on_a_closed_connection_is_a_guest_error(access: GuestAccess) -> None:
@@ -355,8 +355,8 @@ def test_a_last_line_without_newline_still_reaches_the_log(access: GuestAccess) 
     with guest_for(access, reply(b"done\nno newline at the end", 1)) as guest:
         session = Session(connect(access, guest.port, timeout=5), output_log=output_logger(lines))
         try:
-            rc, out = session.run("false", step="tail", sudo=False, check=False)
+            result = session.run("false", step="tail", sudo=False, check=False)
         finally:
             session.close()
-    assert (rc, out) == (1, "done\nno newline at the end")
+    assert result == RunResult(1, "done\nno newline at the end")
     assert lines.messages == ["  | done", "  | no newline at the end"]
