@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import date
-from typing import Protocol
 
 from hardening.apply import condition_met_by_parameters
 from hardening.errors import FactsError
@@ -22,28 +21,13 @@ from hardening.facts import (
     render_gather_script,
     wrap_for_run,
 )
+from hardening.host import Host
 from hardening.mechanisms import MECHANISMS
 from hardening.mechanisms.base import Outcome
 from hardening.profile import Profile, SelectedControl
 from hardening.results import CheckResult, Status
 
-__all__ = ["Facts", "HostLike", "check_naive", "evaluate", "gather_facts"]
-
-
-class RunResultLike(Protocol):
-    @property
-    def rc(self) -> int: ...
-    @property
-    def stdout(self) -> str: ...
-    @property
-    def stderr(self) -> str: ...
-
-
-class HostLike(Protocol):
-    """What checks need of a host: testinfra's Host.run (arguments shell-quoted)."""
-
-    def run(self, command: str, *args: str) -> RunResultLike: ...
-
+__all__ = ["Facts", "check_naive", "evaluate", "gather_facts"]
 
 RUN_SECTION = "goldsmith:run"
 
@@ -57,7 +41,7 @@ def probes_for(selected: Iterable[SelectedControl]) -> list[Probe]:
     return probes
 
 
-def _gather(host: HostLike, probes: list[Probe]) -> Facts:
+def _gather(host: Host, probes: list[Probe]) -> Facts:
     script, mark = render_gather_script(probes)
     command, argument = wrap_for_run(script)
     result = host.run(command, argument)
@@ -66,7 +50,7 @@ def _gather(host: HostLike, probes: list[Probe]) -> Facts:
     return Facts({**facts.sections, RUN_SECTION: status})
 
 
-def gather_facts(host: HostLike, profile: Profile) -> Facts:
+def gather_facts(host: Host, profile: Profile) -> Facts:
     """Every probe the profile's controls need, in one host.run call."""
     return _gather(host, probes_for(profile.controls))
 
@@ -136,7 +120,7 @@ def evaluate(profile: Profile, facts: Facts, today: date | None = None) -> list[
     return results
 
 
-def check_naive(host: HostLike, profile: Profile, today: date | None = None) -> list[CheckResult]:
+def check_naive(host: Host, profile: Profile, today: date | None = None) -> list[CheckResult]:
     """The same results, gathering evidence separately for every control (a
     benchmark baseline: one or more host.run calls per control)."""
     results: list[CheckResult] = []

@@ -15,6 +15,7 @@ import testinfra.host
 from testinfra.backend.paramiko import ParamikoBackend
 
 from builder.errors import GuestError
+from hardening.host import Host
 
 
 class PinnedParamikoBackend(ParamikoBackend):  # type: ignore[misc]
@@ -36,6 +37,7 @@ class PinnedParamikoBackend(ParamikoBackend):  # type: ignore[misc]
         raise GuestError("the SSH connection to the guest dropped mid-run")
 
 
-def pinned_host(client: paramiko.SSHClient, user: str) -> Any:
+def pinned_host(client: paramiko.SSHClient, user: str) -> Host:
     """A testinfra Host on an already authenticated, host-key-pinned client."""
-    return testinfra.host.Host(PinnedParamikoBackend(client, user))
+    host: Host = testinfra.host.Host(PinnedParamikoBackend(client, user))
+    return host

@@ -11,9 +11,9 @@ import dataclasses
 import re
 import shlex
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
 
 from builder.proxy import APT_CONF as APT_PROXY_CONF
+from hardening.host import Host
 from hardening.results import CheckResult, Status
 
 BUILDER_USER = "gsbuild"
@@ -103,15 +103,6 @@ def parse_sections(output: str) -> dict[str, str]:
         elif current is not None:
             current.append(line)
     return {name: "\n".join(lines).strip() for name, lines in sections.items()}
-
-
-class RunLike(Protocol):
-    rc: int
-    stdout: str
-
-
-class HostLike(Protocol):
-    def run(self, command: str, *args: str) -> Any: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,7 +258,7 @@ def evaluate_hygiene(evidence: dict[str, str], expect: Expectations) -> list[Che
     return results
 
 
-def check_hygiene(host: HostLike, expect: Expectations) -> list[CheckResult]:
+def check_hygiene(host: Host, expect: Expectations) -> list[CheckResult]:
     """One remote command (run as root by the caller), then local evaluation."""
     result = host.run(hygiene_script())
-    return evaluate_hygiene(parse_sections(str(result.stdout)), expect)
+    return evaluate_hygiene(parse_sections(result.stdout), expect)

@@ -15,10 +15,11 @@ evidence is still recorded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from builder.errors import InputError
 from builder.firmware import PLATFORM_PROBE, Firmware, PlatformState, parse_platform
+from hardening.host import Host
 from hardening.results import CheckResult, Status
 
 AREA = "platform"
@@ -26,10 +27,6 @@ FIRMWARE_CHECK = "PLAT-FIRMWARE"
 SECURE_BOOT_CHECK = "PLAT-SECUREBOOT"
 TPM_CHECK = "PLAT-TPM"
 PCRS_CHECK = "PLAT-PCRS"
-
-
-class HostLike(Protocol):
-    def run(self, command: str, *args: str) -> Any: ...
 
 
 def recorded_platform(record: dict[str, Any], path: Path) -> tuple[Firmware, bool]:
@@ -149,7 +146,7 @@ def evaluate_platform(state: PlatformState, firmware: Firmware, tpm: bool) -> li
     return results
 
 
-def check_platform(host: HostLike, firmware: Firmware, tpm: bool) -> list[CheckResult]:
+def check_platform(host: Host, firmware: Firmware, tpm: bool) -> list[CheckResult]:
     """One remote command (run as root by the caller), then local evaluation."""
     result = host.run(PLATFORM_PROBE)
-    return evaluate_platform(parse_platform(str(result.stdout)), firmware, tpm)
+    return evaluate_platform(parse_platform(result.stdout), firmware, tpm)

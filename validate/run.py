@@ -15,6 +15,7 @@ from builder.errors import GuestError, InputError
 from builder.log import complete_step, log, log_to_file
 from hardening.check import evaluate, gather_facts
 from hardening.errors import ProfileError
+from hardening.host import Host
 from hardening.profile import Profile, load_profile
 from hardening.results import CheckResult
 from hardening.strictdata import DataError, load_json_file
@@ -165,7 +166,7 @@ def _expectations(record: dict[str, Any], instance_id: str, pinned: str) -> Expe
 
 
 def _check(
-    host: Any,
+    host: Host,
     profile: Profile,
     expect: Expectations,
     tests: Sequence[Path],

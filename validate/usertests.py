@@ -12,23 +12,23 @@ import io
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from builder.errors import InputError
 from builder.log import log
+from hardening.host import Host
 from hardening.results import CheckResult, Status
 
 
 class _UserTestsPlugin:
-    def __init__(self, host: Any) -> None:
+    def __init__(self, host: Host) -> None:
         self._host = host
         self.results: dict[str, CheckResult] = {}
         self.collect_errors: list[str] = []
 
     @pytest.fixture(name="host")
-    def host_fixture(self) -> Any:
+    def host_fixture(self) -> Host:
         return self._host
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -60,7 +60,7 @@ class _UserTestsPlugin:
         )
 
 
-def run_user_tests(host: Any, paths: Sequence[Path]) -> tuple[list[CheckResult], float]:
+def run_user_tests(host: Host, paths: Sequence[Path]) -> tuple[list[CheckResult], float]:
     for path in paths:
         if not path.exists():
             raise InputError(path, None, "a testinfra test file or folder (not found)")

@@ -4,6 +4,7 @@ gather script's probes from synthetic evidence built for a whole profile."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import gzip
 import re
@@ -184,6 +185,9 @@ class FakeHost:
             rc, text = self.sections.get(name, (1, ""))
             out.append(f"{mark} begin {name}\n{text}\n{mark} end {rc}\n")
         return FakeResult(0, "".join(out))
+
+    def sudo(self, user: str | None = None) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
 
 @pytest.fixture(scope="module")

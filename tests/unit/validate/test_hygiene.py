@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -333,6 +334,7 @@ def test_check_hygiene_runs_the_script_once_and_evaluates_it() -> None:
     class Result:
         rc: int
         stdout: str
+        stderr: str = ""
 
     class Host:
         def __init__(self) -> None:
@@ -341,6 +343,9 @@ def test_check_hygiene_runs_the_script_once_and_evaluates_it() -> None:
         def run(self, command: str, *args: str) -> Result:
             self.commands.append((command, args))
             return Result(0, canned)
+
+        def sudo(self, user: str | None = None) -> contextlib.AbstractContextManager[None]:
+            return contextlib.nullcontext()
 
     host = Host()
     results = check_hygiene(host, EXPECT)

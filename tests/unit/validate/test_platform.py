@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -78,14 +80,24 @@ def test_a_missing_tpm_or_empty_pcrs_fail_a_tpm_template() -> None:
     assert statuses(no7, Firmware.uefi_secureboot, True)["PLAT-PCRS"] is Status.failed
 
 
+@dataclasses.dataclass(frozen=True)
+class FakeResult:
+    rc: int
+    stdout: str
+    stderr: str = ""
+
+
 class FakeHost:
     def __init__(self, stdout: str) -> None:
         self.stdout = stdout
         self.commands: list[str] = []
 
-    def run(self, command: str, *args: str) -> Any:
+    def run(self, command: str, *args: str) -> FakeResult:
         self.commands.append(command)
-        return type("Result", (), {"rc": 0, "stdout": self.stdout})()
+        return FakeResult(0, self.stdout)
+
+    def sudo(self, user: str | None = None) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
 
 def test_one_remote_command() -> None:

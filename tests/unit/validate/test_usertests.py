@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -59,6 +61,13 @@ def test_port(host, port):
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class FakeResult:
+    rc: int
+    stdout: str
+    stderr: str = ""
+
+
 class FakeHost:
     """Stands in for the pinned testinfra host: the user's tests see only this."""
 
@@ -71,9 +80,12 @@ class FakeHost:
         self.calls.append(f"file {path}")
         return SimpleNamespace(mode=0o600)
 
-    def run(self, command: str) -> SimpleNamespace:
+    def run(self, command: str, *args: str) -> FakeResult:
         self.calls.append(f"run {command}")
-        return SimpleNamespace(rc=0, stdout="1000\n")
+        return FakeResult(0, "1000\n")
+
+    def sudo(self, user: str | None = None) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
 
 @pytest.fixture(autouse=True)
