@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder import __version__, firmware, qemu
 from builder.artifact import artifact_folder, utc_now
+from builder.atomic import write_atomically
 from builder.base import BaseImage, prepare_base, qemu_img_info
 from builder.buildkey import BUILD_KEY_FIELD, base_identity, compute_build_key, recorded_build_key
 from builder.cache import hash_file
@@ -81,12 +81,7 @@ def image_info(path: Path) -> dict[str, Any]:
 def write_record(path: Path, record: dict[str, Any]) -> None:
     """Write build.json whole or not at all: a Ctrl-C mid-write must not leave
     a truncated record that a later build or `history` would read."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(record, indent=2) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(record, indent=2) + "\n")
 
 
 @dataclasses.dataclass(frozen=True)

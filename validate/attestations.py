@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from builder.atomic import sync_folder, write_atomically
 from builder.errors import GoldsmithError, InputError
 from builder.log import log
 from hardening.strictdata import DataError, escape, loads_json, read_regular
@@ -394,8 +395,7 @@ def write_envelopes(
         staged = {}
         for name, data in files.items():
             path = Path(scratch) / name
-            path.write_bytes(data)
-            path.chmod(0o644)
+            write_atomically(path, data, mode=0o644)
             staged[name] = path
         if ssh_key is not None and MANIFEST_NAME in staged:
             ssh_sign(staged[MANIFEST_NAME], ssh_key)
@@ -410,6 +410,7 @@ def write_envelopes(
             elif final_sig.exists():
                 log.warning("removed %s: it signed the manifest as it was", final_sig)
                 final_sig.unlink()
+        sync_folder(artifact_dir)
 
 
 # --- who signed ------------------------------------------------------------------------

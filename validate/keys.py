@@ -21,6 +21,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from builder.atomic import write_atomically
 from builder.errors import InputError
 from hardening.strictdata import DataError, read_regular
 
@@ -143,27 +144,25 @@ def write_keypair(key: PrivateKey, out: Path, *, passphrase: str | None) -> tupl
     for path in (out, pub_path):
         if os.path.lexists(path):
             raise InputError(path, None, "already exists; refusing to overwrite a key file")
-    # The private key file is created with mode 0600 and O_EXCL in one call, so it
-    # is never readable by others, not even for the moment between create and chmod.
-    _write_new_file(out, key.to_pem(passphrase), 0o600)
+    # The private key's file is made with mode 0600 from its creation, so it is
+    # never readable by others, not even for the moment between create and chmod.
+    write_key_file(out, key.to_pem(passphrase), 0o600)
     try:
-        _write_new_file(pub_path, key.public.to_pem(), 0o644)
+        write_key_file(pub_path, key.public.to_pem(), 0o644)
     except BaseException:
         out.unlink()
         raise
     return out, pub_path
 
 
-def _write_new_file(path: Path, data: bytes, mode: int) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+def write_key_file(path: Path, data: bytes, mode: int) -> None:
+    """A new key file, whole or not at all, never over an existing file."""
     try:
-        fd = os.open(path, flags, mode)
+        write_atomically(path, data, mode=mode, replace=False)
     except FileExistsError:
         raise InputError(path, None, "already exists; refusing to overwrite a key file") from None
     except OSError as exc:
         raise InputError(path, None, f"cannot be created ({exc.strerror})") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
 
 
 def passphrase_from_env_or_tty(path: Path) -> str | None:

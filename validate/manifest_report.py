@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
+from builder.atomic import write_atomically
 from builder.errors import GoldsmithError, InputError
 from builder.log import log
 from hardening.results import CheckResult, Status
@@ -32,9 +33,8 @@ from validate.report import (
     select_findings,
     select_status,
     summarize_areas,
-    write_text_atomically,
 )
-from validate.results import Package, is_approved
+from validate.results import PUBLISHED_MODE, Package, is_approved
 
 Digests = tuple[tuple[str, str], ...]  # (algorithm, hex) in the order the manifest lists them
 
@@ -405,7 +405,7 @@ def report(manifest: Path, out: Path | None) -> None:
         click.echo(page, nl=False)
         return
     try:
-        write_text_atomically(out, page)
+        write_atomically(out, page, mode=PUBLISHED_MODE)
     except OSError as exc:
         raise GoldsmithError(f"{out}: cannot be written ({exc.strerror})") from None
     click.echo(str(out))

@@ -12,9 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
-import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from builder.atomic import write_atomically
 from hardening.results import CheckResult, Status
 from validate.results import PUBLISHED_MODE, ValidationRun
 
@@ -181,22 +180,6 @@ def render_page(template: str, **context: Any) -> str:
     return _environment().get_template(template).render(**context)
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` so a reader never sees half a file (temp file + rename),
-    readable by everyone (PUBLISHED_MODE) whatever the umask."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), PUBLISHED_MODE)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def render_html(run: ValidationRun) -> str:
     results = list(run.results)
     return render_page(
@@ -216,7 +199,7 @@ def render_html(run: ValidationRun) -> str:
 
 def write_html(run: ValidationRun, path: Path) -> None:
     """report.html: one self-contained page (inline CSS, no scripts, no remote assets)."""
-    write_text_atomically(path, render_html(run))
+    write_atomically(path, render_html(run), mode=PUBLISHED_MODE)
 
 
 def _message(result: CheckResult) -> str:
@@ -298,4 +281,4 @@ def render_junit(run: ValidationRun) -> bytes:
 
 def write_junit(run: ValidationRun, path: Path) -> None:
     """junit.xml for CI dashboards: waived and skipped results count as skipped."""
-    write_text_atomically(path, render_junit(run).decode("utf-8"))
+    write_atomically(path, render_junit(run), mode=PUBLISHED_MODE)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from builder.atomic import write_atomically
 from hardening.results import CheckResult, Status
 from hardening.strictdata import escape, load_json_file
 
@@ -213,7 +212,8 @@ class ValidationRun:
         )
 
     def write(self, path: Path) -> None:
-        write_json_atomically(path, self.to_dict())
+        """validation.json, whole or not at all, readable by everyone (PUBLISHED_MODE)."""
+        write_atomically(path, json.dumps(self.to_dict(), indent=2) + "\n", mode=PUBLISHED_MODE)
 
     @classmethod
     def load(cls, path: Path) -> ValidationRun:
@@ -223,24 +223,6 @@ class ValidationRun:
 
 
 # validation.json, junit.xml and the HTML reports are evidence to publish, not
-# secrets: a web server (another user) must be able to serve them. mkstemp makes
-# 0600 and a umask of 077 would too, so the mode is set on the file itself, which
-# no umask touches.
+# secrets: a web server (another user) must be able to serve them. A umask of 077
+# would make them 0600, so the mode is set on the file itself, which no umask touches.
 PUBLISHED_MODE = 0o644
-
-
-def write_json_atomically(path: Path, data: Any) -> None:
-    """Write JSON so a reader never sees half a file (temp file, fsync, rename),
-    readable by everyone (PUBLISHED_MODE) whatever the umask."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fchmod(f.fileno(), PUBLISHED_MODE)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

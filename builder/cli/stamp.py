@@ -23,6 +23,7 @@ from validate.keys import (
     load_public_key,
     load_signing_key,
     public_key_path,
+    write_key_file,
     write_keypair,
 )
 from validate.manifest import SSH_SIGNATURE_NAME, PrintableError, sign_artifact
@@ -335,7 +336,7 @@ def pubkey(key: str, pin_env: str | None, out: Path | None) -> None:
         return
     if os.path.lexists(out):
         raise InputError(out, None, "already exists; refusing to overwrite a key file")
-    out.write_bytes(pem)
+    write_key_file(out, pem, 0o644)
     click.echo(out)
 
 

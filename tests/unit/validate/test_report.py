@@ -295,7 +295,7 @@ def test_failed_write_leaves_no_temp_file(tmp_path: Path, monkeypatch: pytest.Mo
     def refuse(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("validate.report.os.replace", refuse)
+    monkeypatch.setattr("builder.atomic.os.replace", refuse)
     with pytest.raises(OSError, match="disk full"):
         write_html(make_run(MIXED), tmp_path / "report.html")
     assert list(tmp_path.iterdir()) == []
