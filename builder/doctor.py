@@ -8,7 +8,7 @@ import shutil
 
 from builder import qemu
 from builder.base import find_cached_kernel
-from builder.run import PACKAGES
+from builder.run import PACKAGES, program_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +27,7 @@ OPTIONAL = ("openssl", "chromium", "mkfs.vfat", "swtpm")
 def diagnose() -> list[Finding]:
     findings = []
     for program in (*REQUIRED, *OPTIONAL):
-        path = shutil.which(program)
+        path = shutil.which(program, path=program_path())
         package = PACKAGES.get(program, program)
         needed = "required" if program in REQUIRED else "optional"
         findings.append(
@@ -59,7 +59,7 @@ def diagnose() -> list[Finding]:
                 "run as root, or use a file/url base",
             )
         )
-    if shutil.which("qemu-system-x86_64"):
+    if shutil.which("qemu-system-x86_64", path=program_path()):
         accel = qemu.probe_accelerator(find_cached_kernel())
         findings.append(
             Finding(

@@ -22,6 +22,7 @@ from typing import Any
 
 from builder.errors import ToolError
 from builder.log import log
+from builder.run import build_environment, program_path
 
 
 class Firmware(enum.StrEnum):
@@ -85,7 +86,7 @@ def firmware_record(firmware: Firmware, tpm: bool, folder: Path = OVMF_DIR) -> d
 
 
 def require_program(name: str, package: str) -> str:
-    path = shutil.which(name)
+    path = shutil.which(name, path=program_path())
     if path is None:
         raise ToolError(
             f"{name} not found",
@@ -132,7 +133,11 @@ def start_swtpm(folder: Path, *, timeout: float = 10.0) -> Iterator[Path]:
     cmd[0] = program
     log.debug("+ %s", " ".join(cmd))
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=build_environment(),
     )
     try:
         deadline = time.monotonic() + timeout

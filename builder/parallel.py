@@ -29,6 +29,9 @@ class ChildResult:
 
 def _run_one(command: str, spec: Path, extra: Sequence[str]) -> ChildResult:
     argv = [sys.executable, "-m", "builder.cli", command, str(spec), *extra, "--json"]
+    # The child is goldsmith itself, so it inherits goldsmith's whole environment
+    # (not builder.run's built one): it reads the same env_from_host secrets, key
+    # passphrase, token PIN, cache and accelerator settings as this process would.
     proc = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from builder.errors import BuildError, InputError
 from builder.log import complete_step, log
+from builder.run import build_environment, program_path
 
 if TYPE_CHECKING:
     from builder.qemu import Machine
@@ -659,18 +660,8 @@ class Provisioner:
                 }
             }
             (folder / "inventory.json").write_text(json.dumps(inventory))
-            env = {
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "HOME": str(folder),
-                "LANG": "C.UTF-8",
-                "ANSIBLE_HOST_KEY_CHECKING": "True",
-                "ANSIBLE_NOCOLOR": "1",
-                "ANSIBLE_RETRY_FILES_ENABLED": "0",
-                "ANSIBLE_LOCAL_TEMP": str(folder / "tmp"),
-                "ANSIBLE_ROLES_PATH": str(step.playbook.parent / "roles"),
-                "ANSIBLE_INVENTORY_ENABLED": "yaml",
-                **{n: self.secrets[n] for n in step.env_from_host},
-            }
+            secrets = {n: self.secrets[n] for n in step.env_from_host}
+            env = ansible_environment(folder, step.playbook, secrets)
             cmd = [playbook_cmd, "-i", str(folder / "inventory.json"), str(step.playbook)]
             log.debug("+ %s", shlex.join(cmd))
             proc = subprocess.Popen(
@@ -726,9 +717,12 @@ class Provisioner:
 
 def ansible_playbook(spec_path: Path, step: Step) -> str:
     """ansible-playbook: the one installed beside goldsmith (the ansible extra)
-    first, then PATH; bad input naming the step and the extra when missing."""
+    first, then the programs' fixed PATH (builder.run); bad input naming the
+    step and the extra when missing."""
     beside = Path(sys.executable).parent / "ansible-playbook"
-    found = str(beside) if beside.is_file() else shutil.which("ansible-playbook")
+    found = (
+        str(beside) if beside.is_file() else shutil.which("ansible-playbook", path=program_path())
+    )
     if found is None:
         raise InputError(
             spec_path,
@@ -737,6 +731,24 @@ def ansible_playbook(spec_path: Path, step: Step) -> str:
             hint="install goldsmith's ansible extra: pip install 'goldsmith[ansible]'",
         )
     return found
+
+
+def ansible_environment(folder: Path, playbook: Path, secrets: Mapping[str, str]) -> dict[str, str]:
+    """ansible-playbook's environment: built like every child's (builder.run),
+    its home and temporary files in the step's private ``folder``, and of
+    goldsmith's own environment only the step's host secrets."""
+    return build_environment(
+        {
+            "HOME": str(folder),
+            "ANSIBLE_HOST_KEY_CHECKING": "True",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "ANSIBLE_LOCAL_TEMP": str(folder / "tmp"),
+            "ANSIBLE_ROLES_PATH": str(playbook.parent / "roles"),
+            "ANSIBLE_INVENTORY_ENABLED": "yaml",
+            **secrets,
+        }
+    )
 
 
 def _known_hosts_line(port: int, public_openssh: str) -> str:

@@ -26,7 +26,7 @@ from builder import firmware as fw
 from builder.errors import GuestError, ToolError
 from builder.firmware import Firmware
 from builder.log import log
-from builder.run import find_program, run
+from builder.run import build_environment, find_program, run
 
 QEMU = "qemu-system-x86_64"
 
@@ -454,7 +454,9 @@ def _run_machine(config: MachineConfig, stop_timeout: float) -> Iterator[Machine
     config.serial_log.touch()
     stderr_log = config.serial_log.with_suffix(".qemu-stderr")
     with open(stderr_log, "wb") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=build_environment()
+        )
     machine = Machine(config, proc)
     previous = signal.getsignal(signal.SIGTERM)
 

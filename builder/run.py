@@ -1,5 +1,6 @@
-"""Every external program goes through run(): argv lists only, a fixed locale,
-no stdin, and a missing binary turned into a hint about which package holds it."""
+"""Every external program goes through run(): argv lists only, an environment
+built here (a fixed locale and PATH, not the caller's whole environment), no
+stdin, and a missing binary turned into a hint about which package holds it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,8 +30,49 @@ PACKAGES = {
 }
 
 
+# Programs are found in the system's folders, then in the running Python's
+# (where pip puts what is installed beside goldsmith, e.g. ansible-playbook),
+# never through whatever PATH the caller had: which qemu-img or mmdebstrap a
+# build runs must not depend on the shell that started it.
+SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+# What a child may take from goldsmith's environment: where it may write, and
+# how this host reaches the network (proxies, a CA bundle). Nothing else: a
+# secret in goldsmith's environment (env_from_host values, a key passphrase, a
+# token's PIN) reaches a program only when its caller passes it in ``env``,
+# and variables that change how tools behave (APT_CONFIG, LD_PRELOAD,
+# SOURCE_DATE_EPOCH...) cannot leak into a build unseen by its build key.
+PASSED_THROUGH = (
+    "HOME",
+    "TMPDIR",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+)
+
+
+def program_path() -> str:
+    """The PATH children get and programs are found in."""
+    folders = [*SYSTEM_PATH, str(Path(sys.executable).parent)]
+    return os.pathsep.join(dict.fromkeys(folders))
+
+
+def build_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A child's whole environment: LANG=C.UTF-8, the fixed PATH, the variables
+    of PASSED_THROUGH that are set, then ``env`` (which may override any)."""
+    built = {"LANG": "C.UTF-8", "PATH": program_path()}
+    built.update({name: os.environ[name] for name in PASSED_THROUGH if name in os.environ})
+    built.update(env or {})
+    return built
+
+
 def find_program(name: str) -> str:
-    path = shutil.which(name)
+    path = shutil.which(name, path=program_path())
     if path is None:
         package = PACKAGES.get(name, name)
         raise ToolError(
@@ -52,11 +95,6 @@ def run(
     argv = [str(c) for c in cmd]
     argv[0] = find_program(argv[0])
     log.debug("+ %s", shlex.join(argv))
-    full_env = dict(os.environ)
-    full_env["LANG"] = "C.UTF-8"
-    full_env.pop("LC_ALL", None)
-    if env:
-        full_env.update(env)
     try:
         proc = subprocess.run(
             argv,
@@ -66,7 +104,7 @@ def run(
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None,
             text=True,
-            env=full_env,
+            env=build_environment(env),
             cwd=cwd,
             timeout=timeout,
         )

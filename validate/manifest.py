@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -603,5 +604,7 @@ def ssh_sign(path: Path, ssh_key: Path) -> Path:
     """An OpenSSH signature over the file's bytes, written to ``path``.sig."""
     if not ssh_key.is_file():
         raise InputError(ssh_key, None, "SSH private key not found")
-    run(["ssh-keygen", "-q", "-Y", "sign", "-n", SSH_NAMESPACE, "-f", ssh_key, path])
+    # -f may name a public key whose private half an ssh-agent holds.
+    agent = {k: v for k, v in os.environ.items() if k == "SSH_AUTH_SOCK"}
+    run(["ssh-keygen", "-q", "-Y", "sign", "-n", SSH_NAMESPACE, "-f", ssh_key, path], env=agent)
     return path.with_name(path.name + ".sig")

@@ -19,9 +19,11 @@ from builder.provision import (
     AptStep,
     FileStep,
     Provisioner,
+    ansible_environment,
     host_secrets,
     parse_steps,
 )
+from builder.run import program_path
 from builder.spec import _Section
 from builder.ssh import RunResult
 
@@ -409,3 +411,20 @@ def test_spec_steps_are_part_of_its_meaning(tree: Path) -> None:
     ]
     (tree / "one.conf").write_text("listen 8080;\n")
     assert load_spec(spec).canonical() != before.canonical()
+
+
+def test_ansible_gets_its_settings_and_the_steps_secrets_and_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GOLDSMITH_TEST_SECRET", "not for ansible")
+    monkeypatch.setenv("TOKEN", "from the host")
+    monkeypatch.setenv("ANSIBLE_CONFIG", "/tmp/someone-elses.cfg")
+    playbook = tmp_path / "ansible" / "site.yml"
+    env = ansible_environment(tmp_path / "step", playbook, {"TOKEN": "from the host"})
+    assert env["TOKEN"] == "from the host"
+    assert "GOLDSMITH_TEST_SECRET" not in env and "ANSIBLE_CONFIG" not in env
+    assert env["HOME"] == str(tmp_path / "step")
+    assert env["ANSIBLE_LOCAL_TEMP"] == str(tmp_path / "step" / "tmp")
+    assert env["ANSIBLE_ROLES_PATH"] == str(tmp_path / "ansible" / "roles")
+    assert env["ANSIBLE_HOST_KEY_CHECKING"] == "True"
+    assert env["PATH"] == program_path() and env["LANG"] == "C.UTF-8"

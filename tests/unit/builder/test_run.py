@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 
 from builder.errors import ToolError
 from builder.log import log
-from builder.run import PACKAGES, find_program, run
+from builder.run import PACKAGES, build_environment, find_program, program_path, run
 
 
 class Records(logging.Handler):
@@ -36,7 +38,7 @@ def records() -> Iterator[Records]:
 
 
 def test_a_missing_program_names_its_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name, path=None: None)
 
     with pytest.raises(ToolError) as info:
         run(["qemu-img", "info", "disk.qcow2"])
@@ -115,12 +117,77 @@ def test_the_locale_is_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_extra_environment_is_passed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GOLDSMITH_TEST_INHERITED", "kept")
+    monkeypatch.setenv("GOLDSMITH_TEST_SECRET", "hunter2")
     proc = run(
-        ["bash", "-c", 'echo "$GOLDSMITH_TEST_EXTRA $GOLDSMITH_TEST_INHERITED"'],
+        ["bash", "-c", 'echo "$GOLDSMITH_TEST_EXTRA ${GOLDSMITH_TEST_SECRET-unset}"'],
         env={"GOLDSMITH_TEST_EXTRA": "given"},
     )
-    assert proc.stdout == "given kept\n"
+    assert proc.stdout == "given unset\n"
+
+
+def test_the_child_sees_only_the_environment_built_for_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("GOLDSMITH_TEST_SECRET", "hunter2")
+    monkeypatch.setenv("LD_PRELOAD", "/tmp/evil.so")
+    monkeypatch.setenv("APT_CONFIG", "/tmp/apt.conf")
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    passed = {
+        "HOME": "/home/builder",
+        "TMPDIR": str(tmp_path),
+        "http_proxy": "http://proxy:3128",
+        "https_proxy": "http://proxy:3128",
+        "no_proxy": "localhost",
+        "HTTP_PROXY": "http://PROXY:3128",
+        "HTTPS_PROXY": "http://PROXY:3128",
+        "NO_PROXY": "LOCALHOST",
+        "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+    }
+    for name, value in passed.items():
+        monkeypatch.setenv(name, value)
+
+    proc = run(["env", "-0"], env={"GOLDSMITH_STEP_TOKEN": "given"})
+
+    seen = dict(item.split("=", 1) for item in proc.stdout.split("\0") if item)
+    assert seen == {
+        **passed,
+        "LANG": "C.UTF-8",
+        "PATH": program_path(),
+        "GOLDSMITH_STEP_TOKEN": "given",
+    }
+
+
+def test_the_path_is_fixed_with_the_interpreters_folder_last() -> None:
+    beside = str(Path(sys.executable).parent)
+    folders = program_path().split(":")
+    system = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+    assert folders[: len(system)] == system
+    assert folders[-1] == beside and len(folders) == len(set(folders))
+
+
+def test_the_callers_env_overrides_what_was_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", "/root")
+    built = build_environment({"HOME": "/tmp/step", "LANG": "C"})
+    assert built["HOME"] == "/tmp/step" and built["LANG"] == "C"
+    assert build_environment()["HOME"] == "/root"
+
+
+def test_programs_are_found_on_the_fixed_path_not_the_callers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    impostor = tmp_path / "qemu-img"
+    impostor.write_text("#!/bin/sh\necho impostor\n")
+    impostor.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    found = shutil.which("qemu-img", path=program_path())
+    if found is None:
+        with pytest.raises(ToolError, match="qemu-img not found"):
+            find_program("qemu-img")
+    else:
+        assert find_program("qemu-img") == found != str(impostor)
 
 
 def test_stdin_is_closed() -> None:

@@ -11,6 +11,7 @@ import base64
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,34 @@ def test_openssl_verifies_each_attestation_envelope(
     assert result.returncode == 0, result.stdout + result.stderr
     pae.write_bytes(pae.read_bytes()[:-1] + b" ")
     assert openssl_verify(key_type, pub, pae, sig).returncode != 0
+
+
+def test_an_ssh_key_held_by_an_agent_signs_through_its_public_half(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ssh-keygen runs in the environment builder.run builds, which passes the
+    # agent's socket: without it only a private key file could sign.
+    ssh_key = tmp_path / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "release", "-f", str(ssh_key)],
+        check=True,
+    )
+    socket = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if socket.exists():
+                break
+            time.sleep(0.05)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket))
+        subprocess.run(["ssh-add", "-q", str(ssh_key)], check=True, capture_output=True)
+        ssh_key.unlink()  # only the agent holds the private half now
+        allowed = tmp_path / "allowed_signers"
+        allowed.write_text("release@example.org " + (tmp_path / "id_ed25519.pub").read_text())
+        artifact = make_artifact(tmp_path)
+        sign_artifact(artifact, make_key(tmp_path), ssh_key=tmp_path / "id_ed25519.pub", now=NOW)
+    finally:
+        agent.terminate()
+        agent.wait()
+    result = ssh_verify(artifact, allowed, "goldsmith-manifest")
+    assert result.returncode == 0, result.stdout + result.stderr
