@@ -68,6 +68,7 @@ bench: deps
 	$(BIN)/python tests/bench/level2.py --out $(OUT)/bench
 	$(BIN)/python -m tests.bench.verify_hash
 	$(BIN)/python -m tests.bench.ship
+	$(BIN)/python -m tests.bench.packer --out $(OUT)/bench
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
