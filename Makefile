@@ -32,8 +32,8 @@ lint: venv
 	$(BIN)/mypy
 	@dir=$$(mktemp -d) && trap 'rm -rf "$$dir"' EXIT && \
 	  $(BIN)/python -m hardening.render_all "$$dir" examples/webserver/profile.yaml >/dev/null && \
-	  echo "shellcheck -s bash: every profile's apply and check scripts, examples/webserver" && \
-	  shellcheck -s bash "$$dir"/*.sh examples/webserver/controls/*.sh examples/webserver/files/*.sh
+	  echo "shellcheck -s bash: hardening/bash, every profile's apply and check scripts, examples/webserver" && \
+	  shellcheck -s bash hardening/bash/*.sh "$$dir"/*.sh examples/webserver/controls/*.sh examples/webserver/files/*.sh
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
