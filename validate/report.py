@@ -112,6 +112,20 @@ def format_seconds(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def format_duration(seconds: float) -> str:
+    """One check's time: a control is judged from gathered evidence in micro- to
+    milliseconds, a user test runs for seconds; 0 means it was not timed on its
+    own (hygiene, platform and image checks are judged together, as an area)."""
+    if seconds <= 0:
+        return "—"
+    if seconds >= 60:
+        return format_seconds(seconds)
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    ms = seconds * 1000
+    return "< 0.01 ms" if ms < 0.01 else f"{ms:.3g} ms"
+
+
 def format_time(value: str | None) -> str:
     """RFC 3339 as "2026-11-27 08:00:00 UTC"; anything unparsable is shown as given."""
     if not value:
@@ -169,6 +183,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["seconds"] = format_seconds
+    env.filters["duration"] = format_duration
     env.filters["when"] = format_time
     env.filters["rate"] = format_rate
     env.filters["size"] = format_size

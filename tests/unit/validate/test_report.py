@@ -10,6 +10,7 @@ import pytest
 
 from hardening.results import CheckResult, Status
 from validate.report import (
+    format_duration,
     format_rate,
     format_seconds,
     printable,
@@ -233,6 +234,44 @@ def test_html_shows_failure_evidence_side_by_side() -> None:
     assert "SSH-01" not in findings
 
 
+def results_rows(page_text: str) -> dict[str, str]:
+    """The All results table's rows by check id, as HTML."""
+    table = page_text[page_text.index('id="results"') : page_text.index('id="sbom"')]
+    rows = table.split('<tr class="')[1:]
+    return {row.split('<td class="id">')[1].split("</td>")[0]: row for row in rows}
+
+
+def test_every_result_row_shows_its_references_passing_ones_too() -> None:
+    passed = CheckResult(
+        "kmod-cramfs",
+        "cramfs cannot be loaded",
+        "modules",
+        Status.passed,
+        "not loadable",
+        "not loadable",
+        references=("CIS Debian 12 v1.1.0 1.1.1.1 (L1)", "dev-sec os-10"),
+        duration=0.00004,
+    )
+    rows = results_rows(render_html(make_run((*MIXED, passed))))
+    assert rows["kmod-cramfs"].startswith("passed")
+    assert "CIS Debian 12 v1.1.0 1.1.1.1 (L1) · dev-sec os-10" in rows["kmod-cramfs"]
+    assert "CIS Debian 12 v1.1.0 5.1.19" in rows["SSH-02"]  # and failing ones
+    assert "refs-row" not in rows["SSH-01"]  # no empty line where there are none
+
+
+def test_every_result_row_shows_its_time() -> None:
+    timed = (
+        CheckResult("SSH-01", "Root login", "ssh", Status.passed, "no", "no", duration=0.0138),
+        CheckResult("HYG-01", "No host keys", "hygiene", Status.passed, "none", "none"),
+        CheckResult("t.py::test_web", "web", "user", Status.passed, "", "", duration=2.879),
+    )
+    rows = results_rows(render_html(make_run(timed)))
+    cells = {check: row.rsplit('<td class="num muted">', 1)[1] for check, row in rows.items()}
+    assert cells["SSH-01"].startswith("13.8 ms</td>")
+    assert cells["HYG-01"].startswith("—</td>")  # judged with its area, not timed alone
+    assert cells["t.py::test_web"].startswith("2.88 s</td>")
+
+
 def test_html_never_hides_waivers() -> None:
     page_text = render_html(make_run(MIXED))
     waived = page_text[page_text.index('id="waived"') : page_text.index('id="results"')]
@@ -326,6 +365,24 @@ def test_format_rate_never_rounds_up_to_full(rate: float | None, shown: str) -> 
 )
 def test_format_seconds(seconds: float | None, shown: str) -> None:
     assert format_seconds(seconds) == shown
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0.0, "—"),
+        (-1.0, "—"),
+        (0.000004, "< 0.01 ms"),
+        (0.00004, "0.04 ms"),
+        (0.00036, "0.36 ms"),
+        (0.0138, "13.8 ms"),
+        (0.25, "250 ms"),
+        (2.879, "2.88 s"),
+        (125, "2 min 05 s"),
+    ],
+)
+def test_format_duration(seconds: float, shown: str) -> None:
+    assert format_duration(seconds) == shown
 
 
 def test_printable_keeps_ordinary_text() -> None:
