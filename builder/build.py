@@ -17,7 +17,7 @@ from builder.atomic import write_atomically
 from builder.base import BaseImage, prepare_base, qemu_img_info
 from builder.buildkey import BUILD_KEY_FIELD, base_identity, compute_build_key, recorded_build_key
 from builder.cache import hash_file
-from builder.errors import BuildError, GuestError, InputError
+from builder.errors import BuildError, GuestError
 from builder.formats import Hardware, Output, OutputFormat, make_outputs
 from builder.log import complete_step, log, log_to_file
 from builder.provision import Provisioner, host_secrets
@@ -27,7 +27,6 @@ from builder.run import run
 from builder.seal import render_seal_script, sealed_items, sealing_plan
 from builder.spec import TemplateSpec, load_spec
 from hardening.apply import render_apply_script
-from hardening.errors import ProfileError
 from hardening.profile import Profile, load_profile
 
 if TYPE_CHECKING:
@@ -59,13 +58,6 @@ class StepTimer:
             )
 
 
-def resolve_profile(spec: TemplateSpec) -> Profile:
-    try:
-        return load_profile(spec.profile)
-    except ProfileError as exc:
-        raise InputError(exc.path, exc.field, exc.expected) from exc
-
-
 def tool_versions() -> dict[str, str]:
     versions = {"goldsmith": __version__, "qemu": qemu.qemu_version()}
     with contextlib.suppress(Exception):
@@ -93,7 +85,7 @@ class BuildOutcome:
 
 def plan_build(spec: TemplateSpec) -> tuple[Profile, str, str]:
     """The resolved profile, the rendered apply script and the build key: cheap, no VM."""
-    profile = resolve_profile(spec)
+    profile = load_profile(spec.profile)  # bad input: a ProfileError, an InputError
     script = render_apply_script(profile)
     key = compute_build_key(spec, profile, base_identity(spec), script)
     return profile, script, key

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import difflib
 import functools
 import hashlib
 import ipaddress
@@ -27,6 +26,7 @@ from builder.firmware import Firmware
 from builder.formats import ALL_FORMATS, OutputFormat
 from builder.provision import ENV_NAME, Step, parse_steps, steps_key
 from builder.proxy import AptProxy
+from hardening.errors import suggest
 from hardening.strictdata import DataError, loads_yaml, read_regular
 
 KIB = 1024
@@ -435,10 +435,7 @@ class _Section:
 
     def _unknown(self, key: str, keys: Mapping[str, bool]) -> InputError:
         known = sorted(keys)
-        close = difflib.get_close_matches(key, known, n=1)
-        expected = "unknown key"
-        if close:
-            expected += f"; did you mean {close[0]!r}?"
+        expected = "unknown key" + suggest(key, known)
         return self.error(key, expected, hint="valid keys here: " + ", ".join(known))
 
     def has(self, key: str) -> bool:
@@ -571,8 +568,7 @@ def _read_firmware(top: _Section) -> Firmware:
         return Firmware(value)
     except ValueError:
         choices = [str(f) for f in Firmware]
-        close = difflib.get_close_matches(value, choices, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = suggest(value, choices)
         raise top.error(
             "firmware", f"expected one of {', '.join(choices)}, got {_show(value)}{hint}"
         ) from None
@@ -687,8 +683,7 @@ def _read_outputs(top: _Section) -> tuple[OutputFormat, ...]:
         if not isinstance(item, str) or item not in ALL_FORMATS:
             shown = _show(item) if isinstance(item, str) else _describe(item)
             names = [str(fmt) for fmt in ALL_FORMATS]
-            close = difflib.get_close_matches(item, names, n=1) if isinstance(item, str) else []
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = suggest(item, names) if isinstance(item, str) else ""
             raise top.error(field, f"expected one of {known}, got {shown}{hint}")
         fmt = OutputFormat(item)
         if fmt in seen:

@@ -14,7 +14,6 @@ from builder.cache import hash_file
 from builder.errors import GuestError, InputError
 from builder.log import complete_step, log, log_to_file
 from hardening.check import evaluate, gather_facts
-from hardening.errors import ProfileError
 from hardening.host import Host
 from hardening.profile import Profile, load_profile
 from hardening.results import CheckResult
@@ -54,13 +53,6 @@ def load_build_record(artifact: Path) -> dict[str, Any]:
     return record
 
 
-def resolve_profile(ref: str, origin: Path) -> Profile:
-    try:
-        return load_profile(ref)
-    except ProfileError as exc:
-        raise InputError(exc.path or origin, exc.field, exc.expected) from exc
-
-
 @contextlib.contextmanager
 def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     start = time.monotonic()
@@ -87,7 +79,8 @@ def validate_artifact(
     record = load_build_record(artifact)
     # The template's own firmware and TPM, as built: the boot and the platform checks.
     firmware, tpm = recorded_platform(record, artifact / "build.json")
-    profile = resolve_profile(profile_ref or record["profile"]["source"], artifact / "build.json")
+    # A bad profile is an InputError (ProfileError) naming the profile's file.
+    profile = load_profile(profile_ref or record["profile"]["source"])
     disk = artifact / "disk.qcow2"
     timings: dict[str, float] = {}
     started = utc_now()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import difflib
 import hmac
 import math
 import re
@@ -36,6 +35,7 @@ from typing import Any
 from builder.errors import GoldsmithError, InputError
 from builder.formats import OutputFormat, file_name
 from builder.log import complete_step
+from hardening.errors import suggest
 from hardening.results import Status
 from hardening.strictdata import DataError, escape, loads_json, loads_yaml, read_regular
 from validate.attestations import AttestationError, Attested, verify_attestations
@@ -723,8 +723,7 @@ class Policy:
         known = [f.name for f in dataclasses.fields(cls)]
         for key in data:
             if key not in known:
-                near = difflib.get_close_matches(str(key), known, n=1)
-                hint = f"; did you mean {near[0]!r}?" if near else f"; known keys: {known}"
+                hint = suggest(str(key), known) or f"; known keys: {known}"
                 raise InputError(path, escape(str(key)), f"unknown policy key{hint}")
         values: dict[str, Any] = {}
         for key in ("required_profile", "required_name", "required_version", "min_version"):

@@ -16,15 +16,8 @@ import click
 from builder.errors import InputError
 from hardening.benchmarks import Coverage, benchmark_by_id, load_benchmarks, measure_coverage
 from hardening.catalog import Control, load_catalog
-from hardening.errors import ProfileError, suggest
-from hardening.profile import Profile, load_profile
-
-
-def _load(ref: str) -> Profile:
-    try:
-        return load_profile(ref)
-    except ProfileError as exc:
-        raise InputError(exc.path, exc.field, exc.expected) from None
+from hardening.errors import suggest
+from hardening.profile import load_profile
 
 
 def _control_dict(control: Control, params: Any = None) -> dict[str, Any]:
@@ -68,7 +61,7 @@ def list_controls(profile_ref: str | None, as_json: bool) -> None:
     """List controls (id, area, severity, references, title)."""
     rows: list[dict[str, Any]] = []
     if profile_ref:
-        profile = _load(profile_ref)
+        profile = load_profile(profile_ref)
         for sc in profile.controls:
             row = _control_dict(sc.control, sc.params)
             row["waiver"] = (
@@ -113,7 +106,7 @@ def show_control(control_id: str, profile_ref: str | None) -> None:
     catalog: dict[str, Control] = dict(load_catalog())
     params: dict[str, Any] = {}
     if profile_ref:
-        for sc in _load(profile_ref).controls:
+        for sc in load_profile(profile_ref).controls:
             catalog[sc.id] = sc.control
             params[sc.id] = sc.params
     if control_id not in catalog:
@@ -142,7 +135,7 @@ def _coverage(benchmark_id: str, level: int, profile_ref: str | None) -> Coverag
     waived: dict[str, str] = {}
     not_applied: dict[str, str] = {}
     if profile_ref:
-        selected = _load(profile_ref).controls
+        selected = load_profile(profile_ref).controls
         controls = [sc.control for sc in selected]
         for sc in selected:
             if sc.waiver is not None and sc.waiver.active():
@@ -257,7 +250,7 @@ def list_profiles_command(as_json: bool) -> None:
 
     rows = []
     for name in list_profiles():
-        resolved = _load(name)
+        resolved = load_profile(name)
         waived = sum(1 for sc in resolved.controls if sc.waiver is not None)
         rows.append(
             {
@@ -283,7 +276,7 @@ def list_profiles_command(as_json: bool) -> None:
 @click.argument("profile_ref")
 def show_profile(profile_ref: str) -> None:
     """Show a resolved profile (a shipped name or a YAML path) as JSON."""
-    resolved = _load(profile_ref)
+    resolved = load_profile(profile_ref)
     document = resolved.canonical()
     document["digest"] = resolved.digest
     document["source"] = str(resolved.source)

@@ -39,7 +39,7 @@ def test_profile_show_resolves() -> None:
 def test_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     code, out = run("controls", "show", "ssh-root-logn")
     assert code == 2
-    assert 'did you mean "ssh-root-login"' in out
+    assert "did you mean 'ssh-root-login'?" in out
     bad = tmp_path / "p.yaml"
     bad.write_text("id: p\nversion: '1'\nextend: baseline\n")
     code, out = run("profile", "show", str(bad))

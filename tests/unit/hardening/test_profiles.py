@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hardening.catalog import load_catalog
-from hardening.errors import ProfileError
+from hardening.errors import InputError, ProfileError, suggest
 from hardening.mechanisms import MECHANISMS
 from hardening.profile import list_profiles, load_profile
 
@@ -73,7 +73,7 @@ def test_user_profile_extends_and_sets_parameters(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "field", "fragment"),
     [
-        ("id: x\nversion: '1'\nextend: baseline\n", "extend", 'did you mean "extends"'),
+        ("id: x\nversion: '1'\nextend: baseline\n", "extend", "did you mean 'extends'?"),
         ("id: x\nversion: '1'\ncontrols: [ssh-root-logins]\n", "controls[0]", "ssh-root-login"),
         (
             "id: x\nversion: '1'\nextends: baseline\nparameters: {pass_max_dayz: 1}\n",
@@ -108,9 +108,21 @@ def test_bad_profiles_name_file_field_and_expectation(
         load_profile(path)
     error = caught.value
     assert isinstance(error, ValueError)
+    # Bad input like a bad spec: the CLI shows it in one line and exits 2.
+    assert isinstance(error, InputError) and error.exit_code == 2
     assert error.field == field
     assert fragment in error.expected
     assert str(error).startswith(f"{path}: {field}: ")
+    assert error.diagnostics() == str(error)
+
+
+def test_an_unknown_key_is_answered_as_in_a_spec(tmp_path: Path) -> None:
+    profile = write(tmp_path, "id: x\nversion: '1'\nextend: baseline\n")
+    with pytest.raises(ProfileError) as caught:
+        load_profile(profile)
+    assert caught.value.expected == "unknown key; did you mean 'extends'?"
+    assert suggest("upgrde", ["upgrade", "packages"]) == "; did you mean 'upgrade'?"
+    assert suggest("zzz", ["upgrade", "packages"]) == ""
 
 
 def test_waiver_for_unselected_control_is_refused(tmp_path: Path) -> None:
