@@ -228,9 +228,7 @@ def test_coverage_command_reports_items_by_status() -> None:
 def test_coverage_json_and_profile() -> None:
     import json
 
-    code, out = run(
-        "controls", "coverage", "--benchmark", "cis-debian12", "--level", "2", "--json"
-    )
+    code, out = run("controls", "coverage", "--benchmark", "cis-debian12", "--level", "2", "--json")
     assert code == 0
     document = json.loads(out)
     assert document["benchmark"] == "cis-debian12" and document["level"] == 2
