@@ -316,6 +316,7 @@ class RegistryClient:
         verify = ca_bundle(ca_file, env)
         self.creds = credentials(ref.host, env)
         scheme = self._challenge(verify, plain_http)
+        self.bearer = scheme == "bearer"
         self.oras = oras.provider.Registry(
             hostname=ref.host,
             insecure=plain_http,
@@ -366,7 +367,15 @@ class RegistryClient:
         method_of = type(self.oras).do_request
         call: Callable[..., requests.Response] = getattr(method_of, "__wrapped__", method_of)
         try:
-            return call(self.oras, url, method, data=data, headers=headers, **kwargs)
+            response = call(self.oras, url, method, data=data, headers=dict(headers), **kwargs)
+            if response.status_code == 401 and self.bearer and self.oras.auth.token is not None:
+                # oras keeps one token and offers it again when it is refused;
+                # but a token for pulling is refused a push (the challenge
+                # names the wider scope), and tokens expire: ask anew, once.
+                response.close()
+                self.oras.auth.token = None
+                response = call(self.oras, url, method, data=data, headers=dict(headers), **kwargs)
+            return response
         except requests.RequestException as exc:
             raise RegistryError(f"{method} {url}: {_short(exc)}") from None
         except ValueError as exc:  # oras: "Cannot respond to request for authentication."

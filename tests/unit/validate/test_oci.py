@@ -1,7 +1,8 @@
 """push and pull against a real registry: Debian's docker-registry (distribution
-2.8) started here on 127.0.0.1, once over plain HTTP and once with TLS (a
-throwaway CA made here) and htpasswd basic auth. That registry has no
-referrers API, so the referrers tag schema is what carries the attestation.
+2.8) started here on 127.0.0.1, once over plain HTTP, once with TLS (a
+throwaway CA made here) and htpasswd basic auth, and once with its bearer
+token auth (a token service started here). That registry has no referrers
+API, so the referrers tag schema is what carries the attestation.
 
 With CI set, a missing docker-registry is a failure, never a skip.
 """
@@ -13,15 +14,19 @@ import contextlib
 import dataclasses
 import datetime
 import hashlib
+import http.server
 import ipaddress
 import json
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import pytest
@@ -30,6 +35,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 from test_manifest import NOW, make_artifact, make_key, sha
 from test_outputs import add_outputs
@@ -47,6 +53,7 @@ from validate.oci import (
 from validate.registry import (
     INDEX_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE,
+    Descriptor,
     Reference,
     RegistryClient,
     RegistryError,
@@ -58,6 +65,7 @@ from validate.verify import VerificationError
 
 REGISTRY = shutil.which("docker-registry")
 USER, PASSWORD = "builder", "s3cret-for-tests"
+CREDS = {"GOLDSMITH_REGISTRY_USERNAME": USER, "GOLDSMITH_REGISTRY_PASSWORD": PASSWORD}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,8 +133,98 @@ def make_tls(folder: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
+TOKEN_SERVICE, TOKEN_ISSUER = "goldsmith-registry", "goldsmith-test-issuer"
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenServer:
+    """A bearer token service as distribution's token auth expects: basic
+    auth in, a JWT (ES256, its certificate in x5c) granting what was asked."""
+
+    realm: str
+    cert: Path
+    scopes: list[str]  # each scope asked for, in order
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
 @contextlib.contextmanager
-def start_registry(folder: Path, *, secure: bool) -> Iterator[Registry]:
+def start_token_server(folder: Path) -> Iterator[TokenServer]:
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TOKEN_ISSUER)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = folder / "token-issuer.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+    scopes: list[str] = []
+    basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            if self.headers.get("Authorization") != basic:
+                self.send_response(401)
+                self.end_headers()
+                return
+            access = []
+            for scope in query.get("scope", []):
+                scopes.append(scope)
+                kind, repository, actions = scope.split(":")
+                access.append({"type": kind, "name": repository, "actions": actions.split(",")})
+            issued = int(time.time())
+            header = {"typ": "JWT", "alg": "ES256", "x5c": [x5c]}
+            claims = {
+                "iss": TOKEN_ISSUER,
+                "sub": USER,
+                "aud": TOKEN_SERVICE,
+                "exp": issued + 300,
+                "nbf": issued - 60,
+                "iat": issued,
+                "jti": os.urandom(8).hex(),
+                "access": access,
+            }
+            signing_input = ".".join(
+                _b64url(json.dumps(part).encode()) for part in (header, claims)
+            )
+            r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+            signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+            body = json.dumps({"token": f"{signing_input}.{_b64url(signature)}"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield TokenServer(f"http://127.0.0.1:{server.server_port}/token", cert_path, scopes)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@contextlib.contextmanager
+def start_registry(
+    folder: Path, *, secure: bool, token: TokenServer | None = None
+) -> Iterator[Registry]:
     if REGISTRY is None:
         if os.environ.get("CI"):
             pytest.fail("docker-registry is not installed (apt-get install docker-registry)")
@@ -142,6 +240,15 @@ def start_registry(folder: Path, *, secure: bool) -> Iterator[Registry]:
         hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
         (folder / "htpasswd").write_text(f"{USER}:{hashed}\n")
         extra = ["auth:", "  htpasswd:", "    realm: goldsmith", f"    path: {folder / 'htpasswd'}"]
+    if token is not None:
+        extra = [
+            "auth:",
+            "  token:",
+            f"    realm: {token.realm}",
+            f"    service: {TOKEN_SERVICE}",
+            f"    issuer: {TOKEN_ISSUER}",
+            f"    rootcertbundle: {token.cert}",
+        ]
     config = folder / "config.yml"
     config.write_text(
         "\n".join(
@@ -198,6 +305,16 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     with start_registry(tmp_path_factory.mktemp("tls-registry"), secure=True) as registry:
         yield registry
+
+
+@pytest.fixture(scope="module")
+def bearer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, TokenServer]]:
+    folder = tmp_path_factory.mktemp("token-registry")
+    with (
+        start_token_server(folder) as token,
+        start_registry(folder, secure=False, token=token) as registry,
+    ):
+        yield registry, token
 
 
 @dataclasses.dataclass(frozen=True)
@@ -561,3 +678,61 @@ def test_tls_and_auth_failures_are_one_line(
     )
     assert done.exit_code == 1 and "Traceback" not in done.output
     assert_nothing_left(out)
+
+
+# --- bearer tokens -----------------------------------------------------------------------
+
+
+def test_bearer_tokens_for_pull_then_push_scopes(
+    bearer: tuple[Registry, TokenServer], signed: Signed, tmp_path: Path
+) -> None:
+    """distribution's token auth: a token for pulling is refused a push, so
+    the client asks again with the scope the registry names."""
+    registry, token = bearer
+    env = {**CREDS, "DOCKER_CONFIG": "/nonexistent"}
+    ref = registry.ref("goldsmith/bearer")
+    pushed = push_template(signed.artifact, ref, plain_http=True, env=env)
+    asked = [
+        (scope.rpartition(":")[0], set(scope.rpartition(":")[2].split(",")))
+        for scope in token.scopes
+    ]
+    assert ("repository:goldsmith/bearer", {"pull"}) in asked
+    assert ("repository:goldsmith/bearer", {"pull", "push"}) in asked  # in either order
+    out = tmp_path / "out"
+    pulled = pull_template(ref, out, keys=[signed.pub], plain_http=True, env=env)
+    assert pulled.manifest_digest == pushed.manifest_digest
+    for name in pushed_files(out):
+        assert (out / name).read_bytes() == (signed.artifact / name).read_bytes(), name
+    # Without credentials the token service says no: one line, no traceback.
+    with pytest.raises(RegistryError):
+        pull_template(ref, tmp_path / "x", keys=[signed.pub], plain_http=True, env=PLAIN_ENV)
+    assert_nothing_left(tmp_path / "x")
+
+
+def test_an_upload_refused_mid_token_is_sent_again_whole(
+    bearer: tuple[Registry, TokenServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token that expires before the upload: the registry answers the PUT
+    with 401 and the upload goes again from its first byte, as often as the
+    client asks for a new token."""
+    registry, _ = bearer
+    env = {**CREDS, "DOCKER_CONFIG": "/nonexistent"}
+    client = RegistryClient(registry.ref("goldsmith/expired"), plain_http=True, env=env)
+    blob = tmp_path / "blob"
+    blob.write_bytes(os.urandom(5 << 20))
+    digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
+    request = client.request
+    uploads: list[str] = []
+
+    def expire_before_upload(method: str, url: str, **kwargs: Any) -> requests.Response:
+        if method == "PUT":
+            client.oras.auth.token = "expired"
+            uploads.append(url)
+        return request(method, url, **kwargs)
+
+    monkeypatch.setattr(client, "request", expire_before_upload)
+    client.push_blob(blob, digest, blob.stat().st_size, "blob")
+    assert uploads and client.has_blob(digest)
+    pulled = tmp_path / "pulled"
+    client.pull_blob(Descriptor("application/octet-stream", digest, 5 << 20), pulled, "blob")
+    assert pulled.read_bytes() == blob.read_bytes()
