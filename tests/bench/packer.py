@@ -520,6 +520,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs.append(
             run_packer(here, round_no, spec, base.path, base.format, accelerator, apply_script)
         )
+        if round_no == 1 and not runs[-1].ok:
+            # A template Packer cannot build compares nothing: no two VM builds for it.
+            print(f"packer build failed ({runs[-1].note}); see its output above", file=sys.stderr)
+            break
         for tool in ("build", "release"):
             runs.append(run_goldsmith(tool, here, round_no, spec_path))
         print(
