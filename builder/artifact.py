@@ -19,8 +19,10 @@ from typing import Any
 
 from builder.errors import InputError
 from builder.log import log
+from builder.record import BUILD_RECORD_NAME
 
-KEEP_ON_FAILURE = ("build.log", "serial.log", "serial.qemu-stderr", "build.json")
+# A failed build's folder keeps what explains the failure, never a disk image.
+KEEP_ON_FAILURE = ("build.log", "serial.log", "serial.qemu-stderr", BUILD_RECORD_NAME)
 _DEFERRED = (signal.SIGINT, signal.SIGTERM)
 
 

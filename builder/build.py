@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -13,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from builder import __version__, firmware, qemu
 from builder.artifact import artifact_folder, utc_now
-from builder.atomic import write_atomically
 from builder.base import BaseImage, prepare_base, qemu_img_info
-from builder.buildkey import BUILD_KEY_FIELD, base_identity, compute_build_key, recorded_build_key
+from builder.buildkey import base_identity, compute_build_key
 from builder.cache import hash_file
 from builder.errors import BuildError, GuestError
 from builder.formats import Hardware, Output, OutputFormat, make_outputs
@@ -23,6 +21,8 @@ from builder.log import complete_step, log, log_to_file
 from builder.provision import Provisioner, host_secrets
 from builder.proxy import APT_CONF as APT_PROXY_CONF
 from builder.proxy import ProxyValue, read_proxy
+from builder.record import IMAGE_NAME, Artifact, BuildRecord, BuildVM, StepTime
+from builder.record import BaseImage as RecordedBase
 from builder.run import run
 from builder.seal import render_seal_script, sealed_items, sealing_plan
 from builder.spec import TemplateSpec, load_spec
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from builder.ssh import Session
 
 BUILDER_USER = "gsbuild"
-BUILD_SCHEMA = "https://goldsmith.dev/build/v1"
 APT = (
     "export DEBIAN_FRONTEND=noninteractive; "
     "apt-get -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
@@ -42,7 +41,7 @@ APT = (
 
 @dataclasses.dataclass
 class StepTimer:
-    steps: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    steps: list[StepTime] = dataclasses.field(default_factory=list)
 
     @contextlib.contextmanager
     def step(self, name: str, text: str, detail: Callable[[], str] | None = None) -> Iterator[None]:
@@ -53,9 +52,7 @@ class StepTimer:
                 yield
             status = "ok"
         finally:
-            self.steps.append(
-                {"name": name, "seconds": round(time.monotonic() - start, 2), "status": status}
-            )
+            self.steps.append(StepTime(name, round(time.monotonic() - start, 2), status))
 
 
 def tool_versions() -> dict[str, str]:
@@ -68,12 +65,6 @@ def tool_versions() -> dict[str, str]:
 
 def image_info(path: Path) -> dict[str, Any]:
     return qemu_img_info(path)
-
-
-def write_record(path: Path, record: dict[str, Any]) -> None:
-    """Write build.json whole or not at all: a Ctrl-C mid-write must not leave
-    a truncated record that a later build or `history` would read."""
-    write_atomically(path, json.dumps(record, indent=2) + "\n")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,10 +97,11 @@ def build_template(
     profile, script, key = plan_build(spec)
     name = f"{spec.name}-{spec.version}"
     existing = out / name
-    if not force and recorded_build_key(existing) == key and (existing / "disk.qcow2").is_file():
+    artifact = Artifact(existing)
+    if not force and artifact.recorded_build_key() == key and artifact.image.is_file():
         log.info("%s is up to date (build key %s); nothing to do", name, key[7:19])
         return BuildOutcome(existing, key, reused=True)
-    if existing.exists() and not force and recorded_build_key(existing) is not None:
+    if existing.exists() and not force and artifact.recorded_build_key() is not None:
         log.info("%s exists with other inputs; rebuilding it", name)
         force = True
     # Read before anything is made: a missing secret is bad input, not a failed build.
@@ -117,8 +109,7 @@ def build_template(
     proxy = read_proxy(spec.apt_proxy, spec.path)
     with artifact_folder(out, name, force=force) as work, log_to_file(work / "build.log"):
         record = _build_into(work, spec, profile, script, secrets, proxy)
-        record[BUILD_KEY_FIELD] = key
-        write_record(work / "build.json", record)
+        dataclasses.replace(record, build_key=key).write(Artifact(work).build_record)
     log.info("Template ready: %s", existing)
     return BuildOutcome(existing, key, reused=False)
 
@@ -130,7 +121,7 @@ def _build_into(
     script: str,
     secrets: Mapping[str, str],
     proxy: ProxyValue | None = None,
-) -> dict[str, Any]:
+) -> BuildRecord:
     # Imported here, not at the top: a no-op build never needs SSH or ISO code.
     from builder.seed import new_access, render_seed_files, write_seed_iso
     from builder.ssh import Session, wait_for_machine
@@ -193,10 +184,13 @@ def _build_into(
                         session = provisioner.session  # a reboot step reconnects
             _harden(session, profile, script, timer, spec.timeouts.step)
             # Public half only: validation proves this key is in no authorized_keys.
-            identity["builder_key"] = access.client_key.public_openssh
-            # Public values the block scan searches the sealed disk for.
-            identity["host_key"] = access.host_key.public_openssh
-            identity["instance_id"] = f"goldsmith-{access.run_id}"  # the seed's meta-data
+            identity = dataclasses.replace(
+                identity,
+                builder_key=access.client_key.public_openssh,
+                # Public values the block scan searches the sealed disk for.
+                host_key=access.host_key.public_openssh,
+                instance_id=f"goldsmith-{access.run_id}",  # the seed's meta-data
+            )
             with timer.step("seal", "Sealing"):
                 plan = sealing_plan(BUILDER_USER, access.client_key.blob)
                 sealed = session.run(
@@ -211,7 +205,7 @@ def _build_into(
                     f"the build VM did not power off within {spec.timeouts.shutdown}s after sealing"
                 )
     seed.unlink()
-    disk = work / "disk.qcow2"
+    disk = work / IMAGE_NAME
     with timer.step("compact", "Compacting the template"):
         run(
             [
@@ -244,45 +238,52 @@ def _build_into(
         ),
         *make_outputs(disk, spec.outputs, hardware, step=timer.step),
     ]
-    return {
-        "schema": BUILD_SCHEMA,
-        "template": {"name": spec.name, "version": spec.version},
-        "spec": {"path": str(spec.path), "sha256": spec.sha256},
-        "profile": {
-            "id": profile.id,
-            "version": profile.version,
-            "digest": profile.digest,
-            "source": str(profile.source),
-        },
-        "base": base_record(base),
-        "image": {
-            "path": disk.name,
-            "sha256": digests["sha256"],
-            "sha512": digests["sha512"],
-            "virtual_size": int(info["virtual-size"]),
-            "size": disk.stat().st_size,
-        },
-        "outputs": [output.record() for output in outputs],
-        "steps": timer.steps,
-        "tools": tool_versions(),
-        "accelerator": str(accel),
-        "firmware": platform,
-        "build_vm": identity,
+    return BuildRecord(
+        template_name=spec.name,
+        template_version=spec.version,
+        spec_path=str(spec.path),
+        spec_sha256=spec.sha256,
+        profile_id=profile.id,
+        profile_version=profile.version,
+        profile_digest=profile.digest,
+        profile_source=str(profile.source),
+        base=(base_record(base),),
+        image_path=disk.name,
+        image_sha256=digests["sha256"],
+        image_sha512=digests["sha512"],
+        image_virtual_size=int(info["virtual-size"]),
+        image_size=disk.stat().st_size,
+        recorded_outputs=tuple(outputs),
+        steps=tuple(timer.steps),
+        tools=tool_versions(),
+        accelerator=str(accel),
+        firmware_record=platform,
+        build_vm=identity,
         # Each step with the digests of its inputs (paths relative to the spec)
         # and the names, never the values, of the host secrets it was given.
-        "provision": provisioned,
+        provision=tuple(provisioned),
         # The proxy's variable name, never its URL (which may hold credentials).
-        **({"apt_proxy": spec.apt_proxy.record()} if spec.apt_proxy else {}),
-        "sealed": removed,
-        "started": started,
-        "finished": utc_now(),
-    }
+        apt_proxy=spec.apt_proxy.record() if spec.apt_proxy else None,
+        sealed=tuple(removed),
+        started=started,
+        finished=utc_now(),
+    )
 
 
-def base_record(base: BaseImage) -> dict[str, Any]:
-    record = base.record()
-    record["size"] = base.path.stat().st_size
-    return record
+def base_record(base: BaseImage) -> RecordedBase:
+    """The base as build.json records it: what it is, by digest, and its size."""
+    entry = base.record()
+    fixed = ("source", "name", "uri", "digest")
+    return RecordedBase(
+        name=entry["name"],
+        uri=entry["uri"],
+        source=entry["source"],
+        digest=entry["digest"],
+        details={
+            **{k: v for k, v in entry.items() if k not in fixed},
+            "size": base.path.stat().st_size,
+        },
+    )
 
 
 def _check_platform(session: Session, spec: TemplateSpec) -> dict[str, Any]:
@@ -302,7 +303,7 @@ def _check_platform(session: Session, spec: TemplateSpec) -> dict[str, Any]:
     return {**firmware.firmware_record(spec.firmware, spec.tpm), "observed": state.record()}
 
 
-def _prepare(session: Session, spec: TemplateSpec, timer: StepTimer, pinned: str) -> dict[str, Any]:
+def _prepare(session: Session, spec: TemplateSpec, timer: StepTimer, pinned: str) -> BuildVM:
     """cloud-init done, the guest's identity recorded, packages upgraded and installed."""
     with timer.step("cloud-init", "Waiting for cloud-init to finish"):
         waited = session.run("cloud-init status --wait --long", step="cloud-init", check=False)
@@ -331,7 +332,7 @@ def _prepare(session: Session, spec: TemplateSpec, timer: StepTimer, pinned: str
             # anyway keeps this shell line safe whatever that pattern becomes.
             names = " ".join(shlex.quote(name) for name in spec.packages)
             session.run(f"{APT} -y install {names}", step="packages", timeout=timeout)
-    return {"machine_id": machine_id.strip(), "host_keys": host_keys}
+    return BuildVM(machine_id=machine_id.strip(), host_keys=host_keys)
 
 
 def _harden(

@@ -22,14 +22,13 @@ from builder import __version__
 from builder.base import bootstrap_inputs
 from builder.cache import digest_json, hash_file
 from builder.errors import InputError
+from builder.record import BUILD_KEY_FIELD as BUILD_KEY_FIELD
+from builder.record import Artifact
 from builder.seal import seal_script_digest
 from builder.spec import DebootstrapBase, FileBase, TemplateSpec
 from hardening.profile import Profile
-from hardening.strictdata import DataError, load_json_file
 
 BUILD_KEY_SCHEMA = "https://goldsmith.dev/build-key/v1"
-# The field of build.json that holds the key the artifact was built with.
-BUILD_KEY_FIELD = "build_key"
 
 
 def base_identity(spec: TemplateSpec) -> dict[str, Any]:
@@ -94,14 +93,6 @@ def compute_build_key(
 
 
 def recorded_build_key(artifact_dir: Path) -> str | None:
-    """The key recorded in ``artifact_dir``/build.json, or None if there is none.
-
-    An unreadable or foreign build.json has no key: the caller then builds again,
-    which is always safe.
-    """
-    try:
-        record = load_json_file(artifact_dir / "build.json")
-    except (OSError, DataError):
-        return None
-    key = record.get(BUILD_KEY_FIELD) if isinstance(record, dict) else None
-    return key if isinstance(key, str) and key.startswith("sha256:") else None
+    """The key recorded in ``artifact_dir``'s build record, or None if there is none
+    (an unreadable or foreign record: the caller then builds again, always safe)."""
+    return Artifact(artifact_dir).recorded_build_key()

@@ -13,14 +13,24 @@ import datetime
 import hashlib
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from builder.errors import GoldsmithError, InputError
-from builder.formats import Output
 from builder.log import complete_step, log
+
+# build.json's model and reader, and the artifact folder's file names, live in
+# builder/record.py; they stay importable from here, where sign and verify read them.
+from builder.record import BUILD_RECORD_NAME as BUILD_RECORD_NAME
+from builder.record import BUILD_SCHEMA as BUILD_SCHEMA
+from builder.record import IMAGE_NAME as IMAGE_NAME
+from builder.record import MANIFEST_NAME as MANIFEST_NAME
+from builder.record import SSH_SIGNATURE_NAME as SSH_SIGNATURE_NAME
+from builder.record import VALIDATION_RECORD_NAME as VALIDATION_RECORD_NAME
+from builder.record import BaseImage as BaseImage
+from builder.record import BuildRecord as BuildRecord
+from builder.record import parse_build_record
 from builder.run import run
 from hardening.results import Status
 from hardening.strictdata import DataError, escape, loads_json, read_regular
@@ -37,7 +47,7 @@ from validate.keys import (
     load_signing_key,
     passphrase_from_env_or_tty,
 )
-from validate.outputs import changed_outputs, output_subjects, read_output_records
+from validate.outputs import changed_outputs, output_subjects
 from validate.provenance import locate_spec, portable_profile, portable_uri
 from validate.qcow2 import hash_image, require_self_contained
 from validate.results import RecordError, ValidationRun
@@ -47,15 +57,8 @@ if TYPE_CHECKING:
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://goldsmith.dev/template/v1"
-BUILD_SCHEMA = "https://goldsmith.dev/build/v1"
 BUILDER_ID = "https://goldsmith.dev/builder"
 SBOM_FORMAT = "goldsmith-dpkg/v1"
-
-IMAGE_NAME = "disk.qcow2"
-BUILD_RECORD_NAME = "build.json"
-VALIDATION_RECORD_NAME = "validation.json"
-MANIFEST_NAME = "manifest.dsse.json"
-SSH_SIGNATURE_NAME = MANIFEST_NAME + ".sig"
 # The namespace binds an OpenSSH signature to this use, so a signature made for
 # git commits or files with the same key can never pass as a manifest signature.
 SSH_NAMESPACE = "goldsmith-manifest"
@@ -82,146 +85,6 @@ class PrintableError(GoldsmithError):
         hint = escape(error.hint, _LINE) if error.hint else None
         super().__init__(escape(error.message, _LINE), hint=hint)
         self.exit_code = error.exit_code
-
-
-@dataclasses.dataclass(frozen=True)
-class BaseImage:
-    name: str
-    uri: str
-    source: str
-    digest: dict[str, str]
-
-
-@dataclasses.dataclass(frozen=True)
-class BuildRecord:
-    """The parts of build.json a manifest records."""
-
-    template_name: str
-    template_version: str
-    spec_path: str
-    spec_sha256: str
-    profile_id: str
-    profile_source: str
-    profile_digest: str  # "sha256:<hex>"
-    base: tuple[BaseImage, ...]
-    image_sha256: str
-    image_sha512: str
-    image_virtual_size: int
-    tools: dict[str, str]
-    accelerator: str
-    started: str
-    finished: str
-    # The spec's provisioning steps: kind, name, input digests by spec-relative
-    # path, the names of host secrets (never values), duration.
-    provision: tuple[dict[str, Any], ...] = ()
-    # The other output formats (raw, vmdk, vhd, vhdx, ova) with their digests.
-    outputs: tuple[Output, ...] = ()
-    # What the template was built to boot from, and with a TPM or not
-    # (records from before firmware was recorded: bios, no TPM).
-    firmware: str = "bios"
-    tpm: bool = False
-
-    @classmethod
-    def from_dict(cls, data: Any, path: Path) -> BuildRecord:
-        doc = JsonFields(data, path)
-        schema = doc.text("schema")
-        if schema != BUILD_SCHEMA:
-            raise InputError(path, "schema", f"expected {BUILD_SCHEMA!r}, found {schema!r}")
-        raw_base = doc.get("base")
-        bases = raw_base if isinstance(raw_base, list) else [raw_base]
-        base = []
-        for i, entry in enumerate(bases):
-            prefix = "base" if not isinstance(raw_base, list) else f"base[{i}]"
-            item = JsonFields(entry, path, prefix)
-            base.append(
-                BaseImage(
-                    name=item.text("name"),
-                    uri=item.text("uri"),
-                    source=item.text("source"),
-                    digest=item.digest("digest"),
-                )
-            )
-        tools = doc.get("tools")
-        if not isinstance(tools, dict) or not all(isinstance(v, str) for v in tools.values()):
-            raise InputError(path, "tools", "expected a mapping of tool name to version string")
-        for tool in ("goldsmith", "qemu"):
-            if tool not in tools:
-                raise InputError(path, f"tools.{tool}", "expected the tool's version")
-        return cls(
-            template_name=doc.text("template.name"),
-            template_version=doc.text("template.version"),
-            spec_path=doc.text("spec.path"),
-            spec_sha256=doc.text("spec.sha256"),
-            profile_id=doc.text("profile.id"),
-            profile_source=doc.text("profile.source"),
-            profile_digest=doc.text("profile.digest"),
-            base=tuple(base),
-            image_sha256=doc.text("image.sha256"),
-            image_sha512=doc.text("image.sha512"),
-            image_virtual_size=doc.integer("image.virtual_size"),
-            tools=dict(tools),
-            accelerator=doc.text("accelerator"),
-            started=doc.text("started"),
-            finished=doc.text("finished"),
-            provision=_read_provision(data.get("provision", []), path),
-            outputs=read_output_records(data.get("outputs"), path),
-            **_read_firmware(data.get("firmware"), path),
-        )
-
-
-def _read_firmware(value: Any, path: Path) -> dict[str, Any]:
-    """build.json's firmware: the kind and the TPM, checked; absent in records
-    from before goldsmith recorded firmware (they were all bios, no TPM)."""
-    if value is None:
-        return {}
-    item = JsonFields(value, path, "firmware")
-    firmware = item.text("type")
-    if firmware not in ("bios", "uefi", "uefi-secureboot"):
-        raise InputError(path, "firmware.type", "expected bios, uefi or uefi-secureboot")
-    tpm = value.get("tpm", False)
-    if not isinstance(tpm, bool):
-        raise InputError(path, "firmware.tpm", "expected true or false")
-    return {"firmware": firmware, "tpm": tpm}
-
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def _read_provision(value: Any, path: Path) -> tuple[dict[str, Any], ...]:
-    """build.json's provision list, each step checked field by field and copied
-    into a fresh dict, so nothing unexpected rides into the signed statement."""
-    if not isinstance(value, list):
-        raise InputError(path, "provision", "expected a list of steps")
-    steps = []
-    for index, raw in enumerate(value):
-        item = JsonFields(raw, path, f"provision[{index}]")
-        inputs = []
-        raw_inputs = item.get("inputs")
-        if not isinstance(raw_inputs, list):
-            raise InputError(path, f"provision[{index}].inputs", "expected a list")
-        for n, entry in enumerate(raw_inputs):
-            one = JsonFields(entry, path, f"provision[{index}].inputs[{n}]")
-            digest = one.text("sha256")
-            if not _SHA256.fullmatch(digest):
-                raise InputError(path, one._name("sha256"), "expected 64 lower-case hex digits")
-            inputs.append({"path": one.text("path"), "sha256": digest})
-        secrets = item.get("env_from_host")
-        if not isinstance(secrets, list) or not all(isinstance(n, str) for n in secrets):
-            raise InputError(path, f"provision[{index}].env_from_host", "expected names")
-        seconds = raw.get("seconds", 0)
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            raise InputError(path, f"provision[{index}].seconds", "expected a number")
-        steps.append(
-            {
-                "index": item.integer("index"),
-                "kind": item.text("kind"),
-                "name": item.text("name"),
-                "inputs": inputs,
-                "envFromHost": list(secrets),
-                "seconds": seconds,
-            }
-        )
-    return tuple(steps)
 
 
 class JsonFields:
@@ -338,7 +201,7 @@ def build_statement(
             },
         },
         # What went into the image beyond the base and the profile, step by step.
-        "provision": [dict(step) for step in build.provision],
+        "provision": provision_claims(build),
         "platform": platform_claims(build, validation),
         "build": {
             "accelerator": build.accelerator,
@@ -374,6 +237,22 @@ def build_statement(
     }
 
 
+def provision_claims(build: BuildRecord) -> list[dict[str, Any]]:
+    """The provisioning steps as the statement names them: build.json's steps
+    with the secrets' names under ``envFromHost``."""
+    return [
+        {
+            "index": step["index"],
+            "kind": step["kind"],
+            "name": step["name"],
+            "inputs": [dict(item) for item in step["inputs"]],
+            "envFromHost": list(step["env_from_host"]),
+            "seconds": step["seconds"],
+        }
+        for step in build.provision
+    ]
+
+
 def platform_claims(build: BuildRecord, validation: ValidationRun) -> dict[str, Any]:
     """The firmware the template was built for and, for Secure Boot and the
     TPM, whether the validation boot proved them (its PLAT-* checks passed):
@@ -395,10 +274,9 @@ def encode_statement(statement: Mapping[str, Any]) -> bytes:
     return json.dumps(statement, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def _read_record(path: Path, what: str) -> tuple[bytes, Any]:
-    """The record's exact bytes (what the manifest's digest covers) and their JSON,
-    read under the strict rules: a record with two ``approved`` keys, say, would
-    mean one thing to goldsmith and another to the next tool."""
+def _read_bytes(path: Path, what: str) -> bytes:
+    """The record's exact bytes (what the manifest's digest covers), a regular
+    file of bounded size; a missing one says which command makes it."""
     try:
         data = read_regular(path, MAX_ENVELOPE_BYTES)
     except FileNotFoundError:
@@ -410,6 +288,14 @@ def _read_record(path: Path, what: str) -> tuple[bytes, Any]:
         raise InputError(path, None, f"cannot be read as a record ({exc})") from None
     except OSError as exc:
         raise InputError(path, None, f"cannot be read ({exc.strerror})") from None
+    return data
+
+
+def _read_record(path: Path, what: str) -> tuple[bytes, Any]:
+    """The record's exact bytes and their JSON, read under the strict rules: a
+    record with two ``approved`` keys, say, would mean one thing to goldsmith and
+    another to the next tool."""
+    data = _read_bytes(path, what)
     try:
         return data, loads_json(data)
     except DataError as exc:
@@ -475,8 +361,8 @@ def sign_artifact(
             f"{counts['passed']} passed); refusing to sign",
         )
     build_path = artifact_dir / BUILD_RECORD_NAME
-    build_bytes, build_doc = _read_record(build_path, "build")
-    build = BuildRecord.from_dict(build_doc, build_path)
+    build_bytes = _read_bytes(build_path, "build")
+    build = parse_build_record(build_bytes, build_path)
     if (build.template_name, build.template_version) != (
         validation.template_name,
         validation.template_version,

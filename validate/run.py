@@ -13,16 +13,16 @@ from builder.artifact import utc_now
 from builder.cache import hash_file
 from builder.errors import GuestError, InputError
 from builder.log import complete_step, log, log_to_file
+from builder.record import Artifact, BuildRecord, BuildVM
 from hardening.check import evaluate, gather_facts
 from hardening.host import Host
 from hardening.profile import Profile, load_profile
 from hardening.results import CheckResult
-from hardening.strictdata import DataError, load_json_file
 from validate.blockscan import Needle, check_disk_blocks
 from validate.boot import boot_artifact
 from validate.host import pinned_host
 from validate.hygiene import Expectations, check_hygiene
-from validate.platform import check_platform, recorded_platform
+from validate.platform import check_platform
 from validate.report import write_html, write_junit
 from validate.results import Package, ValidationRun
 from validate.usertests import run_user_tests
@@ -33,24 +33,19 @@ PACKAGES_QUERY = (
 )
 
 
-def load_build_record(artifact: Path) -> dict[str, Any]:
-    path = artifact / "build.json"
-    if not (artifact / "disk.qcow2").is_file():
+def read_artifact(artifact: Path) -> BuildRecord:
+    """The build record of an artifact folder that holds its disk image; InputError
+    (exit 2) naming the file and field otherwise."""
+    folder = Artifact(artifact)
+    if not folder.image.is_file():
         raise InputError(artifact, None, "an artifact folder holding disk.qcow2 (not found)")
-    try:
-        record = load_json_file(path)
-    except FileNotFoundError as exc:
-        raise InputError(path, None, "the build record of the artifact (not found)") from exc
-    except OSError as exc:
-        raise InputError(path, None, f"readable JSON ({exc.strerror})") from exc
-    except DataError as exc:
-        raise InputError(path, None, f"readable JSON ({exc})") from exc
-    if not isinstance(record, dict):
-        raise InputError(path, None, "a JSON object, as goldsmith build writes it")
-    for key in ("template", "profile", "build_vm"):
-        if not isinstance(record.get(key), dict):
-            raise InputError(path, key, "an object, as goldsmith build writes it")
-    return record
+    return folder.read_build_record()
+
+
+def load_build_record(artifact: Path) -> dict[str, Any]:
+    """The build record of ``artifact`` as JSON data, read and checked by
+    ``read_artifact``."""
+    return read_artifact(artifact).to_dict()
 
 
 @contextlib.contextmanager
@@ -76,12 +71,13 @@ def validate_artifact(
     block of the image besides those its provisioning steps named (read from the
     environment); held in memory, reported by name only.
     """
-    record = load_build_record(artifact)
+    record = read_artifact(artifact)
     # The template's own firmware and TPM, as built: the boot and the platform checks.
-    firmware, tpm = recorded_platform(record, artifact / "build.json")
+    firmware, tpm = record.firmware, record.tpm
     # A bad profile is an InputError (ProfileError) naming the profile's file.
-    profile = load_profile(profile_ref or record["profile"]["source"])
-    disk = artifact / "disk.qcow2"
+    profile = load_profile(profile_ref or record.profile_source)
+    folder = Artifact(artifact)
+    disk = folder.image
     timings: dict[str, float] = {}
     started = utc_now()
     with (
@@ -91,7 +87,7 @@ def validate_artifact(
         before = hash_file(disk, "sha256", "sha512")
         # The image itself, outside any guest: what sealing left in any block.
         with _timed(timings, "blockscan"), complete_step("Scanning the image block by block"):
-            block_results = check_disk_blocks(disk, record, secret_needles)
+            block_results = check_disk_blocks(disk, record.to_dict(), secret_needles)
         run_start = time.monotonic()
         log.info("Booting the template from firmware")
         with boot_artifact(
@@ -106,7 +102,9 @@ def validate_artifact(
             # Checks see the instance as a deployer would, once cloud-init has settled.
             host.run("cloud-init status --wait > /dev/null")
             timings["boot"] = round(time.monotonic() - run_start, 3)
-            expect = _expectations(record, guest.instance_id, guest.access.host_key.fingerprint)
+            expect = _expectations(
+                record.build_vm, guest.instance_id, guest.access.host_key.fingerprint
+            )
             results, packages = _check(host, profile, expect, tests, timings)
             results += block_results
             with host.sudo():
@@ -117,8 +115,8 @@ def validate_artifact(
         if after != before:
             raise GuestError(f"{disk} changed during validation: the overlay leaked writes")
     run = ValidationRun(
-        template_name=str(record["template"]["name"]),
-        template_version=str(record["template"]["version"]),
+        template_name=record.template_name,
+        template_version=record.template_version,
         image_path=disk.name,
         image_sha256=before["sha256"],
         image_sha512=before["sha512"],
@@ -140,19 +138,18 @@ def validate_artifact(
         timings.get("facts", 0),
         timings.get("checks", 0),
     )
-    run.write(artifact / "validation.json")
+    run.write(folder.validation_record)
     write_junit(run, artifact / "junit.xml")
     write_html(run, artifact / "report.html")
     return run
 
 
-def _expectations(record: dict[str, Any], instance_id: str, pinned: str) -> Expectations:
-    build_vm = record["build_vm"]
-    key = str(build_vm.get("builder_key", "")).split()
+def _expectations(build_vm: BuildVM, instance_id: str, pinned: str) -> Expectations:
+    key = (build_vm.builder_key or "").split()
     return Expectations(
         builder_key_blob=key[1] if len(key) >= 2 else "",
-        build_machine_id=str(build_vm.get("machine_id", "")),
-        build_host_keys={str(k): str(v) for k, v in dict(build_vm.get("host_keys", {})).items()},
+        build_machine_id=build_vm.machine_id,
+        build_host_keys=dict(build_vm.host_keys),
         instance_id=instance_id,
         pinned_host_key=pinned,
     )

@@ -12,9 +12,9 @@ import click
 
 from builder.build import build_template
 from builder.doctor import diagnose
-from builder.errors import GoldsmithError, InputError
+from builder.errors import GoldsmithError
 from builder.parallel import run_parallel
-from hardening.strictdata import DataError, load_json_file
+from builder.record import Artifact
 
 SPECS = click.argument(
     "specs", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False)
@@ -98,19 +98,11 @@ def build(specs: tuple[Path, ...], out: Path, jobs: int, force: bool, as_json: b
     with _json_failure(specs[0], as_json):
         outcome = build_template(specs[0], out, force=force)
     if as_json:
-        record_path = outcome.artifact / "build.json"
-        try:
-            record = load_json_file(record_path)
-        except (OSError, DataError) as exc:
-            raise InputError(
-                record_path, None, f"cannot be read as a build record ({exc})"
-            ) from None
-        if not isinstance(record, dict):
-            raise InputError(record_path, None, "expected a JSON object (a build record)")
-        result = {"artifact": str(outcome.artifact), "reused": outcome.reused, **record}
+        record = Artifact(outcome.artifact).read_build_record()
+        result = {"artifact": str(outcome.artifact), "reused": outcome.reused, **record.to_dict()}
         click.echo(_entries(specs[0], 0, result))
     else:
-        click.echo(outcome.artifact / "disk.qcow2")
+        click.echo(Artifact(outcome.artifact).image)
 
 
 @click.command()
