@@ -43,13 +43,9 @@ from builder.debversion import compare_versions
 from builder.errors import InputError
 from builder.log import log
 from builder.manifest_facts import JsonObject, ManifestFacts, read_manifest
-from hardening.strictdata import DataError, escape, loads_json, read_regular
+from builder.record import BUILD_RECORD_NAME, Artifact, BuildRecord, read_build_record_bytes
+from hardening.strictdata import MAX_DOCUMENT, DataError, escape, loads_json, read_regular
 from validate.results import Package
-
-BUILD_RECORD = "build.json"
-MANIFEST = "manifest.dsse.json"
-VALIDATION_RECORD = "validation.json"
-MAX_RECORD = 64 * 1024 * 1024  # build and validation records carry package lists
 
 _SEMVER = re.compile(
     r"(?P<major>0|[1-9][0-9]*)(?:\.(?P<minor>0|[1-9][0-9]*))?(?:\.(?P<patch>0|[1-9][0-9]*))?"
@@ -186,7 +182,7 @@ class Entry:
 
     @property
     def manifest(self) -> Path | None:
-        return self.path / MANIFEST if self.manifest_sha256 else None
+        return Artifact(self.path).manifest if self.manifest_sha256 else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -218,37 +214,25 @@ def find_artifacts(root: Path) -> list[Path]:
         # Work folders (.name.work-*) and replaced ones are hidden: never history.
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         # A failed build keeps its build.json for the post-mortem; it is no template.
-        if BUILD_RECORD in files and ".FAILED-" not in Path(folder).name:
+        if BUILD_RECORD_NAME in files and ".FAILED-" not in Path(folder).name:
             found.append(Path(folder))
             dirs[:] = []  # an artifact's own folder holds no further artifacts
     return found
 
 
-def _read_bytes(path: Path) -> bytes:
-    """A record's bytes, read once (its digest and its content must agree): a
-    regular file of bounded size, so a FIFO or device in an artifact folder
+def _read_json(path: Path) -> Any:
+    """A regular file of bounded size, so a FIFO or device in an artifact folder
     is an error and not a hang."""
     try:
-        return read_regular(path, MAX_RECORD)
+        return loads_json(read_regular(path, MAX_DOCUMENT))
     except DataError as exc:
         raise InputError(path, None, f"cannot be read: {exc}") from None
     except OSError as exc:
         raise InputError(path, None, f"cannot be read ({exc.strerror or exc})") from None
 
 
-def _parse_json(path: Path, data: bytes) -> Any:
-    try:
-        return loads_json(data)
-    except DataError as exc:
-        raise InputError(path, None, f"expected a JSON document ({exc})") from None
-
-
-def _read_json(path: Path) -> Any:
-    return _parse_json(path, _read_bytes(path))
-
-
 def _packages_from_validation(folder: Path) -> tuple[Package, ...] | None:
-    path = folder / VALIDATION_RECORD
+    path = Artifact(folder).validation_record
     if not path.is_file():
         return None
     doc = JsonObject(path, "", _read_json(path))
@@ -263,29 +247,24 @@ def _packages_from_validation(folder: Path) -> tuple[Package, ...] | None:
 @dataclasses.dataclass
 class _Draft:
     path: Path
-    record: JsonObject
+    record: BuildRecord
     manifest: ManifestFacts | None
     packages: tuple[Package, ...] | None
     notes: list[str]
 
     @property
     def built(self) -> str:
-        return self.record.text("finished") or ""
+        return self.record.finished
 
 
 def _load(folder: Path) -> _Draft:
-    record_path = folder / BUILD_RECORD
-    record_bytes = _read_bytes(record_path)
-    record = JsonObject(record_path, "", _parse_json(record_path, record_bytes))
-    record.obj("template").need("name")
-    record.obj("template").need("version")
-    record.obj("image").need("sha256")
+    artifact = Artifact(folder)
+    record_bytes, record = read_build_record_bytes(artifact.build_record)
     notes: list[str] = []
-    manifest = read_manifest(folder / MANIFEST) if (folder / MANIFEST).is_file() else None
+    manifest = read_manifest(artifact.manifest) if artifact.manifest.is_file() else None
     packages = manifest.packages if manifest and manifest.packages else None
     if manifest is not None:
-        image = record.obj("image").need("sha256")
-        if manifest.image_sha256 != image:
+        if manifest.image_sha256 != record.image_sha256:
             notes.append("the manifest names another image than build.json")
         digest = hashlib.sha256(record_bytes).hexdigest()
         if manifest.build_record_sha256 not in (None, digest):
@@ -314,31 +293,33 @@ def _field(old: str | None, new: str | None) -> Change | None:
     return None if old == new else Change(old, new)
 
 
+def _base_sha256(record: BuildRecord) -> str:
+    # A template built from several bases is named by the first (the one build makes).
+    return record.base[0].digest["sha256"]
+
+
 def _entry(draft: _Draft, previous: _Draft | None) -> Entry:
     record = draft.record
-    base_sha256 = record.obj("base").obj("digest").text("sha256")
-    profile_digest = record.obj("profile").text("digest")
-    spec_sha256 = record.obj("spec").text("sha256")
     changes = None
     if previous is not None:
         old = previous.record
         changes = Changes(
-            base=_field(old.obj("base").obj("digest").text("sha256"), base_sha256),
-            profile=_field(old.obj("profile").text("digest"), profile_digest),
-            spec=_field(old.obj("spec").text("sha256"), spec_sha256),
+            base=_field(_base_sha256(old), _base_sha256(record)),
+            profile=_field(old.profile_digest, record.profile_digest),
+            spec=_field(old.spec_sha256, record.spec_sha256),
             packages=_diff_packages(previous.packages, draft.packages),
         )
     manifest = draft.manifest
     return Entry(
         path=draft.path,
-        name=record.obj("template").need("name"),
-        version=record.obj("template").need("version"),
-        built=record.text("finished"),
+        name=record.template_name,
+        version=record.template_version,
+        built=record.finished,
         approved=manifest.approval_time if manifest else None,
-        image_sha256=record.obj("image").need("sha256"),
-        base_sha256=base_sha256,
-        profile_digest=profile_digest,
-        spec_sha256=spec_sha256,
+        image_sha256=record.image_sha256,
+        base_sha256=_base_sha256(record),
+        profile_digest=record.profile_digest,
+        spec_sha256=record.spec_sha256,
         manifest_sha256=manifest.sha256 if manifest else None,
         previous_manifest_sha256=manifest.previous_manifest_sha256 if manifest else None,
         previous=previous.path if previous else None,
@@ -371,7 +352,7 @@ def history(root: Path) -> list[Entry]:
         children.setdefault(id(found), []).append(draft)
 
     def order(draft: _Draft) -> tuple[str, str, str]:
-        return (draft.record.obj("template").text("name") or "", draft.built, draft.path.name)
+        return (draft.record.template_name, draft.built, draft.path.name)
 
     entries: list[Entry] = []
     seen: set[int] = set()

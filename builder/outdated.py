@@ -50,15 +50,12 @@ from builder.mirror_index import check_source as check_source
 from builder.mirror_index import fetch_index as fetch_index
 from builder.mirror_index import index_url as index_url
 from builder.mirror_index import parse_packages as parse_packages
+from builder.record import Artifact, parse_build_record
 from builder.spec import DebootstrapBase, TemplateSpec, load_spec
 from hardening.errors import ProfileError
 from hardening.profile import Profile, load_profile
-from hardening.strictdata import DataError, escape, loads_json, read_regular
+from hardening.strictdata import MAX_DOCUMENT, DataError, escape, read_regular
 from validate.results import Package
-
-# build.json beside a manifest is read for the base's recipe inputs; it carries
-# package lists, so it may be large, but not without bound.
-MAX_RECORD_BYTES = 64 * 1024 * 1024
 
 
 class ReasonKind(enum.StrEnum):
@@ -242,25 +239,23 @@ def _base_reasons(spec: TemplateSpec, facts: ManifestFacts, notes: list[str]) ->
 
 
 def _inputs_from_build_record(facts: ManifestFacts, notes: list[str]) -> Mapping[str, Any] | None:
-    """The base inputs from the build.json beside the manifest, if it is the one signed."""
-    record = facts.path.parent / "build.json"
+    """The base inputs from the build record beside the manifest, if it is the one signed."""
+    path = Artifact(facts.path.parent).build_record
     try:
         # A regular file of bounded size: a FIFO planted beside the manifest
         # is skipped, not waited on.
-        data = read_regular(record, MAX_RECORD_BYTES)
+        data = read_regular(path, MAX_DOCUMENT)
     except (OSError, DataError):
         return None
     if hashlib.sha256(data).hexdigest() != facts.build_record_sha256:
-        notes.append(f"{record} is not the build record the manifest names; not used")
+        notes.append(f"{path} is not the build record the manifest names; not used")
         return None
     try:
-        document = loads_json(data)
-    except DataError as exc:
-        notes.append(f"{record} cannot be read ({exc}); not used")
+        record = parse_build_record(data, path)
+    except InputError as exc:
+        notes.append(f"{exc.message}; not used")
         return None
-    base = document.get("base") if isinstance(document, dict) else None
-    inputs = base.get("inputs") if isinstance(base, dict) else None
-    return inputs if isinstance(inputs, dict) else None
+    return record.base[0].inputs if len(record.base) == 1 else None
 
 
 def _input_reasons(spec: TemplateSpec, profile: Profile, facts: ManifestFacts) -> list[Reason]:

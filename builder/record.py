@@ -258,15 +258,7 @@ class BuildRecord:
         if schema != BUILD_SCHEMA:
             found = schema if isinstance(schema, str) else type(schema).__name__
             raise InputError(path, "schema", f"expected {BUILD_SCHEMA!r}, found {found!r}")
-        tools = doc.get("tools")
-        if not isinstance(tools, dict) or not all(isinstance(v, str) for v in tools.values()):
-            raise InputError(path, "tools", "expected a mapping of tool name to version string")
-        for tool in ("goldsmith", "qemu"):
-            if tool not in tools:
-                raise InputError(path, f"tools.{tool}", "expected the tool's version")
-        size = doc.optional("image.size")
-        if size is not None:
-            size = doc.integer("image.size")
+        # Fields are checked in the order the record lists them.
         return cls(
             template_name=doc.text("template.name"),
             template_version=doc.text("template.version"),
@@ -281,8 +273,8 @@ class BuildRecord:
             image_sha256=doc.text("image.sha256"),
             image_sha512=doc.text("image.sha512"),
             image_virtual_size=doc.integer("image.virtual_size"),
-            image_size=size,
-            tools=dict(tools),
+            image_size=None if doc.optional("image.size") is None else doc.integer("image.size"),
+            tools=_read_tools(doc.get("tools"), path),
             accelerator=doc.text("accelerator"),
             build_vm=_read_build_vm(doc.get("build_vm"), path),
             started=doc.text("started"),
@@ -398,6 +390,15 @@ class _Fields:
         if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
             raise InputError(self.path, self.name(dotted), "expected names")
         return list(value)
+
+
+def _read_tools(raw: Any, path: Path) -> dict[str, str]:
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise InputError(path, "tools", "expected a mapping of tool name to version string")
+    for tool in ("goldsmith", "qemu"):
+        if tool not in raw:
+            raise InputError(path, f"tools.{tool}", "expected the tool's version")
+    return dict(raw)
 
 
 def _read_bases(raw: Any, path: Path) -> tuple[BaseImage, ...]:

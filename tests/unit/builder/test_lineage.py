@@ -112,6 +112,9 @@ def make_artifact(
             "digest": {"sha256": base},
         },
         "image": {"path": "disk.qcow2", "sha256": image, "sha512": "0", "virtual_size": 1},
+        "tools": {"goldsmith": "0.1.0", "qemu": "7.2.22"},
+        "accelerator": "tcg",
+        "build_vm": {"machine_id": "44" * 16, "host_keys": {}},
         "started": finished,
         "finished": finished,
     }
@@ -287,7 +290,11 @@ def test_bad_records_are_input_errors(tmp_path: Path) -> None:
     (folder / "build.json").write_text("{")
     with pytest.raises(InputError, match=r"build\.json"):
         history(root)
-    (folder / "build.json").write_text(json.dumps({"template": {"name": "demo"}}))
+    record = {
+        "schema": "https://goldsmith.dev/build/v1",
+        "template": {"name": "demo"},
+    }
+    (folder / "build.json").write_text(json.dumps(record))
     with pytest.raises(InputError, match=r"template\.version"):
         history(root)
     with pytest.raises(InputError, match="expected a folder"):

@@ -45,6 +45,9 @@ from hardening.profile import load_profile
 from validate.results import Package
 
 NOW = datetime.datetime(2026, 11, 27, 8, 0, 0, tzinfo=datetime.UTC)
+GOLDEN_RECORD = (
+    Path(__file__).resolve().parents[3] / "tests/data/golden/debian-12-baseline-1.0.0/build.json"
+)
 
 # --- Packages indexes -------------------------------------------------------------
 
@@ -406,7 +409,10 @@ def test_base_inputs_come_from_the_signed_build_record(scene: Scene) -> None:
     inputs["packages"] = [*inputs["packages"], "vim"]
     record = scene.manifest.parent / "build.json"
     record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"base": {"inputs": inputs}}))
+    # The golden build record, its base's recipe inputs changed.
+    document = json.loads(GOLDEN_RECORD.read_bytes())
+    document["base"]["inputs"] = inputs
+    record.write_text(json.dumps(document))
     bare = {
         "name": "debian-bookworm-debootstrap",
         "uri": spec.base.mirror,

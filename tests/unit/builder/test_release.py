@@ -46,9 +46,18 @@ class Stages:
         self.builds.append(version)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "disk.qcow2").write_bytes(f"image {version} {key}".encode())
+        digests = hash_file(folder / "disk.qcow2", "sha256", "sha512")
         record = {
+            "schema": "https://goldsmith.dev/build/v1",
             "template": {"name": spec.name, "version": version},
-            "image": {"sha256": hash_file(folder / "disk.qcow2")["sha256"]},
+            "spec": {"path": str(spec_path), "sha256": spec.sha256},
+            "profile": {"id": "p", "version": "1", "digest": "sha256:" + "0" * 64, "source": "p"},
+            "base": {"source": "url", "name": "b", "uri": "u", "digest": {"sha256": "1" * 64}},
+            "image": {"path": "disk.qcow2", "virtual_size": 1, **digests},
+            "tools": {"goldsmith": "0.1.0", "qemu": "7.2.22"},
+            "accelerator": "tcg",
+            "build_vm": {"machine_id": "2" * 32, "host_keys": {}},
+            "started": f"2026-11-27T08:{len(self.builds):02d}:00Z",
             "finished": f"2026-11-27T08:{len(self.builds):02d}:00Z",
             "build_key": key,
         }
