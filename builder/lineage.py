@@ -42,9 +42,10 @@ from typing import Any
 from builder.debversion import compare_versions
 from builder.errors import InputError
 from builder.log import log
-from builder.manifest_facts import JsonObject, ManifestFacts, read_manifest
+from builder.manifest_facts import ManifestFacts, read_manifest
 from builder.record import BUILD_RECORD_NAME, Artifact, BuildRecord, read_build_record_bytes
 from hardening.strictdata import MAX_DOCUMENT, DataError, escape, loads_json, read_regular
+from validate.manifest import LenientFields
 from validate.results import Package
 
 _SEMVER = re.compile(
@@ -235,7 +236,7 @@ def _packages_from_validation(folder: Path) -> tuple[Package, ...] | None:
     path = Artifact(folder).validation_record
     if not path.is_file():
         return None
-    doc = JsonObject(path, "", _read_json(path))
+    doc = LenientFields(path, "", _read_json(path))
     if "packages" not in doc.data:
         return None
     return tuple(

@@ -15,9 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from builder.errors import InputError
 from validate.dsse import read_envelope
-from validate.manifest import decode_statement
+from validate.manifest import LenientFields, decode_statement
 from validate.results import Package
 
 
@@ -55,47 +54,10 @@ class ManifestFacts:
     provision_inputs: Mapping[str, str] | None = None
 
 
-class JsonObject:
-    """One JSON object of a document, with its dotted path for error messages."""
-
-    def __init__(self, source: Path, where: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise InputError(source, where or None, "expected a JSON object")
-        self.source, self.where, self.data = source, where, data
-
-    def field(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def obj(self, key: str) -> JsonObject:
-        value = self.data.get(key)
-        return JsonObject(self.source, self.field(key), {} if value is None else value)
-
-    def objs(self, key: str) -> list[JsonObject]:
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise InputError(self.source, self.field(key), "expected a list")
-        return [JsonObject(self.source, f"{self.field(key)}[{i}]", v) for i, v in enumerate(value)]
-
-    def text(self, key: str, *, required: bool = False) -> str | None:
-        value = self.data.get(key)
-        if value is None and not required:
-            return None
-        if not isinstance(value, str) or (required and not value):
-            raise InputError(self.source, self.field(key), "expected a string")
-        return value
-
-    def need(self, key: str) -> str:
-        value = self.text(key, required=True)
-        assert value is not None
-        return value
-
-
 def read_manifest(path: Path) -> ManifestFacts:
     """Decode a manifest envelope WITHOUT verifying it; InputError if malformed."""
     envelope, file_sha256 = read_envelope(path, expected="a manifest (DSSE envelope)")
-    top = JsonObject(path, "payload", decode_statement(path, envelope))
+    top = LenientFields(path, "payload", decode_statement(path, envelope))
     predicate = top.obj("predicate")
     template = predicate.obj("template")
     subjects = top.objs("subject")

@@ -39,7 +39,6 @@ from builder.debversion import compare_versions as compare_versions
 from builder.debversion import parse_version as parse_version
 from builder.errors import InputError
 from builder.manifest_facts import BaseRef as BaseRef
-from builder.manifest_facts import JsonObject as JsonObject
 from builder.manifest_facts import ManifestFacts as ManifestFacts
 from builder.manifest_facts import read_manifest as read_manifest
 from builder.mirror_index import ARCHITECTURE as ARCHITECTURE

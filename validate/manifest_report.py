@@ -4,7 +4,9 @@ The page shows what the manifest *claims*. It decodes the DSSE envelope but
 deliberately does not verify it: rendering must work for an auditor who has
 no trusted keys at hand, and a page that looked verified without being so
 would be worse than none. The page says so at the top; ``goldsmith verify``
-is the check.
+is the check. The payload is decoded and its fields read as ``history`` and
+``outdated`` read them: validate/manifest.py's ``decode_statement`` and
+``LenientFields``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,7 @@ import dataclasses
 import datetime
 import hashlib
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
 
 import click
 
@@ -26,7 +26,7 @@ from hardening.results import CheckResult, Status
 from hardening.strictdata import DataError, loads_json
 from validate import provenance, sbom
 from validate.dsse import read_envelope
-from validate.manifest import PrintableError, decode_statement
+from validate.manifest import LenientFields, PrintableError, decode_statement
 from validate.report import (
     count_statuses,
     render_page,
@@ -120,81 +120,7 @@ class AttestationInfo:
     link: str | None = None  # the CI run, when it is an https URL
 
 
-class _Fields:
-    """One JSON object of the statement, read with its dotted path for error messages."""
-
-    def __init__(self, source: Path, where: str, data: Mapping[str, Any]) -> None:
-        self.source = source
-        self.where = where
-        self.data = data
-
-    def path(self, key: str) -> str:
-        return f"{self.where}.{key}"
-
-    def fail(self, key: str, expected: str) -> NoReturn:
-        raise InputError(self.source, self.path(key), expected)
-
-    def text(self, key: str) -> str | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.fail(key, "expected a string")
-        return value
-
-    def integer(self, key: str) -> int | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, "expected an integer")
-        return value
-
-    def flag(self, key: str) -> bool | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, bool):
-            self.fail(key, "expected true or false")
-        return value
-
-    def obj(self, key: str) -> _Fields:
-        """The object at ``key``; an absent one reads as empty (every field then shows "—")."""
-        value = self.data.get(key)
-        if value is None:
-            return _Fields(self.source, self.path(key), {})
-        if not isinstance(value, dict):
-            self.fail(key, "expected an object")
-        return _Fields(self.source, self.path(key), value)
-
-    def raw_list(self, key: str) -> list[Any]:
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.fail(key, "expected a list")
-        return value
-
-    def objs(self, key: str) -> list[_Fields]:
-        items = []
-        for i, value in enumerate(self.raw_list(key)):
-            if not isinstance(value, dict):
-                self.fail(f"{key}[{i}]", "expected an object")
-            items.append(_Fields(self.source, self.path(f"{key}[{i}]"), value))
-        return items
-
-    def strings(self, key: str) -> tuple[tuple[str, str], ...]:
-        """An object whose values are all strings, e.g. a digest set or a tool list."""
-        fields = self.obj(key)
-        pairs = []
-        for name, value in fields.data.items():
-            if not isinstance(value, str):
-                fields.fail(str(name), "expected a string")
-            pairs.append((str(name), value))
-        return tuple(pairs)
-
-
-def _read_controls(results: _Fields) -> tuple[CheckResult, ...]:
+def _read_controls(results: LenientFields) -> tuple[CheckResult, ...]:
     controls = []
     seen: set[str] = set()
     for i, raw in enumerate(results.raw_list("controls")):
@@ -216,14 +142,14 @@ def _read_controls(results: _Fields) -> tuple[CheckResult, ...]:
     return tuple(controls)
 
 
-def _read_counts(results: _Fields) -> dict[str, int] | None:
+def _read_counts(results: LenientFields) -> dict[str, int] | None:
     if results.data.get("counts") is None:
         return None
     counts = results.obj("counts")
     return {str(s): counts.integer(str(s)) or 0 for s in Status}
 
 
-def _read_packages(sbom: _Fields) -> tuple[Package, ...]:
+def _read_packages(sbom: LenientFields) -> tuple[Package, ...]:
     packages = []
     for item in sbom.objs("packages"):
         packages.append(
@@ -237,7 +163,7 @@ def _read_packages(sbom: _Fields) -> tuple[Package, ...]:
 def read_claims(envelope_path: Path) -> ManifestClaims:
     """Decode a manifest envelope WITHOUT verifying it; InputError for anything malformed."""
     envelope, file_sha256 = read_envelope(envelope_path)
-    payload = _Fields(envelope_path, "payload", decode_statement(envelope_path, envelope))
+    payload = LenientFields(envelope_path, "payload", decode_statement(envelope_path, envelope))
     predicate = payload.obj("predicate")
     template = predicate.obj("template")
     profile = predicate.obj("profile")
@@ -297,7 +223,9 @@ def read_claims(envelope_path: Path) -> ManifestClaims:
     )
 
 
-def _read_attestations(envelope_path: Path, predicate: _Fields) -> tuple[AttestationInfo, ...]:
+def _read_attestations(
+    envelope_path: Path, predicate: LenientFields
+) -> tuple[AttestationInfo, ...]:
     """The attestations the manifest names, with what each file beside it says."""
     found = []
     for item in predicate.objs("attestations"):

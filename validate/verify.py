@@ -37,7 +37,7 @@ from builder.formats import OutputFormat, file_name
 from builder.log import complete_step
 from hardening.errors import suggest
 from hardening.results import Status
-from hardening.strictdata import DataError, escape, loads_json, loads_yaml, read_regular
+from hardening.strictdata import DataError, escape, loads_yaml, read_regular
 from validate.attestations import AttestationError, Attested, verify_attestations
 from validate.dsse import (
     MAX_SIGNATURES,
@@ -51,10 +51,10 @@ from validate.keys import PublicKey, load_public_key
 from validate.manifest import (
     MANIFEST_NAME,
     MAX_VALID_FOR_DAYS,
-    PREDICATE_TYPE,
-    STATEMENT_TYPE,
     JsonFields,
+    StatementError,
     format_time,
+    parse_statement,
 )
 from validate.outputs import OutputSubject, check_output, read_output_subjects
 from validate.qcow2 import ImageError, hash_image, require_self_contained
@@ -147,24 +147,19 @@ def read_claims(payload: bytes, source: Path) -> Claims:
 
 
 def _read_claims(payload: bytes, source: Path) -> Claims:
+    # The one decoder of the statement (validate.manifest), in its strict mode:
+    # what it refuses inside a signed envelope is not trusted.
     try:
-        doc = loads_json(payload)
-    except DataError as exc:
-        raise VerificationError(
-            f"{source}: the signed payload is not an acceptable in-toto statement ({exc})"
-        ) from None
-    if not isinstance(doc, dict):
-        raise VerificationError(f"{source}: the signed payload is not a JSON object")
-    if doc.get("_type") != STATEMENT_TYPE:
-        raise VerificationError(
-            f"{source}: statement _type is {escape(repr(doc.get('_type')))}; "
-            f"expected {STATEMENT_TYPE!r}"
-        )
-    if doc.get("predicateType") != PREDICATE_TYPE:
-        raise VerificationError(
-            f"{source}: predicateType is {escape(repr(doc.get('predicateType')))}; "
-            f"expected {PREDICATE_TYPE!r}"
-        )
+        doc = parse_statement(payload)
+    except StatementError as exc:
+        if exc.cause is not None:
+            what = f"the signed payload is not an acceptable in-toto statement ({exc.cause})"
+        elif not exc.field:
+            what = "the signed payload is not a JSON object"
+        else:
+            name = "statement _type" if exc.field == "_type" else exc.field
+            what = f"{name} is {escape(repr(exc.found))}; expected {exc.expected}"
+        raise VerificationError(f"{source}: {what}") from None
     fields = JsonFields(doc, source, "payload")
     subjects = fields.get("subject")
     if not isinstance(subjects, list) or not 1 <= len(subjects) <= len(OutputFormat):
