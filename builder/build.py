@@ -18,7 +18,8 @@ from builder.cache import hash_file
 from builder.errors import BuildError, GuestError
 from builder.formats import Hardware, Output, OutputFormat, make_outputs
 from builder.log import complete_step, log, log_to_file
-from builder.provision import Provisioner, host_secrets
+from builder.provision import host_secrets
+from builder.provisioner import Provisioner
 from builder.proxy import APT_CONF as APT_PROXY_CONF
 from builder.proxy import ProxyValue, read_proxy
 from builder.record import IMAGE_NAME, Artifact, BuildRecord, BuildVM, StepTime

@@ -22,7 +22,8 @@ from builder.cli.build import AS_JSON, SPECS
 def lint_spec(path: Path) -> dict[str, Any]:
     """What a build of ``path`` would do, as data; InputError on bad input."""
     from builder.build import plan_build
-    from builder.provision import AnsibleStep, ansible_playbook, host_secrets
+    from builder.provision import AnsibleStep, host_secrets
+    from builder.provisioner import ansible_playbook
     from builder.proxy import read_proxy
     from builder.spec import DebootstrapBase, FileBase, load_spec
     from hardening.check import probes_for

@@ -14,15 +14,15 @@ import pytest
 import yaml
 
 from builder import provision
+from builder import provisioner as provisioner_module
 from builder.errors import BuildError, InputError
 from builder.provision import (
     AptStep,
     FileStep,
-    Provisioner,
-    ansible_environment,
     host_secrets,
     parse_steps,
 )
+from builder.provisioner import Provisioner, ansible_environment
 from builder.run import program_path
 from builder.spec import _Section
 from builder.ssh import RunResult
@@ -266,7 +266,7 @@ def provisioner(session: LocalSession, secrets: dict[str, str] | None = None) ->
 @pytest.fixture
 def stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "stage"
-    monkeypatch.setattr(provision, "STAGE", str(folder))
+    monkeypatch.setattr(provisioner_module, "STAGE", str(folder))
     return folder
 
 
@@ -317,7 +317,7 @@ def test_shell_env_values_arrive_literally(
     )
     session = LocalSession(["tok-" + hostile])
     runner = provisioner(session, {"TOKEN": "tok-" + hostile})
-    monkeypatch.setattr(provision, "STAGE", str(stage))
+    monkeypatch.setattr(provisioner_module, "STAGE", str(stage))
     # cd /root in the rendered command: run from wherever root's home is.
     runner.run_step(steps[0])
     assert out.read_text() == f"{hostile}|tok-{hostile}"
