@@ -24,7 +24,7 @@ from typing import IO, Any, cast
 from builder.base import open_url
 from builder.errors import GoldsmithError, InputError
 from builder.log import log
-from builder.spec import suite_problem, url_problem
+from builder.spec_values import suite_problem, url_problem
 from hardening.strictdata import escape
 from validate.results import Package
 

@@ -12,16 +12,14 @@ from builder.errors import InputError
 from builder.spec import (
     DEFAULT_MIRROR,
     DEFAULT_SECURITY_MIRROR,
-    GIB,
-    MIB,
     DebootstrapBase,
     FileBase,
     Timeouts,
     UrlBase,
     VmResources,
     load_spec,
-    parse_size,
 )
+from builder.spec_values import GIB, MIB, parse_size
 
 DIGEST = "ab" * 32
 

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from builder.errors import InputError
-from builder.spec import load_spec, url_problem
+from builder.spec import load_spec
+from builder.spec_values import url_problem
 
 DIGEST = "ab" * 32
 
