@@ -53,4 +53,9 @@ def test_unhardened_base_fails_most_cis_controls(
     failed = [r for r in controls if r["status"] in ("failed", "error")]
     judged = [r for r in controls if r["status"] in ("passed", "failed", "error")]
     assert result["approved"] is False
-    assert len(failed) > len(judged) / 2, f"{len(failed)} of {len(judged)} failed"
+    # Not "most": the Debian 13 mapping added controls that a stock image
+    # already meets (apt's folder modes, no prelink). What matters is that the
+    # profile catches an unhardened image widely, in nearly every area.
+    assert len(failed) >= 0.4 * len(judged), f"{len(failed)} of {len(judged)} failed"
+    areas = {r["area"] for r in failed}
+    assert len(areas) >= 12, sorted(areas)
