@@ -62,7 +62,12 @@ def release_records(
         "schema": "https://goldsmith.dev/build/v1",
         "template": {"name": spec.name, "version": version},
         "spec": {"path": str(spec_path), "sha256": spec.sha256},
+        "profile": {"id": "baseline", "version": "1", "digest": "sha256:0", "source": "baseline"},
+        "base": {"source": "debootstrap", "name": "b", "uri": "u", "digest": {"sha256": "1"}},
         "image": {"path": "disk.qcow2", "sha256": image, "sha512": "0", "virtual_size": 1},
+        "tools": {"goldsmith": "0.1.0", "qemu": "7.2.22"},
+        "accelerator": "tcg",
+        "build_vm": {"machine_id": "2" * 32, "host_keys": {}},
         "started": finished,
         "finished": finished,
     }
