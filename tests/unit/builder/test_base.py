@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from builder import base
+from builder import base, bootstrap
 from builder.cache import digest_json
 from builder.errors import BuildError
 from builder.firmware import Firmware
@@ -197,8 +197,12 @@ def test_the_firmware_is_part_of_the_base_key() -> None:
 
 
 def test_trixie_gets_deb822_sources_and_its_own_key() -> None:
-    assert not base.uses_deb822("bookworm")
-    assert base.uses_deb822("trixie") and base.uses_deb822("forky") and base.uses_deb822("sid")
+    assert not bootstrap.uses_deb822("bookworm")
+    assert (
+        bootstrap.uses_deb822("trixie")
+        and bootstrap.uses_deb822("forky")
+        and bootstrap.uses_deb822("sid")
+    )
     assert base.bootstrap_inputs(debootstrap("trixie"))["sources"] == "deb822"
     assert "sources" not in base.bootstrap_inputs(debootstrap("bookworm"))
 
@@ -223,7 +227,7 @@ def fake_tree(root: Path) -> Path:
 
 def test_a_trixie_tree_has_one_deb822_sources_file(tmp_path: Path) -> None:
     tree = fake_tree(tmp_path)
-    base._customize_tree(tree, "0" * 8, debootstrap("trixie"), None)
+    bootstrap._customize_tree(tree, "0" * 8, debootstrap("trixie"), None)
 
     assert not (tree / "etc/apt/sources.list").exists()
     text = (tree / "etc/apt/sources.list.d/debian.sources").read_text()
@@ -248,14 +252,16 @@ def test_a_trixie_tree_has_one_deb822_sources_file(tmp_path: Path) -> None:
 
 def test_a_bookworm_tree_keeps_its_sources_list(tmp_path: Path) -> None:
     tree = fake_tree(tmp_path)
-    base._customize_tree(tree, "0" * 8, debootstrap("bookworm"), None)
+    bootstrap._customize_tree(tree, "0" * 8, debootstrap("bookworm"), None)
     assert (tree / "etc/apt/sources.list").is_file()
     assert not (tree / "etc/apt/sources.list.d/debian.sources").exists()
 
 
 def test_a_uefi_tree_mounts_its_esp_and_installs_grub_for_efi(tmp_path: Path) -> None:
     tree = fake_tree(tmp_path)
-    base._customize_tree(tree, "1234", debootstrap(firmware=Firmware.uefi_secureboot), "ABCD0123")
+    bootstrap._customize_tree(
+        tree, "1234", debootstrap(firmware=Firmware.uefi_secureboot), "ABCD0123"
+    )
     fstab = (tree / "etc/fstab").read_text().splitlines()
     assert fstab == [
         "UUID=1234 / ext4 rw,discard,errors=remount-ro 0 1",
@@ -270,12 +276,12 @@ def test_a_uefi_tree_mounts_its_esp_and_installs_grub_for_efi(tmp_path: Path) ->
 
 
 def test_the_bios_first_boot_is_unchanged() -> None:
-    script = base.firstboot_script(Firmware.bios)
+    script = bootstrap.firstboot_script(Firmware.bios)
     assert "grub-install --target=i386-pc /dev/vda\nupdate-grub\nrm -f" in script
     assert "@" not in script and "efi" not in script
-    assert "--no-uefi-secure-boot" in base.firstboot_script(Firmware.uefi)
+    assert "--no-uefi-secure-boot" in bootstrap.firstboot_script(Firmware.uefi)
     for firmware in Firmware:
-        assert "@" not in base.firstboot_script(firmware)
+        assert "@" not in bootstrap.firstboot_script(firmware)
 
 
 needs_sfdisk = pytest.mark.skipif(shutil.which("sfdisk") is None, reason="sfdisk is needed")
@@ -284,8 +290,8 @@ needs_sfdisk = pytest.mark.skipif(shutil.which("sfdisk") is None, reason="sfdisk
 def partition_table(tmp_path: Path, firmware: Firmware) -> dict[str, Any]:
     disk = tmp_path / f"{firmware}.raw"
     with open(disk, "wb") as f:
-        f.truncate(base.BASE_DISK_SIZE)
-    layout = base.disk_layout(firmware)
+        f.truncate(bootstrap.BASE_DISK_SIZE)
+    layout = bootstrap.disk_layout(firmware)
     subprocess.run(["sfdisk", "--quiet", disk], input=layout.sfdisk.encode(), check=True)
     out = subprocess.run(["sfdisk", "--json", disk], capture_output=True, check=True)
     table: dict[str, Any] = json.loads(out.stdout)["partitiontable"]
@@ -295,7 +301,7 @@ def partition_table(tmp_path: Path, firmware: Firmware) -> dict[str, Any]:
 @needs_sfdisk
 def test_the_bios_disk_is_one_bootable_mbr_partition(tmp_path: Path) -> None:
     table = partition_table(tmp_path, Firmware.bios)
-    layout = base.disk_layout(Firmware.bios)
+    layout = bootstrap.disk_layout(Firmware.bios)
     assert table["label"] == "dos"
     (root,) = table["partitions"]
     assert root["start"] * 512 == layout.root_offset and root.get("bootable")
@@ -308,23 +314,25 @@ def test_a_uefi_disk_is_gpt_with_the_esp_first_and_root_last(
     tmp_path: Path, firmware: Firmware
 ) -> None:
     table = partition_table(tmp_path, firmware)
-    layout = base.disk_layout(firmware)
+    layout = bootstrap.disk_layout(firmware)
     assert table["label"] == "gpt"
     esp, root = table["partitions"]
-    assert esp["type"] == base.ESP_TYPE
-    assert esp["start"] * 512 == base.PARTITION_OFFSET and esp["size"] * 512 == base.ESP_SIZE
-    assert root["type"] == base.LINUX_DATA_TYPE
+    assert esp["type"] == bootstrap.ESP_TYPE
+    assert (
+        esp["start"] * 512 == bootstrap.PARTITION_OFFSET and esp["size"] * 512 == bootstrap.ESP_SIZE
+    )
+    assert root["type"] == bootstrap.LINUX_DATA_TYPE
     assert root["start"] * 512 == layout.root_offset
     # The ext4 image fits its partition, which ends before GPT's backup table.
     assert layout.root_size <= root["size"] * 512
-    assert (root["start"] + root["size"]) * 512 <= base.BASE_DISK_SIZE - 33 * 512
+    assert (root["start"] + root["size"]) * 512 <= bootstrap.BASE_DISK_SIZE - 33 * 512
 
 
 @pytest.mark.skipif(shutil.which("mkfs.vfat") is None, reason="dosfstools is needed")
 def test_the_esp_is_a_fat32_file_with_the_fstab_serial(tmp_path: Path) -> None:
     esp = tmp_path / "esp.vfat"
-    base.make_esp(esp, "ABCD0123")
-    assert esp.stat().st_size == base.ESP_SIZE
+    bootstrap.make_esp(esp, "ABCD0123")
+    assert esp.stat().st_size == bootstrap.ESP_SIZE
     boot = esp.read_bytes()[:512]
     assert boot[82:90] == b"FAT32   "
     assert int.from_bytes(boot[67:71], "little") == 0xABCD0123  # the volume id fstab names
@@ -338,7 +346,7 @@ def test_only_uefi_bases_skip_the_kernel_timer_check(tmp_path: Path) -> None:
     ):
         tree = fake_tree(tmp_path / str(firmware))
         (tree / "etc/default").mkdir(exist_ok=True)
-        base._customize_tree(tree, "1", debootstrap(firmware=firmware), None)
+        bootstrap._customize_tree(tree, "1", debootstrap(firmware=firmware), None)
         text = (tree / "etc/default/grub.d/10-goldsmith.cfg").read_text()
         assert expected in text.splitlines()
     # A UEFI base's key names its command line; a BIOS base's is as it always was.

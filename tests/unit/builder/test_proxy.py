@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from builder import base as base_module
+from builder import bootstrap as bootstrap_module
 from builder.cli import cli
 from builder.errors import InputError, ToolError
 from builder.proxy import APT_CONF, AptProxy, ProxyValue, proxy_problem, read_proxy
@@ -189,7 +190,7 @@ def test_the_bootstrap_gets_the_proxy_in_its_environment_only(
         seen["env"] = kwargs.get("env")
         raise ToolError(f"mmdebstrap failed with exit code 1\n  E: cannot reach {URL}: {TOKEN}")
 
-    monkeypatch.setattr(base_module, "run", fake_run)
+    monkeypatch.setattr(bootstrap_module, "run", fake_run)
     spec = DebootstrapBase(
         suite="bookworm",
         mirror="http://deb.debian.org/debian",
@@ -198,7 +199,7 @@ def test_the_bootstrap_gets_the_proxy_in_its_environment_only(
     )
     inputs = base_module.bootstrap_inputs(spec)
     with pytest.raises(ToolError) as info:
-        base_module._bootstrap_into(tmp_path, spec, inputs, ProxyValue(URL, ("10.0.2.2",)))
+        bootstrap_module.bootstrap_into(tmp_path, spec, inputs, ProxyValue(URL, ("10.0.2.2",)))
     assert seen["env"] == {"http_proxy": URL, "https_proxy": URL, "no_proxy": "10.0.2.2"}
     assert not any(TOKEN in arg for arg in seen["argv"])
     assert not any("Proxy" in arg for arg in seen["argv"])  # no --aptopt into the tree

@@ -318,7 +318,7 @@ def test_a_base_is_bootstrapped_once_then_fetched_and_a_bad_one_replaced(
         bootstraps.append(work)
         make_base(work, inputs)
 
-    monkeypatch.setattr(base_module, "_bootstrap_into", fake_bootstrap)
+    monkeypatch.setattr(base_module, "bootstrap_into", fake_bootstrap)
     for name, value in cache_env(plain, "ci/bootstrap").items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "runner-1"))
