@@ -36,7 +36,8 @@ from builder.log import log
 from hardening.strictdata import escape
 
 if TYPE_CHECKING:
-    from validate.registry import Descriptor, RegistryClient
+    from validate.oci_manifest import Descriptor
+    from validate.registry import RegistryClient
 
 # Reads this large keep per-call overhead negligible while the buffer stays in cache.
 HASH_CHUNK = 1 << 20
@@ -173,7 +174,8 @@ def fetch_entry(
     CacheEntryError to refuse); only then is the folder renamed into place.
     The caller holds the entry's lock.
     """
-    from validate.registry import MANIFEST_MEDIA_TYPE, BlobDigestError, RegistryError
+    from validate.oci_manifest import MANIFEST_MEDIA_TYPE
+    from validate.registry import BlobDigestError, RegistryError
 
     remote = registry_cache(env)
     if remote is None:
@@ -217,7 +219,8 @@ def fetch_entry(
 def _entry_layers(data: bytes, kind: str, key: str, names: Sequence[str]) -> dict[str, Descriptor]:
     """The layers of an entry's manifest by file name, once each of ``names``.
     File names are the caller's, never a path from the registry."""
-    from validate.registry import MANIFEST_MEDIA_TYPE, TITLE, descriptors, json_object
+    from validate.oci_manifest import MANIFEST_MEDIA_TYPE, TITLE
+    from validate.registry import descriptors, json_object
 
     doc = json_object(data, "cache entry's manifest")
     annotations = doc.get("annotations")
@@ -247,7 +250,7 @@ def share_entry(
 ) -> None:
     """Push the local entry ``final`` to the registry cache, if there is one,
     tagged by its kind and key. A failure is a warning: the entry is here."""
-    from validate.registry import (
+    from validate.oci_manifest import (
         EMPTY_CONFIG,
         MANIFEST_MEDIA_TYPE,
         TITLE,

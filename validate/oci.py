@@ -14,7 +14,8 @@ against its descriptor while it streams, then runs goldsmith's own verify
 and only then renames it into place: a refused pull leaves nothing in ``--out``.
 
 The registry itself (references, credentials, TLS, blobs, manifests) is
-``validate.registry``; the manifests are built here, as exact bytes.
+``validate.registry``; the manifests are built here, as exact bytes, from
+``validate.oci_manifest``'s media types, descriptors and image manifest.
 """
 
 from __future__ import annotations
@@ -44,21 +45,23 @@ from validate.manifest import (
     VALIDATION_RECORD_NAME,
     decode_statement,
 )
-from validate.registry import (
+from validate.oci_manifest import (
     EMPTY_CONFIG,
     INDEX_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE,
     TITLE,
     Descriptor,
+    fallback_tag,
+    image_manifest,
+    sha256_digest,
+)
+from validate.registry import (
     Reference,
     RegistryClient,
     RegistryError,
     descriptor,
     descriptors,
-    fallback_tag,
-    image_manifest,
     json_object,
-    sha256_digest,
 )
 from validate.verify import Pins, Policy, Verdict, VerificationError, verify_artifact
 

@@ -21,11 +21,10 @@ import base64
 import concurrent.futures
 import dataclasses
 import hashlib
-import json
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,12 +34,8 @@ import requests.adapters
 from builder.errors import GoldsmithError, InputError
 from builder.log import log
 from hardening.strictdata import DataError, escape, loads_json, read_regular
+from validate.oci_manifest import INDEX_MEDIA_TYPE, Descriptor, fallback_tag, sha256_digest
 
-MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
-INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
-EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
-EMPTY_CONFIG = b"{}"
-TITLE = "org.opencontainers.image.title"
 USERNAME_ENV = "GOLDSMITH_REGISTRY_USERNAME"
 PASSWORD_ENV = "GOLDSMITH_REGISTRY_PASSWORD"
 # Bytes per file read, socket write and streamed read: large enough that the
@@ -246,27 +241,6 @@ class _Upload:
         self.sent += len(data)
         self.progress.add(len(data))
         return data
-
-
-@dataclasses.dataclass(frozen=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    artifact_type: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "mediaType": self.media_type,
-            "digest": self.digest,
-            "size": self.size,
-        }
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
 
 
 class Progress:
@@ -533,42 +507,6 @@ class RegistryClient:
             return []
         index = json_object(data, "referrers index")
         return descriptors(index.get("manifests"), "manifests")
-
-
-def image_manifest(
-    artifact_type: str,
-    layers: Sequence[Descriptor],
-    *,
-    subject: Descriptor | None = None,
-    annotations: Mapping[str, str] | None = None,
-) -> bytes:
-    """An OCI 1.1 image manifest for an artifact, with the empty config, as exact bytes."""
-    doc: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "artifactType": artifact_type,
-        "config": {
-            "mediaType": EMPTY_MEDIA_TYPE,
-            "digest": sha256_digest(EMPTY_CONFIG),
-            "size": len(EMPTY_CONFIG),
-            "data": base64.b64encode(EMPTY_CONFIG).decode(),
-        },
-        "layers": [layer.to_dict() for layer in layers],
-    }
-    if subject is not None:
-        doc["subject"] = subject.to_dict()
-    if annotations:
-        doc["annotations"] = dict(annotations)
-    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
-
-
-def fallback_tag(digest: str) -> str:
-    """The referrers tag schema's tag for a subject: sha256:<hex> -> sha256-<hex>."""
-    return digest.replace(":", "-")
-
-
-def sha256_digest(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 def _short(exc: Exception) -> str:

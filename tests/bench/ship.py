@@ -27,7 +27,8 @@ from pathlib import Path
 
 from builder.cache import hash_file
 from builder.formats import Hardware, OutputFormat, file_name, make_outputs
-from validate.registry import Descriptor, RegistryClient, parse_reference
+from validate.oci_manifest import Descriptor
+from validate.registry import RegistryClient, parse_reference
 
 
 def free_port() -> int:

@@ -50,15 +50,12 @@ from validate.oci import (
     pull_template,
     push_template,
 )
+from validate.oci_manifest import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Descriptor, fallback_tag
 from validate.registry import (
-    INDEX_MEDIA_TYPE,
-    MANIFEST_MEDIA_TYPE,
-    Descriptor,
     Reference,
     RegistryClient,
     RegistryError,
     credentials,
-    fallback_tag,
     parse_reference,
 )
 from validate.verify import VerificationError

@@ -36,7 +36,8 @@ from builder.cache import (
 from builder.errors import InputError
 from builder.log import log
 from builder.spec import DebootstrapBase
-from validate.registry import MANIFEST_MEDIA_TYPE, RegistryClient, parse_reference
+from validate.oci_manifest import MANIFEST_MEDIA_TYPE
+from validate.registry import RegistryClient, parse_reference
 
 NAMES = ("base.qcow2", "vmlinuz", "initrd.img", "meta.json")
 DEBIAN = DebootstrapBase(
