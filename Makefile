@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 OUT    ?= out
 APT_PACKAGES := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs fdisk openssh-client openssl \
                 chromium ca-certificates apt-utils gnupg dpkg-dev ovmf swtpm swtpm-tools dosfstools \
-                docker-registry softhsm2 tinyproxy shellcheck
+                docker-registry softhsm2 tinyproxy packer shellcheck
 
 .PHONY: deps apt venv lint test unit e2e demo bench clean
 
