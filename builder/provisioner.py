@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from builder.errors import BuildError, InputError
+from builder.errors import BuildError, GoldsmithError, InputError
 from builder.log import complete_step, log
 from builder.provision import (
     AnsibleStep,
@@ -279,6 +279,8 @@ class Provisioner:
             )
 
     def _reboot(self, step: RebootStep) -> None:
+        import paramiko
+
         from builder.ssh import Session, wait_for_machine
 
         before = self.session.run("cat /proc/sys/kernel/random/boot_id", step=step.label).output
@@ -292,10 +294,17 @@ class Provisioner:
                 self.machine, self.access, timeout=max(deadline - time.monotonic(), 1)
             )
             session = Session(client, secrets=masked)
-            after = session.run("cat /proc/sys/kernel/random/boot_id", step=step.label).output
+            try:
+                after = session.run(
+                    "cat /proc/sys/kernel/random/boot_id", step=step.label, timeout=30
+                ).output
+            except (GoldsmithError, paramiko.SSHException, OSError, EOFError):
+                # The old boot went down under this connection (its sshd was
+                # still answering as the guest shut down): not rebooted yet.
+                after = before
             if after.strip() != before.strip():
                 break
-            # Still the old boot: the reboot has not begun yet.
+            # Still the old boot: the reboot has not begun yet, or has not ended.
             session.close()
             if time.monotonic() > deadline:
                 raise BuildError(f"{step.label}: the build VM did not reboot")

@@ -428,3 +428,60 @@ def test_ansible_gets_its_settings_and_the_steps_secrets_and_nothing_else(
     assert env["ANSIBLE_ROLES_PATH"] == str(tmp_path / "ansible" / "roles")
     assert env["ANSIBLE_HOST_KEY_CHECKING"] == "True"
     assert env["PATH"] == program_path() and env["LANG"] == "C.UTF-8"
+
+
+class ScriptedSession:
+    """A guest connection whose boot-id reads follow a script: a string is the
+    boot id read, an exception is what reading it raised."""
+
+    def __init__(self, answers: list[str | Exception], secrets: Iterable[str] = ()) -> None:
+        self.answers = answers
+        self.secrets = list(secrets)
+        self.commands: list[str] = []
+        self.closed = False
+
+    def run(self, command: str, *, step: str, timeout: float = 60, **_: object) -> RunResult:
+        self.commands.append(command)
+        if "boot_id" in command:
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return RunResult(0, answer + "\n")
+        return RunResult(0, "")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_reboot_waits_out_connections_to_the_dying_boot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the reboot is asked for, the old boot's sshd may still answer, and
+    a connection to it may drop mid-read when the guest goes down: neither is a
+    failure; only a new boot id ends the wait."""
+    from builder import ssh
+    from builder.errors import GuestError
+    from builder.provision import RebootStep
+
+    first = ScriptedSession(["old-boot"], secrets=["s3cret"])
+    # Each reconnection: the old boot once more, a drop mid-read, then the new boot.
+    later: list[list[str | Exception]] = [
+        ["old-boot"],
+        [GuestError("step: the SSH connection dropped mid-command")],
+        ["new"],
+    ]
+    made: list[ScriptedSession] = []
+
+    def session(client: object, *, secrets: Iterable[str] = ()) -> ScriptedSession:
+        made.append(ScriptedSession(later.pop(0), secrets=secrets))
+        return made[-1]
+
+    monkeypatch.setattr(ssh, "wait_for_machine", lambda machine, access, *, timeout: object())
+    monkeypatch.setattr(ssh, "Session", session)
+    monkeypatch.setattr("builder.provisioner.time.sleep", lambda seconds: None)
+    worker = provisioner(first)  # type: ignore[arg-type]
+    worker.session = first  # type: ignore[assignment]
+    worker.run_step(RebootStep(index=0, kind="reboot", name="again"))
+    assert first.closed and any("systemctl reboot" in c for c in first.commands)
+    assert len(made) == 3 and made[0].closed and made[1].closed and not made[2].closed
+    assert worker.session is made[2]  # type: ignore[comparison-overlap]
+    assert all(s.secrets == ["s3cret"] for s in made)  # masked as before the reboot
+    assert "cloud-init status --wait" in made[2].commands[-1]
