@@ -253,7 +253,7 @@ class BuildRecord:
     def from_dict(cls, data: Any, path: Path) -> BuildRecord:
         """The record a build.json document describes; InputError naming ``path``
         and the field otherwise."""
-        doc = _Fields(data, path)
+        doc = JsonFields(data, path)
         schema = doc.get("schema")
         if schema != BUILD_SCHEMA:
             found = schema if isinstance(schema, str) else type(schema).__name__
@@ -322,8 +322,11 @@ def read_build_record(path: Path) -> BuildRecord:
 # --- field readers -------------------------------------------------------------
 
 
-class _Fields:
-    """Typed access to one JSON object by dotted path; a bad field is an InputError."""
+class JsonFields:
+    """Typed access to one JSON object by dotted path; a bad field is an InputError.
+
+    The one strict field reader of the JSON goldsmith writes: build.json here,
+    and the signed statement in validate (verify reads its claims with it)."""
 
     def __init__(self, data: Any, path: Path, prefix: str = "") -> None:
         if not isinstance(data, dict):
@@ -406,7 +409,7 @@ def _read_bases(raw: Any, path: Path) -> tuple[BaseImage, ...]:
     entries = raw if isinstance(raw, list) else [raw]
     bases = []
     for index, entry in enumerate(entries):
-        item = _Fields(entry, path, f"base[{index}]" if isinstance(raw, list) else "base")
+        item = JsonFields(entry, path, f"base[{index}]" if isinstance(raw, list) else "base")
         known = ("source", "name", "uri", "digest")
         bases.append(
             BaseImage(
@@ -423,7 +426,7 @@ def _read_bases(raw: Any, path: Path) -> tuple[BaseImage, ...]:
 
 
 def _read_build_vm(raw: Any, path: Path) -> BuildVM:
-    item = _Fields(raw, path, "build_vm")
+    item = JsonFields(raw, path, "build_vm")
     host_keys = item.get("host_keys")
     if not isinstance(host_keys, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in host_keys.items()
@@ -475,7 +478,7 @@ def _read_steps(raw: Any, path: Path) -> tuple[StepTime, ...] | None:
         raise InputError(path, "steps", "expected a list of steps")
     steps = []
     for index, entry in enumerate(raw):
-        item = _Fields(entry, path, f"steps[{index}]")
+        item = JsonFields(entry, path, f"steps[{index}]")
         steps.append(StepTime(item.text("name"), item.number("seconds"), item.text("status")))
     return tuple(steps)
 
@@ -485,7 +488,7 @@ def _read_firmware(raw: Any, path: Path) -> dict[str, Any] | None:
     the build VM saw) kept as recorded."""
     if raw is None:
         return None
-    item = _Fields(raw, path, "firmware")
+    item = JsonFields(raw, path, "firmware")
     if item.text("type") not in [str(f) for f in Firmware]:
         raise InputError(path, "firmware.type", "expected bios, uefi or uefi-secureboot")
     if not isinstance(raw.get("tpm", False), bool):
@@ -502,13 +505,13 @@ def _read_provision(raw: Any, path: Path) -> tuple[dict[str, Any], ...]:
         raise InputError(path, "provision", "expected a list of steps")
     steps = []
     for index, entry in enumerate(raw):
-        item = _Fields(entry, path, f"provision[{index}]")
+        item = JsonFields(entry, path, f"provision[{index}]")
         raw_inputs = item.get("inputs")
         if not isinstance(raw_inputs, list):
             raise InputError(path, item.name("inputs"), "expected a list")
         inputs = []
         for n, one_raw in enumerate(raw_inputs):
-            one = _Fields(one_raw, path, item.name(f"inputs[{n}]"))
+            one = JsonFields(one_raw, path, item.name(f"inputs[{n}]"))
             digest = one.text("sha256")
             if not _SHA256.fullmatch(digest):
                 raise InputError(path, one.name("sha256"), "expected 64 lower-case hex digits")

@@ -30,6 +30,7 @@ from builder.record import SSH_SIGNATURE_NAME as SSH_SIGNATURE_NAME
 from builder.record import VALIDATION_RECORD_NAME as VALIDATION_RECORD_NAME
 from builder.record import BaseImage as BaseImage
 from builder.record import BuildRecord as BuildRecord
+from builder.record import JsonFields as JsonFields
 from builder.record import parse_build_record
 from builder.run import run
 from hardening.results import Status
@@ -85,50 +86,6 @@ class PrintableError(GoldsmithError):
         hint = escape(error.hint, _LINE) if error.hint else None
         super().__init__(escape(error.message, _LINE), hint=hint)
         self.exit_code = error.exit_code
-
-
-class JsonFields:
-    """Typed access to a JSON document by dotted path; a bad field is an InputError."""
-
-    def __init__(self, data: Any, path: Path, prefix: str = "") -> None:
-        if not isinstance(data, dict):
-            raise InputError(path, prefix or None, "expected a JSON object")
-        self.data, self.path, self.prefix = data, path, prefix
-
-    def _name(self, dotted: str) -> str:
-        return f"{self.prefix}.{dotted}" if self.prefix else dotted
-
-    def get(self, dotted: str) -> Any:
-        value: Any = self.data
-        for part in dotted.split("."):
-            if not isinstance(value, dict) or part not in value:
-                raise InputError(self.path, self._name(dotted), "missing")
-            value = value[part]
-        return value
-
-    def text(self, dotted: str) -> str:
-        value = self.get(dotted)
-        if not isinstance(value, str):
-            raise InputError(self.path, self._name(dotted), "expected a string")
-        return value
-
-    def integer(self, dotted: str) -> int:
-        value = self.get(dotted)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise InputError(self.path, self._name(dotted), "expected an integer")
-        return value
-
-    def digest(self, dotted: str) -> dict[str, str]:
-        value = self.get(dotted)
-        if (
-            not isinstance(value, dict)
-            or "sha256" not in value
-            or not all(isinstance(v, str) for v in value.values())
-        ):
-            raise InputError(
-                self.path, self._name(dotted), 'expected {"sha256": "<hex>", ...} digests'
-            )
-        return dict(value)
 
 
 def format_time(moment: datetime.datetime) -> str:
