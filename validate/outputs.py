@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.errors import InputError
-from builder.formats import MIB, QEMU_FORMAT, Output, OutputFormat, file_name, image_info
+from builder.formats import MIB, QEMU_FORMAT, Output, OutputFormat, image_info
 from hardening.strictdata import escape
 from validate.qcow2 import ImageError, hash_image
 
@@ -33,40 +33,6 @@ _SELF_CONTAINED_VMDK = frozenset({"streamOptimized", "monolithicSparse"})
 
 def subject_name(template: str, version: str, fmt: OutputFormat) -> str:
     return f"{template}-{version}.{fmt}"
-
-
-def read_output_records(value: Any, path: Path) -> tuple[Output, ...]:
-    """build.json's ``outputs`` other than the qcow2 (which is ``image``), each
-    checked field by field; the file names are goldsmith's own (disk.<format>),
-    never a path read from the record."""
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise InputError(path, "outputs", "expected a list of outputs")
-    outputs: list[Output] = []
-    seen: set[str] = set()
-    for index, raw in enumerate(value):
-        field = f"outputs[{index}]"
-        if not isinstance(raw, dict):
-            raise InputError(path, field, "expected a JSON object")
-        fmt = raw.get("format")
-        if fmt not in [str(f) for f in OutputFormat] or fmt in seen:
-            raise InputError(path, f"{field}.format", "expected one of each output format")
-        seen.add(fmt)
-        output_format = OutputFormat(fmt)
-        if raw.get("path") != file_name(output_format):
-            raise InputError(path, f"{field}.path", f"expected {file_name(output_format)!r}")
-        for key, pattern in (("sha256", _SHA256), ("sha512", _SHA512)):
-            if not isinstance(raw.get(key), str) or not pattern.fullmatch(raw[key]):
-                raise InputError(path, f"{field}.{key}", "expected a lowercase hex digest")
-        size = raw.get("size")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise InputError(path, f"{field}.size", "expected a size in bytes")
-        if output_format is not OutputFormat.qcow2:
-            outputs.append(
-                Output(output_format, file_name(output_format), raw["sha256"], raw["sha512"], size)
-            )
-    return tuple(outputs)
 
 
 def changed_outputs(artifact_dir: Path, outputs: tuple[Output, ...]) -> list[str]:
