@@ -69,12 +69,12 @@ def _left_behind(out: Path, name: str) -> tuple[list[Path], list[Path], list[Pat
     )
 
 
-def test_ctrl_c_during_provisioning_cleans_up_and_exits_130(tmp_path: Path, vm_tools: None) -> None:
+def _build_until(spec: Path, out: Path, marker: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """Start ``goldsmith build`` and read its progress until a line holds
+    ``marker``; the build is still running when this returns."""
     import signal
     import sys
 
-    out = tmp_path / "out"
-    spec = _fault_spec(tmp_path, "fault-sigint", "echo provisioning-started; sleep 900")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "goldsmith"), "build", str(spec), "--out", str(out)],
         stdin=subprocess.DEVNULL,
@@ -86,13 +86,22 @@ def test_ctrl_c_during_provisioning_cleans_up_and_exits_130(tmp_path: Path, vm_t
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stderr is not None
-    seen = []
+    seen: list[str] = []
     deadline = time.monotonic() + 1800
     for line in proc.stderr:
         seen.append(line)
-        if "Provisioning step 0" in line:
-            break
-        assert time.monotonic() < deadline, "the build never reached provisioning"
+        if marker in line:
+            return proc, seen
+        assert time.monotonic() < deadline, f"the build never reached {marker!r}"
+    pytest.fail(f"the build ended before {marker!r}:\n" + "".join(seen[-40:]))
+
+
+def test_ctrl_c_during_provisioning_cleans_up_and_exits_130(tmp_path: Path, vm_tools: None) -> None:
+    import signal
+
+    out = tmp_path / "out"
+    spec = _fault_spec(tmp_path, "fault-sigint", "echo provisioning-started; sleep 900")
+    proc, seen = _build_until(spec, out, "Provisioning step 0")
     time.sleep(5)  # the step is running in the guest
     proc.send_signal(signal.SIGINT)
     _, rest = proc.communicate(timeout=300)
@@ -166,27 +175,10 @@ def test_output_disk_full_during_compaction_fails_cleanly(
     qemu-img convert meets ENOSPC. The build must fail with one clear error (no
     traceback, not one per log line), leave its logs in .FAILED-*, free what it
     wrote and leave no template, work folder or QEMU behind."""
-    import sys
 
     out = small_disk / "out"
     spec = _fault_spec(tmp_path, "fault-full", "true")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "goldsmith"), "build", str(spec), "--out", str(out)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    seen = []
-    deadline = time.monotonic() + 1800
-    for line in proc.stderr:
-        seen.append(line)
-        if "Compacting the template" in line:
-            break
-        assert time.monotonic() < deadline, "the build never reached compaction"
-    else:
-        pytest.fail("the build ended before compaction:\n" + "".join(seen[-40:]))
+    proc, seen = _build_until(spec, out, "Compacting the template")
     filler = small_disk / "filler"
     _fill(filler)
     _, rest = proc.communicate(timeout=600)
