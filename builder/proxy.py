@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from builder.errors import InputError
+from builder.spec_values import valid_host
 
 APT_CONF = "/etc/apt/apt.conf.d/00goldsmith-proxy"
 MAX_PROXY_URL = 1024
@@ -108,7 +109,10 @@ def proxy_problem(value: str) -> str | None:
         return f"{expected} with a valid port"
     if parts.scheme not in ("http", "https"):
         return expected
-    if not parts.hostname or port == 0:
+    # The host as a mirror's is checked: a name of letters, digits and
+    # hyphens, or an IP address (IPv6 in brackets); userinfo is left aside.
+    host_part = parts.netloc.rpartition("@")[2]
+    if not valid_host(host_part, parts.hostname or "") or port == 0:
         return f"{expected} with a host name or address"
     if parts.path not in ("", "/") or parts.query or parts.fragment or "#" in value:
         return f"{expected} with no path, query or fragment"

@@ -96,7 +96,7 @@ def url_problem(value: str, *, query: bool = False) -> str | None:
         port = parts.port
     except ValueError as exc:
         return f"{expected}, got {show(value)} ({exc})"
-    if not _valid_host(authority, parts.hostname or "") or port == 0:
+    if not valid_host(authority, parts.hostname or "") or port == 0:
         return f"{expected} with a host name or address, got {show(value)}"
     if "#" in value:
         return f"{expected} without a #fragment, got {show(value)}"
@@ -119,7 +119,7 @@ def url_problem(value: str, *, query: bool = False) -> str | None:
     return None
 
 
-def _valid_host(authority: str, host: str) -> bool:
+def valid_host(authority: str, host: str) -> bool:
     if not host:
         return False
     if authority.startswith("["):
