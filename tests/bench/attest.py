@@ -3,6 +3,9 @@
 Figures, not a test: `python -m tests.bench.attest`. The artifact is the unit
 tests' (a 1 MiB qcow2, five results) with N packages (default 400, a small
 Debian server); the token is SoftHSM2 initialised in a temporary folder.
+With ``--artifact DIR`` (a built, validated template such as
+``debian-12-baseline-1.0.0``) each round signs a fresh copy of that real
+artifact instead: its files hard-linked, its envelopes left out.
 """
 
 from __future__ import annotations
@@ -41,6 +44,17 @@ def with_packages(artifact: Path, count: int) -> None:
     ValidationRun(**{**run.__dict__, "packages": packages}).write(artifact / "validation.json")
 
 
+def copy_real(source: Path, folder: Path) -> Path:
+    """A signable copy of a built template: every file but the signed ones,
+    hard-linked (signing reads them and writes only new envelope files)."""
+    artifact = folder / source.name
+    artifact.mkdir()
+    for path in source.iterdir():
+        if path.is_file() and not path.name.endswith(".dsse.json") and path.name != "sbom.cdx.json":
+            os.link(path, artifact / path.name)
+    return artifact
+
+
 def token(root: Path) -> str:
     import pkcs11
     from pkcs11.util.ec import encode_named_curve_parameters
@@ -75,7 +89,9 @@ def token(root: Path) -> str:
     return f"pkcs11:token=bench;object=p256?module-path={MODULE}"
 
 
-def measure(label: str, root: Path, key: str | Path, packages: int, rounds: int) -> None:
+def measure(
+    label: str, root: Path, key: str | Path, packages: int, rounds: int, real: Path | None
+) -> None:
     signs: list[float] = []
     verifies: list[float] = []
     public = root / f"{label}.pub"
@@ -83,8 +99,11 @@ def measure(label: str, root: Path, key: str | Path, packages: int, rounds: int)
     for i in range(rounds):
         folder = root / f"{label.split()[0]}-{i}-{len(signs)}"
         folder.mkdir(exist_ok=True)
-        artifact = make_artifact(folder)
-        with_packages(artifact, packages)
+        if real is None:
+            artifact = make_artifact(folder)
+            with_packages(artifact, packages)
+        else:
+            artifact = copy_real(real, folder)
         start = time.perf_counter()
         sign_artifact(artifact, key)
         signs.append(time.perf_counter() - start)
@@ -106,14 +125,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--packages", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--artifact", type=Path, help="a real built and validated template")
     args = parser.parse_args()
+    real = args.artifact.resolve() if args.artifact else None
+    if real is not None:
+        packages = len(ValidationRun.load(real / "validation.json").packages)
+        print(f"artifact: {real.name} ({packages} packages)")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        measure("file key (ed25519)", root, make_key(root), args.packages, args.rounds)
+        measure("file key (ed25519)", root, make_key(root), args.packages, args.rounds, real)
         if shutil.which("softhsm2-util") and os.path.isfile(MODULE):
             (root / "hsm").mkdir()
             uri = token(root / "hsm")
-            measure("pkcs11 key (p256, softhsm2)", root, uri, args.packages, args.rounds)
+            measure("pkcs11 key (p256, softhsm2)", root, uri, args.packages, args.rounds, real)
         else:
             print("softhsm2 not installed: no PKCS#11 figures")
 
