@@ -2,8 +2,9 @@
 them in a fresh deployment boot.
 
 What a template must show here comes from its build record (build.json's
-``firmware``), not from the hardening profile: the firmware is a property of
-the template, chosen in its spec and baked into its disk (ESP, shim, signed
+``firmware``, which builder/record.py's ``BuildRecord`` reads as its
+``firmware`` and ``tpm``), not from the hardening profile: the firmware is a
+property of the template, chosen in its spec and baked into its disk (ESP, shim, signed
 GRUB), while one profile serves templates of any firmware. So these are not
 catalog controls with an ``only_if``: a profile parameter would be a second
 place to say the same thing, free to disagree with the disk. Like hygiene,
@@ -14,10 +15,6 @@ evidence is still recorded.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from builder.errors import InputError
 from builder.firmware import PLATFORM_PROBE, Firmware, PlatformState, parse_platform
 from hardening.host import Host
 from hardening.results import CheckResult, Status
@@ -27,30 +24,6 @@ FIRMWARE_CHECK = "PLAT-FIRMWARE"
 SECURE_BOOT_CHECK = "PLAT-SECUREBOOT"
 TPM_CHECK = "PLAT-TPM"
 PCRS_CHECK = "PLAT-PCRS"
-
-
-def recorded_platform(record: dict[str, Any], path: Path) -> tuple[Firmware, bool]:
-    """The firmware and TPM build.json says the template was built for.
-
-    A record from before goldsmith knew firmware has none: such templates
-    were all built for BIOS without a TPM.
-    """
-    raw = record.get("firmware")
-    if raw is None:
-        return Firmware.bios, False
-    if not isinstance(raw, dict):
-        raise InputError(path, "firmware", "an object, as goldsmith build writes it")
-    kind, tpm = raw.get("type"), raw.get("tpm", False)
-    try:
-        firmware = Firmware(kind) if isinstance(kind, str) else None
-    except ValueError:
-        firmware = None
-    if firmware is None:
-        choices = ", ".join(str(f) for f in Firmware)
-        raise InputError(path, "firmware.type", f"one of {choices}")
-    if not isinstance(tpm, bool):
-        raise InputError(path, "firmware.tpm", "true or false")
-    return firmware, tpm
 
 
 def _result(

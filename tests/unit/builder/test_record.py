@@ -65,6 +65,23 @@ def test_optional_keys_stay_optional(tmp_path: Path) -> None:
     assert (tmp_path / "again.json").read_bytes() == data
 
 
+@pytest.mark.parametrize(
+    ("firmware", "platform"),
+    [
+        ({"type": "uefi-secureboot", "tpm": True}, (Firmware.uefi_secureboot, True)),
+        ({"type": "uefi"}, (Firmware.uefi, False)),
+        ({"type": "bios", "tpm": True}, (Firmware.bios, True)),
+    ],
+)
+def test_the_record_names_the_platform_validation_boots(
+    tmp_path: Path, firmware: dict[str, Any], platform: tuple[Firmware, bool]
+) -> None:
+    document = golden()
+    document["firmware"] = firmware
+    record = read_build_record(write(tmp_path / "fw", document))
+    assert (record.firmware, record.tpm) == platform
+
+
 def test_an_apt_proxy_and_other_outputs_are_kept(tmp_path: Path) -> None:
     document = golden()
     document["outputs"].append({**document["outputs"][0], "format": "raw", "path": "disk.raw"})
@@ -87,7 +104,11 @@ def test_an_apt_proxy_and_other_outputs_are_kept(tmp_path: Path) -> None:
         (lambda d: d["tools"].pop("qemu"), "tools.qemu"),
         (lambda d: d.pop("build_vm"), "build_vm"),
         (lambda d: d["build_vm"].update(host_keys=["x"]), "build_vm.host_keys"),
+        (lambda d: d.update(firmware="uefi"), "firmware"),
         (lambda d: d.update(firmware={"type": "efi"}), "firmware.type"),
+        (lambda d: d.update(firmware={"type": 1}), "firmware.type"),
+        (lambda d: d.update(firmware={}), "firmware.type"),
+        (lambda d: d.update(firmware={"type": "uefi", "tpm": "yes"}), "firmware.tpm"),
         (lambda d: d.update(outputs=[{"format": "raw", "path": "/etc/shadow"}]), "outputs[0].path"),
         (lambda d: d.update(provision=[{"index": 0}]), "provision[0].inputs"),
         (lambda d: d.update(steps=[{"name": "boot", "seconds": "1", "status": "ok"}]), "steps[0]"),

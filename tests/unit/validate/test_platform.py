@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from pathlib import Path
-from typing import Any
 
-import pytest
-
-from builder.errors import InputError
 from builder.firmware import MARK, Firmware, parse_platform
 from hardening.results import Status
-from validate.platform import check_platform, evaluate_platform, recorded_platform
+from validate.platform import check_platform, evaluate_platform
 
 PCR = "5a" * 32
 ON, OFF = "6 0 0 0 1", "6 0 0 0 0"
@@ -105,27 +100,3 @@ def test_one_remote_command() -> None:
     results = check_platform(host, Firmware.uefi_secureboot, True)
     assert len(host.commands) == 1 and "SecureBoot-8be4df61" in host.commands[0]
     assert {r.status for r in results} == {Status.passed}
-
-
-def test_the_build_record_names_the_firmware(tmp_path: Path) -> None:
-    path = tmp_path / "build.json"
-    assert recorded_platform({}, path) == (Firmware.bios, False)
-    record = {"firmware": {"type": "uefi-secureboot", "tpm": True}}
-    assert recorded_platform(record, path) == (Firmware.uefi_secureboot, True)
-    assert recorded_platform({"firmware": {"type": "uefi"}}, path) == (Firmware.uefi, False)
-
-
-@pytest.mark.parametrize(
-    ("firmware", "field"),
-    [
-        ("uefi", "firmware"),
-        ({"type": "efi"}, "firmware.type"),
-        ({"type": 1}, "firmware.type"),
-        ({}, "firmware.type"),
-        ({"type": "uefi", "tpm": "yes"}, "firmware.tpm"),
-    ],
-)
-def test_a_bad_firmware_record_is_bad_input(tmp_path: Path, firmware: Any, field: str) -> None:
-    with pytest.raises(InputError) as info:
-        recorded_platform({"firmware": firmware}, tmp_path / "build.json")
-    assert info.value.field == field and info.value.exit_code == 2
