@@ -9,7 +9,8 @@ Order matters, and the last items are about the disk rather than files:
 
 0. timers stop, so no scheduled job writes or deletes behind the seal's back;
 1. everything that identifies the build is deleted or emptied, the builder's
-   own account last among them (the SSH session running this script keeps
+   own account last among them, and the audit daemon stops before the logs
+   are emptied (it would record the seal itself) (the SSH session running this script keeps
    working: it is already authenticated, and the script runs as root);
 2. login records go after the account, so nothing written later reaches a file
    (the files are recreated empty by systemd-tmpfiles at the next boot);
@@ -202,6 +203,22 @@ def sealing_plan(builder_user: str, builder_key_blob: str) -> tuple[SealItem, ..
             (
                 "find /etc /root /srv /var /home -xdev -type f \\( -name '*~' -o -name '*.bak' "
                 "-o -name '*.bak.[0-9]*' \\) -delete 2>/dev/null || true",
+            ),
+        ),
+        SealItem(
+            "audit daemon stopped",
+            "auditd would go on writing the seal's own records into the audit log after the "
+            "logs are emptied; Debian's unit refuses systemctl stop (RefuseManualStop), so "
+            "the daemon gets SIGTERM, which it obeys with immutable rules (-e 2) too, and "
+            "the kernel keeps its records for the rest of the build",
+            (
+                "auditd=$(pidof auditd || true)",
+                'if [ -n "$auditd" ]; then auditctl --signal TERM 2>/dev/null '
+                "|| kill -TERM $auditd; fi",
+                # It flushes and closes its log before exiting: wait for that.
+                "for _ in $(seq 1 60); do pidof auditd > /dev/null || break; sleep 0.5; done",
+                'if pidof auditd > /dev/null; then echo "goldsmith: auditd did not stop" >&2; '
+                "exit 1; fi",
             ),
         ),
         SealItem(

@@ -86,6 +86,14 @@ _SECTIONS: dict[str, str] = {
     ),
     # The apt proxy file the build wrote (its URL may hold credentials).
     "apt_proxy": f"ls -d {APT_PROXY_CONF} 2>/dev/null; true",
+    # This boot's start (seconds since the epoch) and the time of each audit
+    # log's first record: one older than the boot came from the build.
+    "audit_log": (
+        "echo btime $(awk '/^btime /{print $2}' /proc/stat); "
+        'for f in /var/log/audit/audit.log*; do [ -f "$f" ] || continue; '
+        "t=$(grep -o -m1 'msg=audit([0-9]*' \"$f\" | grep -o '[0-9]*$' || true); "
+        'echo "$f ${t:-empty}"; done'
+    ),
 }
 
 
@@ -215,6 +223,26 @@ def _login_records(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str
     return (ok, expected, observed)
 
 
+# How far a record's time may precede the boot time the kernel reports (btime
+# is derived from the clock and uptime, and moves when the clock is stepped).
+_AUDIT_SLACK = 60
+
+
+def _audit_log_this_boot(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
+    lines = ev["audit_log"].splitlines()
+    btime = int(lines[0].split()[1])
+    expected = "every audit log starts in this boot (sealing stopped auditd before emptying it)"
+    older = []
+    for line in lines[1:]:
+        path, _, first = line.rpartition(" ")
+        if first != "empty" and int(first) < btime - _AUDIT_SLACK:
+            older.append(f"{path} starts {btime - int(first)} s before this boot")
+    observed = "; ".join(older) or (
+        f"{len(lines) - 1} audit log(s), none older than this boot" if lines[1:] else "no audit log"
+    )
+    return (not older, expected, observed)
+
+
 def _no_apt_proxy(ev: dict[str, str], ex: Expectations) -> tuple[bool, str, str]:
     text = ev["apt_proxy"]
     return (not text, f"no {APT_PROXY_CONF} (the build's proxy)", text or "none")
@@ -233,6 +261,7 @@ CHECKS: tuple[tuple[str, str, str, Check], ...] = (
     ("HYG-10", "Account backups do not name the builder", "medium", _no_account_backups),
     ("HYG-11", "Login records hold this boot only", "low", _login_records),
     ("HYG-12", "The build's apt proxy configuration is gone", "high", _no_apt_proxy),
+    ("HYG-13", "The audit log holds this boot only", "low", _audit_log_this_boot),
 )
 
 

@@ -104,7 +104,7 @@ def test_virt_sysprep_operations_are_covered(plan: tuple[SealItem, ...], operati
 
 
 def test_every_item_says_why(plan: tuple[SealItem, ...]) -> None:
-    assert len(plan) == 17
+    assert len(plan) == 18
     assert len({i.what for i in plan}) == len(plan)
     for sealed in plan:
         assert sealed.what.strip() and sealed.commands
@@ -259,6 +259,61 @@ def test_the_free_space_item_fills_deletes_scrubs_and_trims(
     order = [line.split()[0] for line in calls.read_text().splitlines()]
     assert order.index("dd") < order.index("python3") < order.index("fstrim")
     assert order[order.index("findmnt") + 1] == "sync"  # committed before anything else
+
+
+def test_auditd_stops_before_the_logs_are_emptied(plan: tuple[SealItem, ...]) -> None:
+    # It would otherwise record the seal itself in the emptied audit.log.
+    whats = [i.what for i in plan]
+    assert whats.index("audit daemon stopped") == whats.index("logs") - 1
+    commands = " ".join(item(plan, "audit daemon stopped").commands)
+    assert "systemctl stop" not in commands  # Debian's unit refuses a manual stop
+    assert "auditctl --signal TERM" in commands
+
+
+def _run_audit_item(tmp_path: Path, plan: tuple[SealItem, ...], pidof: str) -> tuple[int, str]:
+    calls = tmp_path / "calls"
+    path = fake_tools(tmp_path / "bin", calls, ("auditctl", "kill", "sleep"))
+    (tmp_path / "bin" / "pidof").write_text(f"#!/bin/bash\n{pidof}\n")
+    (tmp_path / "bin" / "pidof").chmod(0o755)
+    script = "set -euo pipefail\n" + "\n".join(item(plan, "audit daemon stopped").commands)
+    proc = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        env={"PATH": path},
+        timeout=20,
+        check=False,
+    )
+    return proc.returncode, calls.read_text() if calls.exists() else ""
+
+
+def test_the_audit_item_signals_auditd_and_waits_for_it(
+    tmp_path: Path, plan: tuple[SealItem, ...]
+) -> None:
+    # pidof finds auditd twice (the signal, the first wait), then it is gone.
+    counter = tmp_path / "n"
+    pidof = (
+        f"n=$(cat {counter} 2>/dev/null || echo 0); echo $((n + 1)) > {counter}; "
+        'if [ "$n" -lt 2 ]; then echo 4242; else exit 1; fi'
+    )
+    rc, calls = _run_audit_item(tmp_path, plan, pidof)
+    assert rc == 0
+    assert calls.splitlines()[0] == "auditctl --signal TERM"
+
+
+def test_the_audit_item_fails_the_seal_when_auditd_stays(
+    tmp_path: Path, plan: tuple[SealItem, ...]
+) -> None:
+    rc, calls = _run_audit_item(tmp_path, plan, "echo 4242")
+    assert rc == 1
+    assert calls.count("sleep 0.5") == 60
+
+
+def test_the_audit_item_does_nothing_without_auditd(
+    tmp_path: Path, plan: tuple[SealItem, ...]
+) -> None:
+    rc, calls = _run_audit_item(tmp_path, plan, "exit 1")
+    assert rc == 0 and calls == ""
 
 
 def test_the_journal_folder_is_recreated_empty_with_its_mode(

@@ -72,6 +72,7 @@ CLEAN = {
         "[10.0.2.2       ] [2024-05-02T10:00:15,000002+00:00]"
     ),
     "apt_proxy": "",
+    "audit_log": "btime 1714644001\n/var/log/audit/audit.log 1714644003",
 }
 # A wtmp the build left behind: its shutdown and tty records before this boot's.
 BUILD_WTMP = (
@@ -116,7 +117,7 @@ def fake_program(folder: Path, name: str, output: str) -> None:
 def test_a_clean_template_passes_every_check() -> None:
     results = evaluate_hygiene(dict(CLEAN), EXPECT)
 
-    assert [r.id for r in results] == [f"HYG-{i:02d}" for i in range(1, 13)]
+    assert [r.id for r in results] == [f"HYG-{i:02d}" for i in range(1, 14)]
     assert {r.status for r in results} == {Status.passed}
     assert {r.area for r in results} == {"hygiene"}
     for result, (_, title, severity, _) in zip(results, CHECKS, strict=True):
@@ -351,7 +352,7 @@ def test_check_hygiene_runs_the_script_once_and_evaluates_it() -> None:
     results = check_hygiene(host, EXPECT)
 
     assert host.commands == [(hygiene_script(), ())]
-    assert len(results) == 12 and {r.status for r in results} == {Status.passed}
+    assert len(results) == 13 and {r.status for r in results} == {Status.passed}
 
 
 # --- sections run for real, with paths moved under tmp_path -----------------------------
@@ -511,3 +512,34 @@ def test_a_proxy_file_left_behind_fails() -> None:
     assert results["HYG-12"].status is Status.failed
     assert "00goldsmith-proxy" in results["HYG-12"].observed
     assert by_id(evaluate_hygiene(CLEAN, EXPECT))["HYG-12"].status is Status.passed
+
+
+def test_an_audit_log_from_the_build_fails() -> None:
+    # The seal's own records, written after the logs were emptied, a day before.
+    evidence = {
+        **CLEAN,
+        "audit_log": "btime 1714644001\n/var/log/audit/audit.log 1714557600\n"
+        "/var/log/audit/audit.log.1 empty",
+    }
+    result = by_id(evaluate_hygiene(evidence, EXPECT))["HYG-13"]
+    assert result.status is Status.failed
+    assert result.observed == "/var/log/audit/audit.log starts 86401 s before this boot"
+    clean = by_id(evaluate_hygiene(CLEAN, EXPECT))["HYG-13"]
+    assert clean.status is Status.passed
+    assert clean.observed == "1 audit log(s), none older than this boot"
+    no_audit = by_id(evaluate_hygiene({**CLEAN, "audit_log": "btime 5"}, EXPECT))["HYG-13"]
+    assert (no_audit.status, no_audit.observed) == (Status.passed, "no audit log")
+
+
+def test_the_audit_section_reads_each_log_s_first_record(tmp_path: Path) -> None:
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    (audit / "audit.log").write_text(
+        "type=DAEMON_START msg=audit(1714644003.120:5470): op=start ver=3.0.9\n"
+        "type=SERVICE_START msg=audit(1714644004.000:5471): pid=1\n"
+    )
+    (audit / "audit.log.1").write_text("")
+    line = section_line("audit_log").replace("/var/log/audit/", f"{audit}/")
+    lines = parse_sections(run_sh(line))["audit_log"].splitlines()
+    assert lines[0].startswith("btime ") and int(lines[0].split()[1]) > 0
+    assert lines[1:] == [f"{audit}/audit.log 1714644003", f"{audit}/audit.log.1 empty"]
