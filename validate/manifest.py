@@ -403,7 +403,7 @@ def _previous_manifest_digest(previous: Path) -> str:
 # --- reading the statement ---------------------------------------------------------
 #
 # Two modes, one decoder. ``goldsmith verify`` reads the statement strictly, and
-# only after the signatures over it verified (validate/verify.py: read_claims, a
+# only after the signatures over it verified (validate/claims.py: read_claims, a
 # malformed statement is "not trusted", exit 1). ``report``, ``history`` and
 # ``outdated`` answer other questions than trust: they decode the statement
 # WITHOUT verifying it (``decode_statement``) and read it through

@@ -37,6 +37,7 @@ from builder.formats import OutputFormat, file_name
 from builder.log import log
 from hardening.strictdata import DataError, escape, loads_json, read_regular
 from validate.attestations import PROVENANCE_ENVELOPE_NAME, SBOM_ENVELOPE_NAME, SBOM_NAME
+from validate.claims import VerificationError
 from validate.dsse import MAX_ENVELOPE_BYTES, load_envelope
 from validate.keys import PublicKey
 from validate.manifest import (
@@ -55,6 +56,7 @@ from validate.oci_manifest import (
     image_manifest,
     sha256_digest,
 )
+from validate.policy import Pins, Policy
 from validate.registry import (
     Reference,
     RegistryClient,
@@ -63,7 +65,7 @@ from validate.registry import (
     descriptors,
     json_object,
 )
-from validate.verify import Pins, Policy, Verdict, VerificationError, verify_artifact
+from validate.verify import Verdict, verify_artifact
 
 # --- media types (README: "Registry") ---------------------------------------------------
 

@@ -11,8 +11,8 @@ from builder.cli.stamp import report_refusal
 from builder.errors import GoldsmithError
 from validate.manifest import PrintableError
 from validate.oci import pull_template, push_template
+from validate.policy import Pins
 from validate.registry import PASSWORD_ENV, USERNAME_ENV, parse_reference
-from validate.verify import Pins
 
 _PATH = click.Path(path_type=Path)
 

@@ -15,6 +15,7 @@ from builder.formats import OutputFormat
 from builder.log import log
 from hardening.strictdata import escape
 from validate.attestations import SignMode, list_signers
+from validate.claims import VerificationError
 from validate.dsse import MAX_SIGNATURES
 from validate.keys import (
     PASSPHRASE_ENV,
@@ -27,7 +28,8 @@ from validate.keys import (
     write_keypair,
 )
 from validate.manifest import SSH_SIGNATURE_NAME, PrintableError, sign_artifact
-from validate.verify import Pins, VerificationError, not_trusted_dict, verify_artifact
+from validate.policy import Pins
+from validate.verify import not_trusted_dict, verify_artifact
 
 # Plain paths: whether each is a readable regular file (or a folder) is checked
 # by the code that reads it, which says so in one line (a FIFO, a device, a

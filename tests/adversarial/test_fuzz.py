@@ -66,11 +66,12 @@ from builder.spec import load_spec
 from hardening.errors import ProfileError
 from hardening.profile import load_profile
 from hardening.strictdata import DataError, escape, loads_json, loads_yaml
+from validate.claims import VerificationError, read_claims
 from validate.dsse import PAYLOAD_TYPE_IN_TOTO, EnvelopeError, parse_envelope, sign_envelope
 from validate.keys import load_private_key
 from validate.manifest import BuildRecord, decode_statement, load_validation
+from validate.policy import Policy
 from validate.results import RecordError, ValidationRun
-from validate.verify import Policy, VerificationError, read_claims
 
 from .validate_helpers import Signed, error_lines, goldsmith, make_key, sign
 

@@ -24,11 +24,12 @@ from test_manifest import NOW, make_artifact, make_key
 
 from validate import provenance
 from validate.attestations import SignMode
+from validate.claims import VerificationError
 from validate.dsse import PAYLOAD_TYPE_IN_TOTO, sign_envelope
 from validate.keys import KeyType, load_private_key
 from validate.manifest import encode_statement, sign_artifact
 from validate.results import Package, ValidationRun
-from validate.verify import VerificationError, verify_artifact
+from validate.verify import verify_artifact
 
 PACKAGES = (
     Package("base-files", "12.4+deb12u5", "amd64", "base-files", "12.4+deb12u5"),

@@ -13,10 +13,12 @@ from test_manifest import GOOD_RESULTS, NOW, make_artifact, make_key, read_state
 
 from builder.errors import InputError
 from hardening.results import CheckResult, Status
+from validate.claims import VerificationError
 from validate.dsse import PAYLOAD_TYPE_IN_TOTO, sign_envelope
 from validate.keys import load_private_key
 from validate.manifest import BuildRecord, encode_statement, sign_artifact
-from validate.verify import Policy, VerificationError, verify_artifact
+from validate.policy import Policy
+from validate.verify import verify_artifact
 
 LATER = NOW + datetime.timedelta(days=1)
 

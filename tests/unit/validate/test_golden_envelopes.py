@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from hardening.strictdata import escape
-from validate.verify import Pins, VerificationError, verify_artifact
+from validate.claims import VerificationError
+from validate.policy import Pins
+from validate.verify import verify_artifact
 
 GOLDEN = Path(__file__).resolve().parents[2] / "data" / "envelopes"
 VERDICTS: dict[str, dict[str, Any]] = json.loads((GOLDEN / "verdicts.json").read_text())

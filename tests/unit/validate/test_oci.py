@@ -43,6 +43,7 @@ from test_outputs import add_outputs
 from builder.cli import cli
 from builder.errors import InputError
 from builder.formats import OutputFormat
+from validate.claims import VerificationError
 from validate.manifest import sign_artifact
 from validate.oci import (
     ATTESTATION_ARTIFACT_TYPE,
@@ -58,7 +59,6 @@ from validate.registry import (
     credentials,
     parse_reference,
 )
-from validate.verify import VerificationError
 
 REGISTRY = shutil.which("docker-registry")
 USER, PASSWORD = "builder", "s3cret-for-tests"

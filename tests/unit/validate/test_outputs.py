@@ -16,6 +16,7 @@ from test_manifest import NOW, make_artifact, make_key, read_statement, sha
 
 from builder.cli import cli
 from builder.formats import Hardware, OutputFormat, file_name, make_outputs
+from validate.claims import VerificationError
 from validate.keys import load_private_key
 from validate.manifest import (
     BuildRecord,
@@ -25,7 +26,7 @@ from validate.manifest import (
     write_manifest,
 )
 from validate.results import ValidationRun
-from validate.verify import VerificationError, verify_artifact
+from validate.verify import verify_artifact
 
 LATER = NOW + datetime.timedelta(days=1)
 OTHERS = [f for f in OutputFormat if f is not OutputFormat.qcow2]

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 
 from hardening.results import CheckResult, Status
+from validate.claims import Claims, VerificationError
 from validate.manifest_report import ManifestClaims, render_claims
 from validate.results import ValidationRun, blocking_statuses, is_approved
-from validate.verify import Claims, Evidence, VerificationError, results_approved
+from validate.trust_checks import Evidence, results_approved
 
 P, F, E, W, S = (Status.passed, Status.failed, Status.error, Status.waived, Status.skipped)
 NOW = datetime.datetime(2026, 11, 27, 8, 0, 0, tzinfo=datetime.UTC)

@@ -11,6 +11,8 @@ import pytest
 
 from builder.errors import InputError
 from builder.manifest_facts import read_manifest
+from validate.claims import VerificationError
+from validate.claims import read_claims as read_verified_claims
 from validate.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, load_envelope
 from validate.manifest import (
     PREDICATE_TYPE,
@@ -20,8 +22,6 @@ from validate.manifest import (
     parse_statement,
 )
 from validate.manifest_report import read_claims as read_report_claims
-from validate.verify import VerificationError
-from validate.verify import read_claims as read_verified_claims
 
 ROOT = Path(__file__).resolve().parents[3]
 MANIFEST = ROOT / "tests" / "data" / "golden" / "debian-12-baseline-1.0.0" / "manifest.dsse.json"

@@ -27,19 +27,13 @@ from test_manifest import (
 from builder.cli import cli
 from builder.errors import InputError
 from hardening.results import CheckResult, Status
+from validate.claims import Claims, VerificationError
 from validate.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, Signature, load_envelope, sign_envelope
 from validate.keys import KeyType, PrivateKey, load_private_key, load_public_key
 from validate.manifest import encode_statement, sign_artifact
-from validate.verify import (
-    AllOf,
-    Claims,
-    Evidence,
-    Pins,
-    Policy,
-    Verdict,
-    VerificationError,
-    verify_artifact,
-)
+from validate.policy import Pins, Policy
+from validate.trust_checks import AllOf, Evidence
+from validate.verify import Verdict, verify_artifact
 
 LATER = NOW + datetime.timedelta(days=1)
 
