@@ -82,3 +82,5 @@ def boot_artifact(
                 yield BootedGuest(vm, client, access, accel, work)
             finally:
                 client.close()
+                # The overlay is deleted with this folder: no power-off to wait for.
+                vm.discard()

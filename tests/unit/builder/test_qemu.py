@@ -585,6 +585,25 @@ def test_qmp_answers_on_the_chardev_socket(
         assert vm.wait(10) is not None
 
 
+@needs_qemu
+def test_a_discarded_machine_quits_without_waiting_for_a_power_off(
+    short_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A paused machine ignores the power button: only QMP quit ends it quickly.
+    paused = build_command
+    monkeypatch.setattr(qemu, "build_command", lambda c: [*paused(c), "-S"])
+    disk = short_dir / "disk.raw"
+    disk.write_bytes(bytes(1 << 20))
+    machine = config(short_dir, disk=disk, disk_format="raw", memory=64, cpus=1, qmp_socket=None)
+    with start_vm(machine, stop_timeout=60) as vm:
+        started = time.monotonic()
+        vm.discard()
+        assert time.monotonic() - started < 10
+        assert not vm.running
+        # QEMU exited on its own (quit), not from SIGKILL.
+        assert vm.proc.returncode == 0
+
+
 # --- firmware and TPM ---------------------------------------------------------
 
 needs_firmware_tools = pytest.mark.skipif(

@@ -15,7 +15,14 @@ from paramiko_server import FakeGuest, Handler, reply
 from builder import ssh
 from builder.errors import BuildError, GuestError
 from builder.seed import GuestAccess, generate_keypair, new_access
-from builder.ssh import HostKeyMismatchError, RunResult, Session, connect, wait_for_ssh
+from builder.ssh import (
+    HostKeyMismatchError,
+    RunResult,
+    Session,
+    connect,
+    retry_delay,
+    wait_for_ssh,
+)
 
 USER = "gsbuild"
 
@@ -74,7 +81,7 @@ def closed_port() -> Iterator[int]:
 
 
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """wait_for_ssh sleeps 2 s between attempts; tests need not."""
+    """wait_for_ssh sleeps up to a second between attempts; tests need not."""
     fake_time = types.SimpleNamespace(monotonic=time.monotonic, sleep=lambda s: time.sleep(0.01))
     monkeypatch.setattr(ssh, "time", fake_time)
 
@@ -146,6 +153,10 @@ def test_wait_for_ssh_does_not_retry_a_host_key_mismatch(access: GuestAccess) ->
         assert guest.connections == 1
     # A retry would have slept 2 s first.
     assert elapsed < 1.5
+
+
+def test_retries_back_off_from_a_quarter_second_to_one_second() -> None:
+    assert [retry_delay(n) for n in range(5)] == [0.25, 0.5, 1.0, 1.0, 1.0]
 
 
 def test_wait_for_ssh_retries_until_the_account_accepts_the_key(
