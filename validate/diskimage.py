@@ -10,13 +10,15 @@ two formats goldsmith produces are decoded here:
 - raw: the file itself; its holes (SEEK_DATA/SEEK_HOLE) are never read.
 - qcow2: the header and the L1/L2 tables give every allocated cluster; zero
   and unallocated clusters are never read, compressed clusters are inflated
-  with zlib in worker threads (zlib releases the GIL, so the caller searches
-  one chunk while the workers decode the next ones).
+  with zlib, or zstd when the header says so (goldsmith's default since
+  templates are compacted with it), in worker threads (both release the GIL,
+  so the caller searches one chunk while the workers decode the next ones).
 
 QEMU keeps the authority on what the disk holds: ``qemu-img map`` must report
 exactly the data extents decoded here, or reading stops with an error. Anything
 this reader does not understand (backing or data files, encryption, internal
-snapshots, zstd, subclusters, unknown features) is refused, never skipped.
+snapshots, an unknown compression type, subclusters, unknown features) is
+refused, never skipped.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ import errno
 import itertools
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+
+import zstandard
 
 from builder.errors import GoldsmithError
 from builder.qemu import file_arg
@@ -52,6 +57,39 @@ _L2_COMPRESSED = 1 << 62
 _OFFSET_MASK = 0x00FFFFFFFFFFFE00  # host offset bits of L1 and standard L2 entries
 _L1 = struct.Struct(">QII")  # at byte 32 of the header: size, crypt method, l1 size
 _L1_OFFSET = struct.Struct(">Q")  # at byte 40
+_HEADER_LENGTH = struct.Struct(">I")  # at byte 100 (version 3)
+_COMPRESSION_TYPE_AT = 104  # one byte, present when the header is at least 105 bytes
+_ZLIB, _ZSTD = 0, 1  # qcow2's compression_type values
+_zstd = threading.local()  # a decompression context per worker: they are not thread-safe
+
+
+# A cluster is at most 2 MiB, so no honest frame needs a larger window; a
+# hostile image asking for more is refused rather than given the memory.
+_ZSTD_MAX_WINDOW = 2 << 20
+
+
+def _zstd_context() -> zstandard.ZstdDecompressor:
+    context: zstandard.ZstdDecompressor | None = getattr(_zstd, "context", None)
+    if context is None:
+        context = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
+        _zstd.context = context
+    return context
+
+
+def inflate_zstd(packed: bytes, size: int) -> bytes:
+    """One cluster as QEMU's qcow2 writes it with zstd: one or more frames that
+    fill ``size`` bytes, then sector padding, never read once the cluster is
+    full. At most ``size`` bytes come out, whatever the frames claim (a frame of
+    a few bytes can expand to gigabytes). Raises zstandard.ZstdError on a
+    damaged stream."""
+    reader = _zstd_context().stream_reader(packed, read_across_frames=True)
+    out = bytearray()
+    while len(out) < size:
+        piece = reader.read(size - len(out))
+        if not piece:
+            break
+        out += piece
+    return bytes(out)
 
 
 class DiskImageError(GoldsmithError):
@@ -151,8 +189,14 @@ class Qcow2Image(DiskImage):
         except ImageError as exc:
             raise DiskImageError(str(exc)) from None
         reasons = header.refusals()
+        self._compression = _ZLIB
         if header.incompatible_features & INCOMPAT_COMPRESSION_TYPE:
-            reasons.append("compresses clusters with zstd, which this reader does not decode")
+            self._compression = _compression_type(path)
+            if self._compression != _ZSTD:
+                reasons.append(
+                    f"compresses clusters with compression type {self._compression}, "
+                    "which this reader does not know (zlib 0 and zstd 1 are)"
+                )
         if header.incompatible_features & INCOMPAT_EXTENDED_L2:
             reasons.append("uses subclusters (extended L2 entries), which this reader refuses")
         if reasons:
@@ -218,10 +262,13 @@ class Qcow2Image(DiskImage):
             sectors = ((entry >> self._csize_shift) & self._csize_mask) + 1
             packed = os.pread(self._fd, sectors * SECTOR - (host % SECTOR), host)
             try:
-                # Raw deflate with a 4 KiB window, as QEMU writes it; the stream
-                # may end early (sector padding follows) but must fill the cluster.
-                data = zlib.decompressobj(-12).decompress(packed, size)
-            except zlib.error as exc:
+                if self._compression == _ZSTD:
+                    data = inflate_zstd(packed, size)
+                else:
+                    # Raw deflate with a 4 KiB window, as QEMU writes it; the stream
+                    # may end early (sector padding follows) but must fill the cluster.
+                    data = zlib.decompressobj(-12).decompress(packed, size)
+            except (zlib.error, zstandard.ZstdError) as exc:
                 raise DiskImageError(
                     f"{self.path}: cluster {index} does not inflate ({exc})"
                 ) from None
@@ -239,6 +286,24 @@ class Qcow2Image(DiskImage):
         start = offset - first * size
         out = data[start : start + length]
         return out + bytes(length - len(out))
+
+
+def _compression_type(path: Path) -> int:
+    """The header's compression_type byte; an image whose header is too short
+    to hold it while claiming it is refused."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_COMPRESSION_TYPE_AT + 1)
+    except OSError as exc:
+        raise DiskImageError(f"{path}: cannot open ({exc.strerror})") from None
+    if len(head) <= _COMPRESSION_TYPE_AT:
+        raise DiskImageError(f"{path}: the qcow2 header ends before its compression type")
+    (length,) = _HEADER_LENGTH.unpack_from(head, 100)
+    if length <= _COMPRESSION_TYPE_AT:
+        raise DiskImageError(
+            f"{path}: the qcow2 header ({length} bytes) is too short for its compression type"
+        )
+    return head[_COMPRESSION_TYPE_AT]
 
 
 def open_image(path: Path) -> DiskImage:

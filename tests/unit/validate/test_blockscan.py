@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from hardening.results import Status
 from validate import blockscan, diskimage
@@ -31,7 +32,14 @@ from validate.blockscan import (
     scan_image,
     secret_needles,
 )
-from validate.diskimage import DiskImageError, check_with_qemu, find_partitions, open_image
+from validate.diskimage import (
+    DiskImageError,
+    Qcow2Image,
+    check_with_qemu,
+    find_partitions,
+    inflate_zstd,
+    open_image,
+)
 from validate.extfs import read_ext_fs, structure_only
 
 MiB = 1 << 20
@@ -85,9 +93,10 @@ def ext4(
     return image
 
 
-def qcow2(raw: Path, *, compress: bool = False) -> Path:
-    out = raw.with_suffix(".compressed.qcow2" if compress else ".qcow2")
-    sh("qemu-img", "convert", *(["-c"] if compress else []), "-O", "qcow2", raw, out)
+def qcow2(raw: Path, *, compress: bool = False, compression: str = "zlib") -> Path:
+    out = raw.with_suffix(f".{compression}.qcow2" if compress else ".qcow2")
+    options = ["-c", "-o", f"compression_type={compression}"] if compress else []
+    sh("qemu-img", "convert", *options, "-O", "qcow2", raw, out)
     return out
 
 
@@ -249,7 +258,8 @@ def test_the_qcow2_reader_reads_what_qemu_reads(tmp_path: Path) -> None:
     # Zero clusters (allocated and not) and a discarded one, written by QEMU itself.
     sh("qemu-io", "-f", "qcow2", "-c", "write -z 0 65536", "-c", "discard 131072 65536", plain)
     expected = bytes(65536) + expected[65536:131072] + bytes(65536) + expected[196608:]
-    for image in (plain, qcow2(raw, compress=True)):
+    zstd = qcow2(raw, compress=True, compression="zstd")
+    for image in (plain, qcow2(raw, compress=True), zstd):
         with open_image(image) as disk:
             check_with_qemu(disk)  # qemu-img map agrees with our extents
             assert disk.virtual_size == len(expected)
@@ -259,17 +269,54 @@ def test_the_qcow2_reader_reads_what_qemu_reads(tmp_path: Path) -> None:
             for offset, data in disk.stream(chunk=MiB, workers=2):
                 streamed[offset : offset + len(data)] = data
             assert streamed == disk.read(0, disk.virtual_size)
-    with open_image(qcow2(raw, compress=True)) as disk:
-        assert disk.read(0, len(expected)) == raw.read_bytes()
+    for compressed in (qcow2(raw, compress=True), zstd):
+        with open_image(compressed) as disk:
+            assert disk.read(0, len(expected)) == raw.read_bytes()
+
+
+def test_a_zstd_template_is_scanned_like_a_zlib_one(tmp_path: Path) -> None:
+    # goldsmith compacts templates with zstd: the scan must find what it finds in zlib.
+    fs = ext4(tmp_path, "fs.raw", {"k": b"goldsmith-0123456789ab\n" * 300}, size_mb=16)
+    free_file(fs, "k")
+    needle = [Needle("seed instance id", "text", b"goldsmith-0123456789ab")]
+    zlib_scan = scan_image(qcow2(fs, compress=True), needle)
+    zstd_scan = scan_image(qcow2(fs, compress=True, compression="zstd"), needle)
+    assert zstd_scan.hit_count == zlib_scan.hit_count == 300
+    assert zstd_scan.hits == zlib_scan.hits
+
+
+def test_a_zstd_frame_inflates_no_further_than_its_cluster() -> None:
+    bomb = zstandard.ZstdCompressor().compress(bytes(64 * MiB))
+    assert len(bomb) < 4096
+    assert inflate_zstd(bomb, 65536) == bytes(65536)
+    # Padding after a frame that fills the cluster is never read as another frame.
+    cluster = os.urandom(65536)
+    packed = zstandard.ZstdCompressor().compress(cluster) + bytes(511)
+    assert inflate_zstd(packed, 65536) == cluster
+
+
+def test_a_damaged_zstd_cluster_stops_the_read(tmp_path: Path) -> None:
+    raw = blank(tmp_path / "disk.raw", MiB)
+    write_at(raw, 0, b"goldsmith " * 6000)
+    image = qcow2(raw, compress=True, compression="zstd")
+    with open_image(image) as disk:
+        assert isinstance(disk, Qcow2Image)
+        (entry,) = disk._clusters.values()
+        host = entry & disk._coffset_mask
+    write_at(image, host, b"\xff" * 16)  # no zstd frame starts like this
+    with open_image(image) as disk, pytest.raises(DiskImageError, match="does not inflate"):
+        disk.read(0, 4096)
 
 
 def test_images_the_reader_cannot_vouch_for_are_refused(tmp_path: Path) -> None:
     base = qcow2(blank(tmp_path / "base.raw", MiB))
     overlay = tmp_path / "overlay.qcow2"
     sh("qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", overlay)
-    zstd = tmp_path / "zstd.qcow2"
-    sh("qemu-img", "create", "-q", "-f", "qcow2", "-o", "compression_type=zstd", zstd, "1M")
-    for image, reason in ((overlay, "backing file"), (zstd, "zstd")):
+    # A compression type this reader does not know (QEMU knows none but 0 and 1 either).
+    unknown = tmp_path / "unknown.qcow2"
+    sh("qemu-img", "create", "-q", "-f", "qcow2", "-o", "compression_type=zstd", unknown, "1M")
+    write_at(unknown, 104, b"\x07")
+    for image, reason in ((overlay, "backing file"), (unknown, "compression type 7")):
         with pytest.raises(DiskImageError, match=reason):
             open_image(image)
         results = check_disk_blocks(image, RECORD)
