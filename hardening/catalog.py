@@ -52,6 +52,10 @@ MAX_ID = 100
 # Free-form references of a profile's own controls: {acme: [WEB-7]}.
 REFERENCE_SOURCE = r"[A-Za-z][A-Za-z0-9_.-]{0,39}"
 REFERENCE_ITEM = r"[A-Za-z0-9][A-Za-z0-9_.:/#()-]{0,63}"
+# ANSSI's "Configuration recommendations of a GNU/Linux system" numbers its
+# recommendations R1 to R80.
+ANSSI_NAME = "ANSSI BP-028 v2.0"
+ANSSI_ITEM = r"R([1-9]|[1-7][0-9]|80)"
 _REF = re.compile(r"\$\{(" + NAME + r")\}")
 
 
@@ -80,6 +84,8 @@ class CisReference:
 class References:
     cis: tuple[CisReference, ...] = ()  # one per benchmark, in benchmark order
     devsec: tuple[str, ...] = ()  # dev-sec linux-baseline / ssh-baseline control ids
+    # ANSSI BP-028 v2.0 recommendations it satisfies ("R12"), whatever their level.
+    anssi: tuple[str, ...] = ()
     no_reference_reason: str = ""
     # Any other standard, by name: (("acme", ("WEB-7",)),), shown "acme WEB-7".
     other: tuple[tuple[str, tuple[str, ...]], ...] = ()
@@ -111,6 +117,7 @@ class References:
             refs = tuple(ref for ref in refs if ref.release() == release)
         out = [f"{ref.name()} {number} (L{ref.level})" for ref in refs for number in ref.items]
         out += [f"dev-sec {ident}" for ident in self.devsec]
+        out += [f"{ANSSI_NAME} {ident}" for ident in self.anssi]
         out += [f"{source} {ident}" for source, idents in self.other for ident in idents]
         return tuple(out)
 
@@ -269,6 +276,7 @@ CONTROL_KEYS = frozenset(
         "releases",
         "releases_reason",
         "devsec",
+        "anssi",
         "no_reference_reason",
         "references",
         "mechanism",
@@ -346,14 +354,18 @@ def parse_control(
     refs = References(
         cis=_cis_references(data, path, field),
         devsec=_str_list(data, "devsec", path, field),
+        anssi=_anssi_references(data, path, field),
         no_reference_reason=str(data.get("no_reference_reason", "") or ""),
         other=_other_references(data, path, field),
     )
-    if not (refs.cis or refs.devsec or refs.other) and not refs.no_reference_reason.strip():
+    if (
+        not (refs.cis or refs.devsec or refs.anssi or refs.other)
+        and not refs.no_reference_reason.strip()
+    ):
         raise ProfileError(
             path,
             f"{field}.no_reference_reason",
-            "a reason, since there is no cis, devsec or other reference",
+            "a reason, since there is no cis, devsec, anssi or other reference",
         )
     mechanism_name = data.get("mechanism")
     if not isinstance(mechanism_name, str) or mechanism_name not in MECHANISMS:
@@ -497,6 +509,16 @@ def _releases(data: Mapping[str, Any], path: str, field: str) -> tuple[tuple[str
     return tuple(sorted({str(r) for r in value}, key=known.index)), " ".join(reason.split())
 
 
+def _anssi_references(data: Mapping[str, Any], path: str, field: str) -> tuple[str, ...]:
+    """``anssi: [R9, R12]``: recommendation numbers of ANSSI BP-028 v2.0, each once."""
+    items = _str_list(data, "anssi", path, field)
+    if not all(re.fullmatch(ANSSI_ITEM, item) for item in items) or len(set(items)) != len(items):
+        raise ProfileError(
+            path, f"{field}.anssi", "ANSSI BP-028 v2.0 recommendations, each once, like [R9, R12]"
+        )
+    return items
+
+
 def _other_references(
     data: Mapping[str, Any], path: str, field: str
 ) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -509,7 +531,7 @@ def _other_references(
         where = f"{field}.references.{source}"
         if not isinstance(source, str) or not re.fullmatch(REFERENCE_SOURCE, source):
             raise ProfileError(path, f"{field}.references", expected)
-        if source.lower() in ("cis", "cis_level", "devsec"):
+        if source.lower() in ("cis", "cis_level", "devsec", "anssi"):
             raise ProfileError(path, where, f"under the control's own {source.lower()} key")
         if isinstance(idents, str | int) and not isinstance(idents, bool):
             idents = [idents]

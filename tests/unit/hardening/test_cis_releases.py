@@ -42,8 +42,9 @@ def parse(**overrides: Any) -> Any:
 
 def test_references_name_the_benchmark_of_the_release() -> None:
     refs = load_catalog()["ssh-root-login"].references
-    assert refs.strings("12") == ("CIS Debian 12 v1.1.0 5.1.20 (L1)", "dev-sec sshd-06")
-    assert refs.strings("13") == ("CIS Debian 13 v1.0.0 5.1.21 (L1)", "dev-sec sshd-06")
+    anssi = "ANSSI BP-028 v2.0 R33"
+    assert refs.strings("12") == ("CIS Debian 12 v1.1.0 5.1.20 (L1)", "dev-sec sshd-06", anssi)
+    assert refs.strings("13") == ("CIS Debian 13 v1.0.0 5.1.21 (L1)", "dev-sec sshd-06", anssi)
     both = ("CIS Debian 12 v1.1.0 5.1.20 (L1)", "CIS Debian 13 v1.0.0 5.1.21 (L1)")
     assert refs.strings()[:2] == both
     assert refs.strings("14")[:2] == both  # no benchmark for it: name them all

@@ -242,6 +242,29 @@ def test_references_have_a_shape(folder: Path, references: Any, field: str) -> N
     assert error.field == f"controls[0](acme.nginx-tokens).{field}"
 
 
+@pytest.mark.parametrize(
+    "anssi", [["R0"], ["R81"], ["r12"], ["R12", "R12"], ["BP-028 R12"], "R1 R2"]
+)
+def test_anssi_references_are_bp028_recommendations(folder: Path, anssi: Any) -> None:
+    error = refused(write_profile(folder, script_control(anssi=anssi)))
+    assert error.field == "controls[0](acme.nginx-tokens).anssi"
+    assert error.expected == "ANSSI BP-028 v2.0 recommendations, each once, like [R9, R12]"
+    assert "\n" not in str(error)
+
+
+def test_anssi_references_are_shown_and_count_as_references(folder: Path) -> None:
+    control = script_control(anssi=["R12", "R80"])
+    del control["references"]
+    (sc,) = [c for c in load_profile(write_profile(folder, control)).controls if c.control.custom]
+    assert sc.control.references.anssi == ("R12", "R80")
+    assert sc.control.references.strings()[-2:] == (
+        "ANSSI BP-028 v2.0 R12",
+        "ANSSI BP-028 v2.0 R80",
+    )
+    error = refused(write_profile(folder, script_control(references={"anssi": ["R1"]})))
+    assert error.field == "controls[0](acme.nginx-tokens).references.anssi"
+
+
 def test_a_control_without_references_needs_a_reason(folder: Path) -> None:
     control = script_control()
     del control["references"]
