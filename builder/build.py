@@ -16,7 +16,7 @@ from builder.base import BaseImage, prepare_base, qemu_img_info
 from builder.buildkey import base_identity, compute_build_key
 from builder.cache import hash_file
 from builder.errors import BuildError, GuestError
-from builder.formats import Hardware, Output, OutputFormat, make_outputs
+from builder.formats import Hardware, Output, OutputFormat, compact, make_outputs
 from builder.log import complete_step, log, log_to_file
 from builder.provision import host_secrets
 from builder.provisioner import Provisioner
@@ -208,13 +208,7 @@ def _build_into(
     seed.unlink()
     disk = work / IMAGE_NAME
     with timer.step("compact", "Compacting the template"):
-        run(
-            [
-                *("qemu-img", "convert", "-c", "-O", "qcow2"),
-                *(qemu.file_arg(overlay), qemu.file_arg(disk)),
-            ],
-            timeout=3600,
-        )
+        compact(overlay, disk, spec.compression)
         overlay.unlink()
     info = image_info(disk)
     if info.get("backing-filename") or info.get("format-specific", {}).get("data", {}).get(
@@ -254,6 +248,7 @@ def _build_into(
         image_sha512=digests["sha512"],
         image_virtual_size=int(info["virtual-size"]),
         image_size=disk.stat().st_size,
+        image_compression=str(spec.compression),
         recorded_outputs=tuple(outputs),
         steps=tuple(timer.steps),
         tools=tool_versions(),

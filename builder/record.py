@@ -25,7 +25,7 @@ from typing import Any
 from builder.atomic import write_atomically
 from builder.errors import InputError
 from builder.firmware import Firmware
-from builder.formats import Output, OutputFormat, file_name
+from builder.formats import Compression, Output, OutputFormat, file_name
 from hardening.strictdata import MAX_DOCUMENT, DataError, loads_json, read_regular
 
 # The JSON Schema whose $id this is: validate/schemas/build-v1.schema.json.
@@ -169,6 +169,7 @@ class BuildRecord:
     finished: str
     image_path: str = IMAGE_NAME
     image_size: int | None = None
+    image_compression: str | None = None  # "zstd" or "zlib"; None in older records
     # Every output format's file, the qcow2 first; None in records from before formats.
     recorded_outputs: tuple[Output, ...] | None = None
     steps: tuple[StepTime, ...] | None = None
@@ -223,6 +224,8 @@ class BuildRecord:
         }
         if self.image_size is not None:
             record["image"]["size"] = self.image_size
+        if self.image_compression is not None:
+            record["image"]["compression"] = self.image_compression
         if self.recorded_outputs is not None:
             record["outputs"] = [o.record() for o in self.recorded_outputs]
         if self.steps is not None:
@@ -274,6 +277,7 @@ class BuildRecord:
             image_sha512=doc.text("image.sha512"),
             image_virtual_size=doc.integer("image.virtual_size"),
             image_size=None if doc.optional("image.size") is None else doc.integer("image.size"),
+            image_compression=_read_compression(doc.optional("image.compression"), path),
             tools=_read_tools(doc.get("tools"), path),
             accelerator=doc.text("accelerator"),
             build_vm=_read_build_vm(doc.get("build_vm"), path),
@@ -288,6 +292,15 @@ class BuildRecord:
             sealed=_read_words(doc.optional("sealed"), path, "sealed"),
             build_key=_read_key(doc.optional(BUILD_KEY_FIELD), path),
         )
+
+
+def _read_compression(value: Any, path: Path) -> str | None:
+    if value is None:
+        return None
+    choices = [str(c) for c in Compression]
+    if value not in choices:
+        raise InputError(path, "image.compression", f"expected one of {', '.join(choices)}")
+    return str(value)
 
 
 def read_build_record_bytes(path: Path) -> tuple[bytes, BuildRecord]:

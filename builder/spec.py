@@ -20,7 +20,7 @@ from typing import Any
 
 from builder.errors import InputError
 from builder.firmware import Firmware
-from builder.formats import ALL_FORMATS, OutputFormat
+from builder.formats import ALL_FORMATS, Compression, OutputFormat
 from builder.provision import ENV_NAME, Step, parse_steps, steps_key
 from builder.proxy import AptProxy
 from builder.spec_values import (
@@ -128,6 +128,8 @@ class TemplateSpec:
     outputs: tuple[OutputFormat, ...] = (OutputFormat.qcow2,)
     # An HTTP proxy for apt, named by a host environment variable (builder.proxy).
     apt_proxy: AptProxy | None = None
+    # How the qcow2's clusters are compressed: zlib for consumers older than QEMU 5.1.
+    compression: Compression = Compression.zstd
 
     def canonical(self) -> dict[str, Any]:
         """The spec's meaning as JSON-able data, for build keys.
@@ -171,6 +173,8 @@ class TemplateSpec:
             "tpm": self.tpm,
             # Another output format is another artifact: its build key differs.
             "outputs": [str(fmt) for fmt in self.outputs],
+            # Other compression, other bytes: another artifact.
+            "compression": str(self.compression),
             # The variable's name and the direct hosts, never the URL; present
             # only when set, so the build keys of specs without it stay as they were.
             **({"apt_proxy": self.apt_proxy.record()} if self.apt_proxy else {}),
@@ -220,6 +224,7 @@ def load_spec(path: Path) -> TemplateSpec:
         tpm=top.boolean("tpm", default=False),
         outputs=_read_outputs(top),
         apt_proxy=_read_apt_proxy(top),
+        compression=_read_compression(top),
     )
 
 
@@ -239,6 +244,7 @@ _TOP_KEYS = {
     "tpm": False,
     "outputs": False,
     "apt_proxy": False,
+    "compression": False,
 }
 _APT_PROXY_KEYS = {"env_from_host": True, "direct": False}
 _BASE_KEYS = {"debootstrap": False, "file": False, "url": False}
@@ -409,6 +415,18 @@ def _read_firmware(top: _Section) -> Firmware:
         raise top.error(
             "firmware", f"expected one of {', '.join(choices)}, got {show(value)}{hint}"
         ) from None
+
+
+def _read_compression(top: _Section) -> Compression:
+    if not top.has("compression"):
+        return Compression.zstd
+    value = top.data["compression"]
+    choices = [str(c) for c in Compression]
+    if not isinstance(value, str) or value not in choices:
+        shown = show(value) if isinstance(value, str) else describe(value)
+        hint = suggest(value, choices) if isinstance(value, str) else ""
+        raise top.error("compression", f"expected one of {', '.join(choices)}, got {shown}{hint}")
+    return Compression(value)
 
 
 def _read_base(top: _Section, folder: Path, firmware: Firmware = Firmware.bios) -> Base:

@@ -25,8 +25,11 @@ from builder.formats import (
     RASD_NS,
     VMDK_STREAM_OPTIMIZED,
     VMW_NS,
+    Compression,
     Hardware,
     OutputFormat,
+    compact,
+    compact_command,
     file_name,
     make_outputs,
     render_ovf,
@@ -294,4 +297,85 @@ def test_bad_outputs_are_one_line_naming_the_field(
         load_spec(write_spec(tmp_path, outputs))
     assert expected in caught.value.message
     assert "\n" not in caught.value.message and "\x1b" not in caught.value.message
+    assert caught.value.exit_code == 2
+
+
+# --- compaction ---------------------------------------------------------------
+
+
+def test_compaction_names_formats_compression_and_parallel_writes(tmp_path: Path) -> None:
+    src, dst = tmp_path / "overlay.qcow2", tmp_path / "disk.qcow2"
+    assert compact_command(src, dst, Compression.zstd) == [
+        *("qemu-img", "convert", "-f", "qcow2", "-O", "qcow2", "-c"),
+        *("-o", "compression_type=zstd", "-m", "8", "-W"),
+        *(str(src), str(dst)),
+    ]
+    argv = compact_command(Path("nbd:evil"), Path("out,x"), Compression.zlib)
+    assert argv[argv.index("-o") + 1] == "compression_type=zlib"
+    # Relative names become absolute: qemu-img reads no protocol prefix in them.
+    assert argv[-2:] == [os.path.abspath("nbd:evil"), os.path.abspath("out,x")]
+
+
+@pytest.mark.parametrize("compression", list(Compression))
+def test_compaction_writes_the_compression_asked_and_the_same_content(
+    tmp_path: Path, compression: Compression
+) -> None:
+    disk = make_disk(tmp_path)
+    out = tmp_path / f"{compression}.qcow2"
+    compact(disk, out, compression)
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", "-f", "qcow2", str(out)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    assert info["format-specific"]["data"]["compression-type"] == str(compression)
+    assert "backing-filename" not in info
+    same = subprocess.run(
+        ["qemu-img", "compare", "-q", "-f", "qcow2", "-F", "qcow2", str(disk), str(out)],
+        check=False,
+    )
+    assert same.returncode == 0
+
+
+def write_compression_spec(folder: Path, value: str | None) -> Path:
+    spec = write_spec(folder, None)
+    if value is not None:
+        spec.write_text(spec.read_text() + f"compression: {value}\n")
+    return spec
+
+
+def test_the_spec_compresses_with_zstd_unless_it_asks_for_zlib(tmp_path: Path) -> None:
+    default = load_spec(write_compression_spec(tmp_path, None))
+    assert default.compression is Compression.zstd
+    zlib = load_spec(write_compression_spec(tmp_path, "zlib"))
+    assert zlib.compression is Compression.zlib
+    # Part of the spec's meaning: other compression, other bytes, another build key.
+    assert default.canonical()["compression"] == "zstd"
+    assert zlib.canonical()["compression"] == "zlib"
+    assert load_spec(write_compression_spec(tmp_path, "zstd")).canonical() == default.canonical()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("zstf", "compression: expected one of zstd, zlib, got 'zstf'; did you mean 'zstd'?"),
+        ("gzip", "compression: expected one of zstd, zlib, got 'gzip'"),
+        ("1", "compression: expected one of zstd, zlib, got integer 1"),
+        ("[zstd]", "compression: expected one of zstd, zlib, got "),
+        ('"zstd\\e"', r"got 'zstd\x1b'"),
+        ('"zstd; rm -rf /"', "got 'zstd; rm -rf /'"),
+    ],
+)
+def test_a_bad_compression_is_one_line_naming_file_and_field(
+    tmp_path: Path, value: str, expected: str
+) -> None:
+    spec = write_compression_spec(tmp_path, value)
+    with pytest.raises(InputError) as caught:
+        load_spec(spec)
+    message = caught.value.message
+    assert expected in message and str(spec) in message
+    assert "\n" not in message and "\x1b" not in message
     assert caught.value.exit_code == 2

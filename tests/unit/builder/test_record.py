@@ -93,6 +93,15 @@ def test_an_apt_proxy_and_other_outputs_are_kept(tmp_path: Path) -> None:
     assert record.to_dict() == document
 
 
+@pytest.mark.parametrize("compression", ["zstd", "zlib"])
+def test_the_compression_is_kept(tmp_path: Path, compression: str) -> None:
+    document = golden()
+    document["image"]["compression"] = compression
+    record = read_build_record(write(tmp_path / compression, document))
+    assert record.image_compression == compression
+    assert record.to_dict() == document
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -113,6 +122,8 @@ def test_an_apt_proxy_and_other_outputs_are_kept(tmp_path: Path) -> None:
         (lambda d: d.update(provision=[{"index": 0}]), "provision[0].inputs"),
         (lambda d: d.update(steps=[{"name": "boot", "seconds": "1", "status": "ok"}]), "steps[0]"),
         (lambda d: d.update(build_key=7), "build_key"),
+        (lambda d: d["image"].update(compression="lz4"), "image.compression"),
+        (lambda d: d["image"].update(compression=["zstd"]), "image.compression"),
     ],
 )
 def test_a_bad_field_is_one_line_naming_file_and_field(
