@@ -45,8 +45,8 @@ from builder.log import log
 from builder.manifest_facts import ManifestFacts, read_manifest
 from builder.record import BUILD_RECORD_NAME, Artifact, BuildRecord, read_build_record_bytes
 from hardening.strictdata import MAX_DOCUMENT, DataError, escape, loads_json, read_regular
-from validate.manifest import LenientFields
 from validate.results import Package
+from validate.statement import LenientFields
 
 _SEMVER = re.compile(
     r"(?P<major>0|[1-9][0-9]*)(?:\.(?P<minor>0|[1-9][0-9]*))?(?:\.(?P<patch>0|[1-9][0-9]*))?"

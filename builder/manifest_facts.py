@@ -4,8 +4,10 @@
 and "what replaced what?", which are not trust decisions: the envelope is
 decoded, NOT verified, and a field that is absent reads as None. A field that
 is present with the wrong type is bad input (InputError naming its dotted
-path). ``goldsmith verify`` is the trust decision and reads statements strictly,
-after the signatures (validate/verify.py).
+path). ``ManifestFacts`` is their view of the one lenient decoding of the
+statement (validate/statement.py's ``read_statement``), which the report's
+page reads too; ``goldsmith verify`` is the trust decision and reads statements
+strictly, after the signatures (validate/claims.py).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from builder.errors import InputError
 from validate.dsse import read_envelope
-from validate.manifest import LenientFields, decode_statement
 from validate.results import Package
+from validate.statement import read_statement
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,51 +60,41 @@ class ManifestFacts:
 def read_manifest(path: Path) -> ManifestFacts:
     """Decode a manifest envelope WITHOUT verifying it; InputError if malformed."""
     envelope, file_sha256 = read_envelope(path, expected="a manifest (DSSE envelope)")
-    top = LenientFields(path, "payload", decode_statement(path, envelope))
-    predicate = top.obj("predicate")
-    template = predicate.obj("template")
-    subjects = top.objs("subject")
-    bases = []
-    for item in predicate.objs("base"):
-        inputs = item.data.get("inputs")
-        bases.append(
-            BaseRef(
-                name=item.text("name") or "",
-                uri=item.text("uri") or "",
-                source=item.text("source") or "",
-                sha256=item.obj("digest").text("sha256"),
-                inputs=inputs if isinstance(inputs, dict) else None,
-            )
-        )
-    packages = tuple(
-        Package(p.need("name"), p.need("version"), p.text("architecture") or "")
-        for p in predicate.obj("sbom").objs("packages")
-    )
-    waived = [w.need("control") for w in predicate.objs("waivers")]
-    approval = predicate.obj("approval")
-    provision_inputs = None
-    if "provision" in predicate.data:
-        provision_inputs = {
-            i.need("path"): i.need("sha256")
-            for step in predicate.objs("provision")
-            for i in step.objs("inputs")
-        }
+    statement = read_statement(path, envelope)
+
+    # What a rebuild decision cannot do without: the template's name and
+    # version, and each package's and waiver's name.
+    def need(field: str, value: str | None) -> str:
+        if not value:
+            raise InputError(path, f"payload.predicate.{field}", "expected a string")
+        return value
+
+    for i, package in enumerate(statement.packages):
+        need(f"sbom.packages[{i}].name", package.name)
+        need(f"sbom.packages[{i}].version", package.version)
+    waived = [need(f"waivers[{i}].control", w.control) for i, w in enumerate(statement.waivers)]
+    subjects = statement.subjects
     return ManifestFacts(
         path=path,
         sha256=file_sha256,
-        name=template.need("name"),
-        version=template.need("version"),
-        image_sha256=subjects[0].obj("digest").text("sha256") if subjects else None,
-        bases=tuple(bases),
-        profile_id=predicate.obj("profile").text("id"),
-        profile_digest=predicate.obj("profile").text("digest"),
-        spec_sha256=predicate.obj("inputs").obj("spec").obj("digest").text("sha256"),
-        packages=packages,
+        name=need("template.name", statement.template_name),
+        version=need("template.version", statement.template_version),
+        image_sha256=dict(subjects[0].digests).get("sha256") if subjects else None,
+        bases=tuple(
+            BaseRef(
+                b.name or "", b.uri or "", b.source or "", dict(b.digests).get("sha256"), b.inputs
+            )
+            for b in statement.bases
+        ),
+        profile_id=statement.profile_id,
+        profile_digest=statement.profile_digest,
+        spec_sha256=statement.input_sha256("spec"),
+        packages=statement.packages,
         waived=tuple(waived),
-        builder_version=predicate.obj("builder").text("version"),
-        build_record_sha256=predicate.obj("build").obj("record").obj("digest").text("sha256"),
-        approval_time=approval.text("time"),
-        valid_until=approval.text("validUntil"),
-        previous_manifest_sha256=predicate.obj("previousManifest").obj("digest").text("sha256"),
-        provision_inputs=provision_inputs,
+        builder_version=statement.builder_version,
+        build_record_sha256=statement.build_record_sha256,
+        approval_time=statement.approval_time,
+        valid_until=statement.approval_valid_until,
+        previous_manifest_sha256=statement.previous_manifest_sha256,
+        provision_inputs=statement.provision_inputs,
     )

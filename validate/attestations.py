@@ -45,15 +45,14 @@ from validate.keys import KeyType, PublicKey, SigningKey
 from validate.manifest import (
     MANIFEST_NAME,
     SSH_SIGNATURE_NAME,
-    STATEMENT_TYPE,
     BuildRecord,
     SigningError,
-    decode_statement,
     encode_statement,
     format_time,
     ssh_sign,
 )
 from validate.results import ValidationRun
+from validate.statement import STATEMENT_TYPE, decode_statement
 
 SBOM_NAME = "sbom.cdx.json"  # the CycloneDX document itself, for tools that read files
 SBOM_ENVELOPE_NAME = "sbom.dsse.json"

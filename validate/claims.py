@@ -2,7 +2,7 @@
 
 The statement is read only after a trusted signature over it verified
 (validate/verify.py), through the one decoder of the statement
-(validate/manifest.py's ``parse_statement``) and the strict field reader
+(validate/statement.py's ``parse_statement``) and the strict field reader
 (``JsonFields``). Anything malformed, ambiguous or out of shape inside a signed
 envelope is not trusted: a ``VerificationError`` (exit 1), never a traceback.
 """
@@ -17,10 +17,11 @@ from typing import Any
 
 from builder.errors import GoldsmithError, InputError
 from builder.formats import OutputFormat
+from builder.record import JsonFields
 from hardening.results import Status
 from hardening.strictdata import escape
-from validate.manifest import JsonFields, StatementError, parse_statement
 from validate.outputs import OutputSubject, read_output_subjects
+from validate.statement import StatementError, parse_statement
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _SHA512 = re.compile(r"[0-9a-f]{128}")
@@ -100,7 +101,7 @@ def read_claims(payload: bytes, source: Path) -> Claims:
 
 
 def _read_claims(payload: bytes, source: Path) -> Claims:
-    # The one decoder of the statement (validate.manifest), in its strict mode:
+    # The one decoder of the statement (validate.statement), in its strict mode:
     # what it refuses inside a signed envelope is not trusted.
     try:
         doc = parse_statement(payload)

@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from builder.errors import GoldsmithError, InputError
 from builder.log import complete_step, log
@@ -30,16 +30,12 @@ from builder.record import SSH_SIGNATURE_NAME as SSH_SIGNATURE_NAME
 from builder.record import VALIDATION_RECORD_NAME as VALIDATION_RECORD_NAME
 from builder.record import BaseImage as BaseImage
 from builder.record import BuildRecord as BuildRecord
-from builder.record import JsonFields as JsonFields
 from builder.record import parse_build_record
 from builder.run import run
 from hardening.results import Status
 from hardening.strictdata import DataError, escape, loads_json, read_regular
 from validate.dsse import (
     MAX_ENVELOPE_BYTES,
-    PAYLOAD_TYPE_IN_TOTO,
-    Envelope,
-    EnvelopeError,
     read_envelope,
 )
 from validate.keys import (
@@ -52,12 +48,11 @@ from validate.outputs import changed_outputs, output_subjects
 from validate.provenance import locate_spec, portable_profile, portable_uri
 from validate.qcow2 import hash_image, require_self_contained
 from validate.results import RecordError, ValidationRun
+from validate.statement import PREDICATE_TYPE, STATEMENT_TYPE
 
 if TYPE_CHECKING:
     from validate.attestations import Attachments, SignMode
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://goldsmith.dev/template/v1"
 BUILDER_ID = "https://goldsmith.dev/builder"
 SBOM_FORMAT = "goldsmith-dpkg/v1"
 # The namespace binds an OpenSSH signature to this use, so a signature made for
@@ -398,140 +393,6 @@ def sign_artifact(
 def _previous_manifest_digest(previous: Path) -> str:
     _, digest = read_envelope(previous)  # it must at least be a manifest envelope
     return digest
-
-
-# --- reading the statement ---------------------------------------------------------
-#
-# Two modes, one decoder. ``goldsmith verify`` reads the statement strictly, and
-# only after the signatures over it verified (validate/claims.py: read_claims, a
-# malformed statement is "not trusted", exit 1). ``report``, ``history`` and
-# ``outdated`` answer other questions than trust: they decode the statement
-# WITHOUT verifying it (``decode_statement``) and read it through
-# ``LenientFields``, where an absent field reads as None and a present one of the
-# wrong type is bad input (exit 2). Both start from ``parse_statement``.
-
-
-class StatementError(ValueError):
-    """A payload that is no goldsmith template statement. ``field`` is the dotted
-    path under the payload ("" for the payload itself), ``found`` what was there,
-    ``cause`` why the payload is no JSON at all (None when it is JSON)."""
-
-    def __init__(
-        self, field: str, expected: str, found: Any = None, cause: str | None = None
-    ) -> None:
-        super().__init__(f"{field or 'payload'}: {expected}")
-        self.field, self.expected, self.found, self.cause = field, expected, found, cause
-
-
-def parse_statement(payload: bytes) -> dict[str, Any]:
-    """The payload's JSON (under the strict reading rules) if it is an in-toto
-    Statement v1 of goldsmith's template predicate type; StatementError otherwise.
-    Nothing else is checked here: each mode reads the fields it needs."""
-    try:
-        statement = loads_json(payload)
-    except DataError as exc:
-        raise StatementError("", "a JSON in-toto statement", cause=str(exc)) from None
-    if not isinstance(statement, dict):
-        raise StatementError("", "a JSON object (an in-toto statement)")
-    if statement.get("_type") != STATEMENT_TYPE:
-        raise StatementError("_type", repr(STATEMENT_TYPE), statement.get("_type"))
-    if statement.get("predicateType") != PREDICATE_TYPE:
-        raise StatementError("predicateType", repr(PREDICATE_TYPE), statement.get("predicateType"))
-    return statement
-
-
-def decode_statement(path: Path, envelope: Envelope) -> dict[str, Any]:
-    """The goldsmith in-toto statement an envelope carries, decoded but NOT
-    verified; InputError (an EnvelopeError) if it is not one.
-
-    For readers that answer questions other than trust (``outdated``,
-    ``report``, ``history``); ``goldsmith verify`` checks signatures first.
-    """
-    if envelope.payload_type != PAYLOAD_TYPE_IN_TOTO:
-        raise EnvelopeError(path, "payloadType", f"expected {PAYLOAD_TYPE_IN_TOTO!r}")
-    try:
-        return parse_statement(envelope.payload)
-    except StatementError as exc:
-        if exc.cause is not None:
-            expected = f"expected base64 of {exc.expected} ({exc.cause})"
-            raise EnvelopeError(path, "payload", expected) from None
-        field = f"payload.{exc.field}" if exc.field else "payload"
-        raise EnvelopeError(path, field, f"expected {exc.expected}") from None
-
-
-class LenientFields:
-    """One JSON object of a document read leniently, with its dotted path for
-    messages: an absent field reads as None (an absent object as empty, an
-    absent list as []); a present field of the wrong type is an InputError."""
-
-    def __init__(self, source: Path, where: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise InputError(source, where or None, "expected a JSON object")
-        self.source, self.where, self.data = source, where, data
-
-    def path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def fail(self, key: str, expected: str) -> NoReturn:
-        raise InputError(self.source, self.path(key), expected)
-
-    def text(self, key: str, *, required: bool = False) -> str | None:
-        value = self.data.get(key)
-        if value is None and not required:
-            return None
-        if not isinstance(value, str) or (required and not value):
-            self.fail(key, "expected a string")
-        return value
-
-    def need(self, key: str) -> str:
-        """A string that must be there and not empty."""
-        value = self.text(key, required=True)
-        assert value is not None
-        return value
-
-    def integer(self, key: str) -> int | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, "expected an integer")
-        return value
-
-    def flag(self, key: str) -> bool | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, bool):
-            self.fail(key, "expected true or false")
-        return value
-
-    def obj(self, key: str) -> LenientFields:
-        value = self.data.get(key)
-        return LenientFields(self.source, self.path(key), {} if value is None else value)
-
-    def raw_list(self, key: str) -> list[Any]:
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.fail(key, "expected a list")
-        return value
-
-    def objs(self, key: str) -> list[LenientFields]:
-        return [
-            LenientFields(self.source, self.path(f"{key}[{i}]"), value)
-            for i, value in enumerate(self.raw_list(key))
-        ]
-
-    def strings(self, key: str) -> tuple[tuple[str, str], ...]:
-        """An object whose values are all strings, e.g. a digest set or a tool list."""
-        fields = self.obj(key)
-        pairs = []
-        for name, value in fields.data.items():
-            if not isinstance(value, str):
-                fields.fail(str(name), "expected a string")
-            pairs.append((str(name), value))
-        return tuple(pairs)
 
 
 def write_manifest(

@@ -4,9 +4,9 @@ The page shows what the manifest *claims*. It decodes the DSSE envelope but
 deliberately does not verify it: rendering must work for an auditor who has
 no trusted keys at hand, and a page that looked verified without being so
 would be worse than none. The page says so at the top; ``goldsmith verify``
-is the check. The payload is decoded and its fields read as ``history`` and
-``outdated`` read them: validate/manifest.py's ``decode_statement`` and
-``LenientFields``.
+is the check. ``ManifestClaims`` is a view of the one lenient decoding of
+the statement that ``history`` and ``outdated`` read too
+(validate/statement.py's ``read_statement``).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from pathlib import Path
 import click
 
 from builder.atomic import write_atomically
-from builder.errors import GoldsmithError, InputError
+from builder.errors import GoldsmithError
 from builder.log import log
 from hardening.results import CheckResult, Status
 from hardening.strictdata import DataError, loads_json
 from validate import provenance, sbom
 from validate.dsse import read_envelope
-from validate.manifest import LenientFields, PrintableError, decode_statement
+from validate.manifest import PrintableError
 from validate.report import (
     count_statuses,
     render_page,
@@ -35,36 +35,15 @@ from validate.report import (
     summarize_areas,
 )
 from validate.results import PUBLISHED_MODE, Package, is_approved
-
-Digests = tuple[tuple[str, str], ...]  # (algorithm, hex) in the order the manifest lists them
-
-
-@dataclasses.dataclass(frozen=True)
-class Subject:
-    name: str
-    digests: Digests
-
-
-@dataclasses.dataclass(frozen=True)
-class BaseImage:
-    name: str | None
-    source: str | None
-    uri: str | None
-    digests: Digests
-
-
-@dataclasses.dataclass(frozen=True)
-class Waiver:
-    control: str
-    reason: str
-    expires: str | None  # YYYY-MM-DD; None: no expiry
-
-
-@dataclasses.dataclass(frozen=True)
-class InputRef:
-    label: str  # "spec", "profile"
-    uri: str | None
-    digests: Digests
+from validate.statement import (
+    AttestationRef,
+    BaseImage,
+    InputRef,
+    Statement,
+    Subject,
+    Waiver,
+    read_statement,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,117 +99,33 @@ class AttestationInfo:
     link: str | None = None  # the CI run, when it is an https URL
 
 
-def _read_controls(results: LenientFields) -> tuple[CheckResult, ...]:
-    controls = []
-    seen: set[str] = set()
-    for i, raw in enumerate(results.raw_list("controls")):
-        field = results.path(f"controls[{i}]")
-        if not isinstance(raw, dict):
-            raise InputError(results.source, field, "expected a result object")
-        try:
-            control = CheckResult.from_dict(raw)
-        except KeyError as exc:
-            raise InputError(results.source, field, f"missing {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
-            raise InputError(results.source, field, f"expected a result object ({exc})") from None
-        # A control listed failed and then passed would show the auditor both;
-        # verify refuses such a manifest, so the page does not pretend to read it.
-        if control.id in seen:
-            raise InputError(results.source, f"{field}.id", f"duplicate control id {control.id!r}")
-        seen.add(control.id)
-        controls.append(control)
-    return tuple(controls)
-
-
-def _read_counts(results: LenientFields) -> dict[str, int] | None:
-    if results.data.get("counts") is None:
-        return None
-    counts = results.obj("counts")
-    return {str(s): counts.integer(str(s)) or 0 for s in Status}
-
-
-def _read_packages(sbom: LenientFields) -> tuple[Package, ...]:
-    packages = []
-    for item in sbom.objs("packages"):
-        packages.append(
-            Package(
-                item.text("name") or "", item.text("version") or "", item.text("architecture") or ""
-            )
-        )
-    return tuple(packages)
-
-
 def read_claims(envelope_path: Path) -> ManifestClaims:
     """Decode a manifest envelope WITHOUT verifying it; InputError for anything malformed."""
     envelope, file_sha256 = read_envelope(envelope_path)
-    payload = LenientFields(envelope_path, "payload", decode_statement(envelope_path, envelope))
-    predicate = payload.obj("predicate")
-    template = predicate.obj("template")
-    profile = predicate.obj("profile")
-    results = predicate.obj("results")
-    sbom = predicate.obj("sbom")
-    builder = predicate.obj("builder")
-    build = predicate.obj("build")
-    validation = predicate.obj("validation")
-    approval = predicate.obj("approval")
-    inputs = predicate.obj("inputs")
+    statement = read_statement(envelope_path, envelope)
+    # The page's view of the one lenient decoding: the statement's fields as
+    # decoded (provisioning is not shown), and each attestation as found beside it.
+    shown = {
+        f.name: getattr(statement, f.name)
+        for f in dataclasses.fields(Statement)
+        if f.name not in ("provision_inputs", "attestations")
+    }
     return ManifestClaims(
         envelope_path=str(envelope_path),
         envelope_sha256=file_sha256,
         signature_keyids=tuple(s.keyid for s in envelope.signatures),
-        subjects=tuple(
-            Subject(s.text("name") or "", s.strings("digest")) for s in payload.objs("subject")
-        ),
-        template_name=template.text("name"),
-        template_version=template.text("version"),
-        template_format=template.text("format"),
-        virtual_size=template.integer("virtualSize"),
-        bases=tuple(
-            BaseImage(b.text("name"), b.text("source"), b.text("uri"), b.strings("digest"))
-            for b in predicate.objs("base")
-        ),
-        profile_id=profile.text("id"),
-        profile_version=profile.text("version"),
-        profile_digest=profile.text("digest"),
-        approved=results.flag("approved"),
-        counts=_read_counts(results),
-        controls=_read_controls(results),
-        waivers=tuple(
-            Waiver(w.text("control") or "", w.text("reason") or "", w.text("expires"))
-            for w in predicate.objs("waivers")
-        ),
-        sbom_format=sbom.text("format"),
-        packages=_read_packages(sbom),
-        builder_id=builder.text("id"),
-        builder_version=builder.text("version"),
-        tools=predicate.strings("tools"),
-        inputs=tuple(
-            InputRef(label, inputs.obj(label).text("uri"), inputs.obj(label).strings("digest"))
-            for label in inputs.data
-        ),
-        build_accelerator=build.text("accelerator"),
-        build_started=build.text("started"),
-        build_finished=build.text("finished"),
-        build_record_sha256=build.obj("record").obj("digest").text("sha256"),
-        validation_accelerator=validation.text("accelerator"),
-        validation_finished=validation.text("finished"),
-        validation_record_sha256=validation.obj("record").obj("digest").text("sha256"),
-        approval_time=approval.text("time"),
-        approval_keyid=approval.text("keyid"),
-        approval_valid_until=approval.text("validUntil"),
-        previous_manifest_sha256=predicate.obj("previousManifest").obj("digest").text("sha256"),
-        attestations=_read_attestations(envelope_path, predicate),
+        attestations=_read_attestations(envelope_path, statement.attestations),
+        **shown,
     )
 
 
 def _read_attestations(
-    envelope_path: Path, predicate: LenientFields
+    envelope_path: Path, refs: tuple[AttestationRef, ...]
 ) -> tuple[AttestationInfo, ...]:
     """The attestations the manifest names, with what each file beside it says."""
     found = []
-    for item in predicate.objs("attestations"):
-        name, kind = item.text("name") or "", item.text("predicateType") or ""
-        digest = item.obj("payloadDigest").text("sha256") or ""
+    for ref in refs:
+        name, kind, digest = ref.name, ref.predicate_type, ref.payload_sha256
         path = envelope_path.parent / Path(name).name
         # os.path: a name too long for the file system is no file, not an OSError.
         if not name or not os.path.isfile(path):

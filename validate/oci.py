@@ -40,12 +40,7 @@ from validate.attestations import PROVENANCE_ENVELOPE_NAME, SBOM_ENVELOPE_NAME, 
 from validate.claims import VerificationError
 from validate.dsse import MAX_ENVELOPE_BYTES, load_envelope
 from validate.keys import PublicKey
-from validate.manifest import (
-    BUILD_RECORD_NAME,
-    MANIFEST_NAME,
-    VALIDATION_RECORD_NAME,
-    decode_statement,
-)
+from validate.manifest import BUILD_RECORD_NAME, MANIFEST_NAME, VALIDATION_RECORD_NAME
 from validate.oci_manifest import (
     EMPTY_CONFIG,
     INDEX_MEDIA_TYPE,
@@ -65,6 +60,7 @@ from validate.registry import (
     descriptors,
     json_object,
 )
+from validate.statement import decode_statement
 from validate.verify import Verdict, verify_artifact
 
 # --- media types (README: "Registry") ---------------------------------------------------

@@ -69,9 +69,10 @@ from hardening.strictdata import DataError, escape, loads_json, loads_yaml
 from validate.claims import VerificationError, read_claims
 from validate.dsse import PAYLOAD_TYPE_IN_TOTO, EnvelopeError, parse_envelope, sign_envelope
 from validate.keys import load_private_key
-from validate.manifest import BuildRecord, decode_statement, load_validation
+from validate.manifest import BuildRecord, load_validation
 from validate.policy import Policy
 from validate.results import RecordError, ValidationRun
+from validate.statement import decode_statement
 
 from .validate_helpers import Signed, error_lines, goldsmith, make_key, sign
 

@@ -29,12 +29,13 @@ from builder.outdated import read_manifest
 from hardening.strictdata import load_json_file
 from validate.attestations import make_attachments
 from validate.keys import load_public_key
-from validate.manifest import BUILD_SCHEMA, PREDICATE_TYPE, BuildRecord, build_statement
+from validate.manifest import BUILD_SCHEMA, BuildRecord, build_statement
 from validate.manifest_report import read_claims, render_manifest_report
 from validate.qcow2 import require_self_contained
 from validate.results import SCHEMA as VALIDATION_SCHEMA
 from validate.results import ValidationRun
 from validate.run import load_build_record
+from validate.statement import PREDICATE_TYPE
 from validate.verify import verify_artifact
 
 ROOT = Path(__file__).resolve().parents[2]

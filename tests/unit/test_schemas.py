@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from builder.record import BUILD_SCHEMA
-from validate.manifest import PREDICATE_TYPE
 from validate.results import SCHEMA as VALIDATION_SCHEMA
+from validate.statement import PREDICATE_TYPE
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = {

@@ -27,8 +27,6 @@ from hardening.results import CheckResult, Status
 from validate.dsse import PAYLOAD_TYPE_IN_TOTO, load_envelope
 from validate.keys import KeyType, PrivateKey, generate_key, write_keypair
 from validate.manifest import (
-    PREDICATE_TYPE,
-    STATEMENT_TYPE,
     BuildRecord,
     SigningError,
     build_statement,
@@ -37,6 +35,7 @@ from validate.manifest import (
 )
 from validate.qcow2 import ImageError
 from validate.results import Package, ValidationRun
+from validate.statement import PREDICATE_TYPE, STATEMENT_TYPE
 
 # Approvals an hour ago by the real clock, so the command line (which verifies at
 # the real time) agrees with tests that pass ``now``; FIXED for literal timestamps.
