@@ -36,6 +36,9 @@ def test_template_is_standalone_and_compact(baseline_artifact: Path) -> None:
     assert info["virtual-size"] == record["image"]["virtual_size"] == 4 << 30
     # Compressed and trimmed: far below the virtual size.
     assert record["image"]["size"] < 1 << 30
+    # zstd by default, as build.json says.
+    assert info["format-specific"]["data"]["compression-type"] == "zstd"
+    assert record["image"]["compression"] == "zstd"
 
 
 def test_build_record(baseline_artifact: Path) -> None:
