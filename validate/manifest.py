@@ -51,7 +51,8 @@ from validate.results import RecordError, ValidationRun
 from validate.statement import PREDICATE_TYPE, STATEMENT_TYPE
 
 if TYPE_CHECKING:
-    from validate.attestations import Attachments, SignMode
+    from validate.approvals import SignMode
+    from validate.attestations import Attachments
 
 BUILDER_ID = "https://goldsmith.dev/builder"
 SBOM_FORMAT = "goldsmith-dpkg/v1"
@@ -279,19 +280,14 @@ def sign_artifact(
 ) -> Path:
     """Sign the approved template in ``artifact_dir``; returns the manifest's path.
 
-    With a manifest already there, ``mode`` decides (``validate.attestations.SignMode``):
+    With a manifest already there, ``mode`` decides (``validate.approvals.SignMode``):
     add a signature to it (refused when it no longer describes the artifact or
     the key signed it already), replace it (fresh), or (renew, the default) replace it
     only when it no longer describes the artifact. ``valid_for_days`` is 180
     for a new statement; for an added signature it must agree with the statement.
     """
-    from validate.attestations import (
-        Current,
-        SignMode,
-        add_approval,
-        locked_folder,
-        make_attachments,
-    )
+    from validate.approvals import Current, SignMode, add_approval, locked_folder
+    from validate.attestations import make_attachments
 
     mode = SignMode(mode)
     if not artifact_dir.is_dir():

@@ -14,7 +14,7 @@ from builder.errors import GoldsmithError, InputError
 from builder.formats import OutputFormat
 from builder.log import log
 from hardening.strictdata import escape
-from validate.attestations import SignMode, list_signers
+from validate.approvals import SignMode, list_signers
 from validate.claims import VerificationError
 from validate.dsse import MAX_SIGNATURES
 from validate.keys import (

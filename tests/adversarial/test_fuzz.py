@@ -1748,7 +1748,7 @@ def _statement_with(path: tuple[Any, ...], value: Any) -> bytes:
 # A second approver's sign reads the statement already signed: a subject that
 # is a mapping (KeyError), attestations that are a number (TypeError), an
 # approval that is a list (AttributeError), an approval time without an
-# offset (TypeError subtracting it) were tracebacks in validate/attestations.py.
+# offset (TypeError subtracting it) were tracebacks in validate/approvals.py.
 @example(data=_statement_with(("subject",), {"a": 1}))
 @example(data=_statement_with(("predicate", "attestations"), 7))
 @example(data=_statement_with(("predicate", "approval"), ["time"]))
@@ -1768,7 +1768,7 @@ def test_cli_sign_second_approver(signed: Signed, data: bytes) -> None:
 
 def test_sign_second_approver_with_a_fifo_bom(signed: Signed) -> None:
     """The CycloneDX file read while a second approver signs: a FIFO in its
-    place blocked the read for ever (validate/attestations.py reads it as a
+    place blocked the read for ever (validate/approvals.py reads it as a
     regular file now)."""
     second = make_key(signed.artifact.parent, "second")
     bom = signed.artifact / BOM_FILE

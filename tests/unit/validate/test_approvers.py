@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from test_manifest import NOW, make_artifact, make_key
 
 from builder.cli import cli
-from validate.attestations import SignMode, guess_key_type
+from validate.approvals import SignMode, guess_key_type
 from validate.dsse import load_envelope
 from validate.keys import KeyType, load_private_key, load_public_key
 from validate.manifest import SigningError, sign_artifact

@@ -23,7 +23,7 @@ from in_toto_attestation.v1.statement import Statement  # type: ignore[import-un
 from test_manifest import NOW, make_artifact, make_key
 
 from validate import provenance
-from validate.attestations import SignMode
+from validate.approvals import SignMode
 from validate.claims import VerificationError
 from validate.dsse import PAYLOAD_TYPE_IN_TOTO, sign_envelope
 from validate.keys import KeyType, load_private_key
