@@ -91,7 +91,8 @@ class RegistryCache:
         return f"{'oci+http' if self.plain_http else 'oci'}://{self.host}/{self.repository}"
 
     def client(self, env: Mapping[str, str] | None) -> RegistryClient:
-        from validate.registry import RegistryClient, parse_reference
+        from validate.oci_reference import parse_reference
+        from validate.registry import RegistryClient
 
         ref = parse_reference(f"{self.host}/{self.repository}", field=CACHE_ENV)
         return RegistryClient(ref, plain_http=self.plain_http, ca_file=self.ca_file, env=env)
@@ -104,7 +105,7 @@ def registry_cache(env: Mapping[str, str] | None = None) -> RegistryCache | None
     value = env.get(CACHE_ENV, "")
     if "://" not in value:
         return None
-    from validate.registry import parse_reference
+    from validate.oci_reference import parse_reference
 
     def bad(why: str) -> InputError:
         return InputError(

@@ -51,15 +51,9 @@ from validate.oci_manifest import (
     image_manifest,
     sha256_digest,
 )
+from validate.oci_reference import Reference
 from validate.policy import Pins, Policy
-from validate.registry import (
-    Reference,
-    RegistryClient,
-    RegistryError,
-    descriptor,
-    descriptors,
-    json_object,
-)
+from validate.registry import RegistryClient, RegistryError, descriptor, descriptors, json_object
 from validate.statement import decode_statement
 from validate.verify import Verdict, verify_artifact
 

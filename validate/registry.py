@@ -1,5 +1,7 @@
-"""An OCI distribution registry, one repository at a time: strict references,
-credentials, TLS, and a client for blobs, manifests and referrers.
+"""An OCI distribution registry, one repository at a time: a client for blobs,
+manifests and referrers. The repository is named by a strict reference
+(validate/oci_reference.py); credentials and TLS trust are
+validate/registry_auth.py's.
 
 Transport is the ORAS Python SDK's registry client (``oras``): its requests
 session, the 401 dance and bearer-token exchange. It has no referrers API, no
@@ -17,12 +19,8 @@ release the GIL), so the socket never waits on the hash.
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
-import dataclasses
 import hashlib
-import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,13 +29,13 @@ from typing import IO, Any
 import requests
 import requests.adapters
 
-from builder.errors import GoldsmithError, InputError
+from builder.errors import GoldsmithError
 from builder.log import log
-from hardening.strictdata import DataError, escape, loads_json, read_regular
+from hardening.strictdata import DataError, escape, loads_json
 from validate.oci_manifest import INDEX_MEDIA_TYPE, Descriptor, fallback_tag, sha256_digest
+from validate.oci_reference import DIGEST, Reference
+from validate.registry_auth import PASSWORD_ENV, USERNAME_ENV, ca_bundle, credentials
 
-USERNAME_ENV = "GOLDSMITH_REGISTRY_USERNAME"
-PASSWORD_ENV = "GOLDSMITH_REGISTRY_PASSWORD"
 # Bytes per file read, socket write and streamed read: large enough that the
 # per-call cost of Python, urllib3 and the progress count is negligible,
 # small enough to stay in the CPU's cache while it is hashed.
@@ -52,125 +50,6 @@ class RegistryError(GoldsmithError):
 
 class BlobDigestError(RegistryError):
     """A blob the registry sent is not the one its descriptor names."""
-
-
-# --- references -------------------------------------------------------------------------
-
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]{{2,45}}\])(?::([0-9]{{1,5}}))?")
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-REFERENCE_FORMAT = "host[:port]/path[:tag|@sha256:<64 hex>]"
-
-
-@dataclasses.dataclass(frozen=True)
-class Reference:
-    host: str  # with its port, if any
-    path: str
-    tag: str | None = None
-    digest: str | None = None
-
-    @property
-    def reference(self) -> str:
-        """What /v2/<path>/manifests/<reference> takes: the digest, else the tag."""
-        return self.digest or self.tag or "latest"
-
-    def __str__(self) -> str:
-        suffix = f"@{self.digest}" if self.digest else f":{self.tag}" if self.tag else ""
-        return f"{self.host}/{self.path}{suffix}"
-
-
-def parse_reference(text: str, *, field: str = "REF") -> Reference:
-    """A registry reference, read strictly: an explicit host (no default
-    registry is guessed), lower-case path components, a tag or a sha256
-    digest; ASCII only, no spaces or control characters anywhere."""
-
-    def bad(why: str) -> InputError:
-        return InputError(
-            None, field, f"expected {REFERENCE_FORMAT} ({why}), got {escape(repr(text), 300)}"
-        )
-
-    if not text or len(text) > 512 or not text.isascii() or not text.isprintable() or " " in text:
-        raise bad("printable ASCII without spaces, at most 512 characters")
-    host, sep, rest = text.partition("/")
-    if not sep:
-        raise bad("no path")
-    match = _HOST.fullmatch(host)
-    if match is None or not ("." in host or ":" in host or host == "localhost"):
-        raise bad("the registry's host name first, e.g. registry.example.com or localhost:5000")
-    if match.group(1) is not None and not 0 < int(match.group(1)) < 65536:
-        raise bad("a port from 1 to 65535")
-    digest = tag = None
-    if "@" in rest:
-        rest, _, digest = rest.partition("@")
-        if _DIGEST.fullmatch(digest) is None:
-            raise bad("a digest is sha256: and 64 lower-case hex digits")
-    last = rest.rpartition("/")[2]
-    if ":" in last:
-        rest, _, tag = rest.rpartition(":")
-        if _TAG.fullmatch(tag) is None:
-            raise bad("a tag is letters, digits, '_', '.', '-', at most 128")
-    if len(rest) > 255 or _PATH.fullmatch(rest) is None:
-        raise bad("path components of a-z, 0-9 and single separators . _ __ -")
-    if tag is not None and digest is not None:
-        raise bad("a tag or a digest, not both")
-    return Reference(host, rest, tag, digest)
-
-
-# --- credentials and TLS ---------------------------------------------------------------
-
-
-def credentials(host: str, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
-    """(username, password) for ``host``: the environment first, then the docker
-    config file ($DOCKER_CONFIG/config.json or ~/.docker/config.json, its
-    ``auths`` entry for the host). Credential helpers are not run."""
-    env = os.environ if env is None else env
-    user, password = env.get(USERNAME_ENV), env.get(PASSWORD_ENV)
-    if user and password:
-        return user, password
-    if user or password:
-        raise InputError(None, USERNAME_ENV, f"expected both {USERNAME_ENV} and {PASSWORD_ENV}")
-    folder = Path(env["DOCKER_CONFIG"]) if env.get("DOCKER_CONFIG") else Path.home() / ".docker"
-    config = folder / "config.json"
-    if not config.exists():
-        return None
-    try:
-        doc = loads_json(read_regular(config, 1 << 20))
-    except (OSError, DataError) as exc:
-        raise InputError(config, None, f"cannot be read as a docker config ({exc})") from None
-    auths = doc.get("auths") if isinstance(doc, dict) else None
-    entry = auths.get(host) if isinstance(auths, dict) else None
-    if entry is None and isinstance(auths, dict):
-        entry = auths.get(f"https://{host}") or auths.get(f"http://{host}")
-    if not isinstance(entry, dict):
-        return None
-    if isinstance(entry.get("auth"), str) and entry["auth"]:
-        try:
-            user, _, password = (
-                base64.b64decode(entry["auth"], validate=True).decode().partition(":")
-            )
-        except (ValueError, UnicodeDecodeError):
-            raise InputError(
-                config, f"auths.{host}.auth", "expected base64 of user:password"
-            ) from None
-        return user, password
-    if isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
-        return entry["username"], entry["password"]
-    return None
-
-
-def ca_bundle(ca_file: Path | None, env: Mapping[str, str] | None = None) -> str | bool:
-    """What requests verifies the registry's certificate with: --ca-file, else
-    $SSL_CERT_FILE (which requests itself ignores), else the system's bundle."""
-    env = os.environ if env is None else env
-    chosen = ca_file or (Path(env["SSL_CERT_FILE"]) if env.get("SSL_CERT_FILE") else None)
-    if chosen is None:
-        return True
-    if not chosen.is_file():
-        raise InputError(chosen, None, "expected a PEM file of CA certificates")
-    return str(chosen)
 
 
 # --- the client -------------------------------------------------------------------------
@@ -484,7 +363,7 @@ class RegistryClient:
             data = response.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
         if len(data) > MAX_MANIFEST_BYTES:
             raise RegistryError(f"{reference}: a manifest larger than {MAX_MANIFEST_BYTES} bytes")
-        if _DIGEST.fullmatch(reference) and sha256_digest(data) != reference:
+        if DIGEST.fullmatch(reference) and sha256_digest(data) != reference:
             raise RegistryError(f"{reference}: the registry sent a manifest with another digest")
         return bytes(data)
 
@@ -538,7 +417,7 @@ def descriptor(item: Any, field: str) -> Descriptor:
     if (
         not isinstance(media_type, str)
         or not isinstance(digest, str)
-        or _DIGEST.fullmatch(digest) is None
+        or DIGEST.fullmatch(digest) is None
         or isinstance(size, bool)
         or not isinstance(size, int)
         or size < 0

@@ -239,7 +239,7 @@ def resolve_records_folder(value: str) -> Path:
     if path.exists() or path.is_symlink():
         return path
     # Imported here: requests comes with it, and a plan over a folder needs none.
-    from validate.registry import parse_reference
+    from validate.oci_reference import parse_reference
 
     try:
         parse_reference(value, field="--manifests")

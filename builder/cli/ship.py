@@ -11,8 +11,9 @@ from builder.cli.stamp import report_refusal
 from builder.errors import GoldsmithError
 from validate.manifest import PrintableError
 from validate.oci import pull_template, push_template
+from validate.oci_reference import parse_reference
 from validate.policy import Pins
-from validate.registry import PASSWORD_ENV, USERNAME_ENV, parse_reference
+from validate.registry_auth import PASSWORD_ENV, USERNAME_ENV
 
 _PATH = click.Path(path_type=Path)
 

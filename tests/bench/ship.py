@@ -28,7 +28,8 @@ from pathlib import Path
 from builder.cache import hash_file
 from builder.formats import Hardware, OutputFormat, file_name, make_outputs
 from validate.oci_manifest import Descriptor
-from validate.registry import RegistryClient, parse_reference
+from validate.oci_reference import parse_reference
+from validate.registry import RegistryClient
 
 
 def free_port() -> int:

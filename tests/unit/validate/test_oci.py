@@ -52,13 +52,9 @@ from validate.oci import (
     push_template,
 )
 from validate.oci_manifest import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Descriptor, fallback_tag
-from validate.registry import (
-    Reference,
-    RegistryClient,
-    RegistryError,
-    credentials,
-    parse_reference,
-)
+from validate.oci_reference import Reference, parse_reference
+from validate.registry import RegistryClient, RegistryError
+from validate.registry_auth import credentials
 
 REGISTRY = shutil.which("docker-registry")
 USER, PASSWORD = "builder", "s3cret-for-tests"

@@ -37,7 +37,8 @@ from builder.errors import InputError
 from builder.log import log
 from builder.spec import DebootstrapBase
 from validate.oci_manifest import MANIFEST_MEDIA_TYPE
-from validate.registry import RegistryClient, parse_reference
+from validate.oci_reference import parse_reference
+from validate.registry import RegistryClient
 
 NAMES = ("base.qcow2", "vmlinuz", "initrd.img", "meta.json")
 DEBIAN = DebootstrapBase(
