@@ -49,6 +49,34 @@ def test_baseline_spans_the_mechanisms() -> None:
     assert len(profile.controls) >= 12
 
 
+def test_hardened_server_keeps_every_cis_level2_control() -> None:
+    # Beyond CIS, never below it: every level 2 control, the same waivers.
+    level2 = {sc.id for sc in load_profile("cis-level2-server").controls}
+    hardened = load_profile("hardened-server")
+    assert level2 < {sc.id for sc in hardened.controls}
+    waived = {sc.id for sc in hardened.controls if sc.waiver is not None}
+    assert waived == {sc.id for sc in load_profile("cis-level2-server").controls if sc.waiver}
+
+
+def test_hardened_server_writes_only_what_it_checks() -> None:
+    # The stricter SSH algorithm checks pass on what the profile writes.
+    profile = load_profile("hardened-server")
+    params = {sc.id: sc.params for sc in profile.controls}
+    written = {
+        option["key"]: option["write"]
+        for ident in ("ssh-kex", "ssh-ciphers", "ssh-macs")
+        for option in params[ident]["options"]
+    }
+    assert "nistp" not in written["KexAlgorithms"] and "group14" not in written["KexAlgorithms"]
+    assert all(
+        c.endswith(("-gcm@openssh.com", "-poly1305@openssh.com"))
+        for c in written["Ciphers"].split(",")
+    )
+    assert all(m.endswith("-etm@openssh.com") for m in written["MACs"].split(","))
+    sysctl = {s["key"]: s["value"] for s in params["kernel-protected-links"]["settings"]}
+    assert sysctl["fs.protected_fifos"] == 2
+
+
 def write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text)
