@@ -77,7 +77,7 @@ def _data_dir() -> Path:
     return Path(str(resources.files("hardening") / "data" / "benchmarks"))
 
 
-def _read(name: str) -> Any:
+def read_data(name: str) -> Any:
     path = _data_dir() / name
     shown = f"hardening/data/benchmarks/{name}"
     try:
@@ -134,12 +134,12 @@ def parse_benchmark(key: str, data: Any, choices: Mapping[str, str], shown: str)
 @functools.cache
 def load_benchmarks() -> dict[str, Benchmark]:
     """Every benchmark goldsmith maps, by catalog key, oldest release first."""
-    choices = _read(CHOICES_FILE)
+    choices = read_data(CHOICES_FILE)
     if not isinstance(choices, Mapping):
         raise ProfileError(f"hardening/data/benchmarks/{CHOICES_FILE}", None, "a mapping")
     out = {}
     for key, name in BENCHMARK_FILES.items():
-        data = _read(name)
+        data = read_data(name)
         ident = data.get("id") if isinstance(data, Mapping) else None
         mine = choices.get(ident, {}) or {}
         if not isinstance(mine, Mapping) or not all(

@@ -16,6 +16,8 @@ import click
 from builder.errors import InputError
 from hardening.benchmarks import Coverage, benchmark_by_id, load_benchmarks, measure_coverage
 from hardening.catalog import Control, load_catalog
+from hardening.devsec import BENCHMARK_ID as DEVSEC
+from hardening.devsec import load_devsec, measure_devsec
 from hardening.errors import suggest
 from hardening.profile import load_profile
 
@@ -128,7 +130,7 @@ STATUS_TITLES = {
 def _coverage(benchmark_id: str, level: int, profile_ref: str | None) -> Coverage:
     benchmark = benchmark_by_id(benchmark_id)
     if benchmark is None:
-        ids = [b.id for b in load_benchmarks().values()]
+        ids = [b.id for b in load_benchmarks().values()] + [DEVSEC]
         raise InputError(
             None, "--benchmark", "one of " + ", ".join(ids) + suggest(benchmark_id, ids)
         )
@@ -188,7 +190,8 @@ def _coverage_dict(coverage: Coverage, profile_ref: str | None) -> dict[str, Any
     "--benchmark",
     "benchmark_id",
     required=True,
-    help="cis-debian12 (CIS Debian Linux 12 v1.1.0) or cis-debian13 (v1.0.0).",
+    help="cis-debian12 (CIS Debian Linux 12 v1.1.0), cis-debian13 (v1.0.0) or devsec "
+    "(dev-sec linux-baseline and ssh-baseline; --level does not apply).",
 )
 @click.option(
     "--level",
@@ -208,8 +211,12 @@ def coverage_command(benchmark_id: str, level: int, profile_ref: str | None, as_
 
     Every recommendation at the level: covered (by which controls), one of
     goldsmith's choices among the benchmark's alternatives (with the choice),
-    manual, or not covered.
+    manual, or not covered. With devsec: every dev-sec baseline id, covered,
+    not applicable (with the reason) or not covered.
     """
+    if benchmark_id == DEVSEC:
+        _devsec_coverage(profile_ref, as_json)
+        return
     coverage = _coverage(benchmark_id, level, profile_ref)
     document = _coverage_dict(coverage, profile_ref)
     if as_json:
@@ -235,6 +242,65 @@ def coverage_command(benchmark_id: str, level: int, profile_ref: str | None, as_
                 f"  {row['item']:<10} L{row['server_level']} {row['title']}{manual}"
                 + (f"  <- {detail}" if detail else "")
             )
+
+
+DEVSEC_TITLES = {
+    "covered": "covered",
+    "waived": "selected but waived by the profile",
+    "not-applicable": "not applicable to a Debian server template",
+    "not-covered": "not covered",
+}
+
+
+def _devsec_coverage(profile_ref: str | None, as_json: bool) -> None:
+    devsec = load_devsec()
+    waived: dict[str, str] = {}
+    if profile_ref:
+        selected = load_profile(profile_ref).controls
+        controls = [sc.control for sc in selected]
+        waived = {
+            sc.id: sc.waiver.reason
+            for sc in selected
+            if sc.waiver is not None and sc.waiver.active()
+        }
+    else:
+        controls = list(load_catalog().values())
+    rows = measure_devsec(devsec, [(c.id, c.references.devsec) for c in controls], waived=waived)
+    counts = {status: sum(1 for r in rows if r.status == status) for status in DEVSEC_TITLES}
+    document = {
+        "benchmark": DEVSEC,
+        "title": ", ".join(f"dev-sec {b.name} {b.version}" for b in devsec.baselines),
+        "profile": profile_ref,
+        "items": len(rows),
+        "counts": counts,
+        "results": [
+            {
+                "baseline": r.baseline,
+                "item": r.ident,
+                "title": r.title,
+                "status": r.status,
+                "controls": list(r.controls),
+                "reason": r.reason,
+            }
+            for r in rows
+        ],
+    }
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+        return
+    scope = f"profile {profile_ref}" if profile_ref else "the catalog"
+    click.echo(f"{document['title']}, against {scope}: {len(rows)} controls")
+    click.echo(
+        f"covered: {counts['covered']} of {len(rows)}, not applicable: {counts['not-applicable']}"
+    )
+    for status, title in DEVSEC_TITLES.items():
+        shown = [r for r in rows if r.status == status]
+        if not shown:
+            continue
+        click.echo(f"\n{title} ({len(shown)}):")
+        for r in shown:
+            detail = ", ".join(r.controls) if status == "covered" else r.reason
+            click.echo(f"  {r.ident:<11} {r.title}" + (f"  <- {detail}" if detail else ""))
 
 
 @click.group("profile")
