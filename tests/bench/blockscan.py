@@ -27,8 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from validate.blockscan import BlockScan, _Search, needles_from_build, scan_image
+from validate.blockscan import BlockScan, scan_image
 from validate.diskimage import open_image
+from validate.needles import NeedleSearch, needles_from_build
 
 
 def main() -> None:
@@ -51,7 +52,7 @@ def main() -> None:
             return sum(len(chunk) for _, chunk in image.stream())
 
     def find_each() -> int:
-        search = _Search(needles)
+        search = NeedleSearch(needles)
         with open_image(disk) as image:
             for offset, chunk in image.stream():
                 search.feed(offset, chunk)

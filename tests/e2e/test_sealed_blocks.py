@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from hardening.results import Status
-from validate.blockscan import FREE_ZERO_ID, NEEDLES_ID, check_disk_blocks, secret_needles
+from validate.blockscan import FREE_ZERO_ID, NEEDLES_ID, check_disk_blocks
 from validate.diskimage import find_partitions, open_image
 from validate.extfs import read_ext_fs
+from validate.needles import secret_needles
 
 pytestmark = pytest.mark.vm
 

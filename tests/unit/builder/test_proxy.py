@@ -19,7 +19,7 @@ from builder.errors import InputError, ToolError
 from builder.proxy import APT_CONF, AptProxy, ProxyValue, proxy_problem, read_proxy
 from builder.seal import render_seal_script, sealing_plan
 from builder.spec import DebootstrapBase, load_spec
-from validate.blockscan import host_secret_needles
+from validate.needles import host_secret_needles
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "s3cr3t-proxy-token-0123456789"

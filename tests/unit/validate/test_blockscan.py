@@ -24,13 +24,9 @@ from validate.blockscan import (
     BlockScan,
     FreeSpace,
     Hit,
-    Needle,
     check_disk_blocks,
-    encoded_needles,
     evaluate_block_scan,
-    needles_from_build,
     scan_image,
-    secret_needles,
 )
 from validate.diskimage import (
     DiskImageError,
@@ -41,6 +37,13 @@ from validate.diskimage import (
     open_image,
 )
 from validate.extfs import read_ext_fs, structure_only
+from validate.needles import (
+    Needle,
+    encoded_needles,
+    host_secret_needles,
+    needles_from_build,
+    secret_needles,
+)
 
 MiB = 1 << 20
 SECRET = b"correct horse battery staple 8d1f0c7e"
@@ -529,7 +532,7 @@ def test_host_secrets_named_by_the_build_are_searched_for(tmp_path: Path) -> Non
         ],
     }
     environ = {"API_TOKEN": SECRET.decode(), "SHORT": "abc", "UNRELATED": "x" * 20}
-    needles, unsearched = blockscan.host_secret_needles(record, environ)
+    needles, unsearched = host_secret_needles(record, environ)
     assert {n.family for n in needles} == {"host secret API_TOKEN"} and all(
         n.secret for n in needles
     )
