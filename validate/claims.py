@@ -17,7 +17,7 @@ from typing import Any
 
 from builder.errors import GoldsmithError, InputError
 from builder.formats import OutputFormat
-from builder.record import JsonFields
+from builder.json_fields import JsonFields
 from hardening.results import Status
 from hardening.strictdata import escape
 from validate.outputs import OutputSubject, read_output_subjects
