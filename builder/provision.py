@@ -17,12 +17,10 @@ import re
 import stat
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from builder.errors import InputError
-
-if TYPE_CHECKING:
-    from builder.spec import _Section
+from builder.spec_section import Section
 
 KINDS = ("file", "shell", "apt", "ansible", "reboot")
 STEP_KEYS = {"name": False, **dict.fromkeys(KINDS, False)}
@@ -131,7 +129,7 @@ class RebootStep(Step):
 # --- reading the spec -------------------------------------------------------
 
 
-def parse_steps(top: _Section, folder: Path) -> tuple[Step, ...]:
+def parse_steps(top: Section, folder: Path) -> tuple[Step, ...]:
     """The spec's ``provision`` list, each step checked and its inputs hashed."""
     if not top.has("provision"):
         return ()
@@ -160,7 +158,7 @@ def _relative(folder: Path, path: Path) -> str:
         return path.as_posix()
 
 
-def _local_path(section: _Section, key: str, folder: Path) -> Path:
+def _local_path(section: Section, key: str, folder: Path) -> Path:
     text = section.string(key)
     if _CONTROL.search(text):
         raise section.error(key, "a path without control characters")
@@ -176,7 +174,7 @@ def _local_path(section: _Section, key: str, folder: Path) -> Path:
     return path
 
 
-def _guest_path(section: _Section, key: str) -> str:
+def _guest_path(section: Section, key: str) -> str:
     text = section.string(key)
     pure = PurePosixPath(text)
     if (
@@ -194,7 +192,7 @@ def _guest_path(section: _Section, key: str) -> str:
     return text
 
 
-def _words(section: _Section, key: str, regex: re.Pattern[str], what: str) -> tuple[str, ...]:
+def _words(section: Section, key: str, regex: re.Pattern[str], what: str) -> tuple[str, ...]:
     if not section.has(key):
         return ()
     value = section.data[key]
@@ -252,7 +250,7 @@ def hash_tree(source: Path, field: str, spec_path: Path, folder: Path) -> tuple[
     return tuple(inputs)
 
 
-def _parse_file(section: _Section, kind: str, index: int, name: str, folder: Path) -> Step:
+def _parse_file(section: Section, kind: str, index: int, name: str, folder: Path) -> Step:
     body = section.section(kind, FILE_KEYS)
     source = _local_path(body, "source", folder)
     inputs = hash_tree(source, body.field("source"), body.path, folder)
@@ -279,7 +277,7 @@ def _parse_file(section: _Section, kind: str, index: int, name: str, folder: Pat
     )
 
 
-def _env_map(body: _Section) -> tuple[tuple[str, str], ...]:
+def _env_map(body: Section) -> tuple[tuple[str, str], ...]:
     if not body.has("env"):
         return ()
     value = body.data["env"]
@@ -298,7 +296,7 @@ def _env_map(body: _Section) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _parse_shell(section: _Section, kind: str, index: int, name: str, folder: Path) -> Step:
+def _parse_shell(section: Section, kind: str, index: int, name: str, folder: Path) -> Step:
     body = section.section(kind, SHELL_KEYS)
     if body.has("inline") == body.has("script"):
         raise body.error(None, "expected exactly one of inline or script")
@@ -341,7 +339,7 @@ def _is_openpgp_key(data: bytes) -> bool:
     return bool(data) and (data[0] in (0x98, 0x99, 0x9A, 0xC6))
 
 
-def _parse_apt(section: _Section, kind: str, index: int, name: str, folder: Path) -> Step:
+def _parse_apt(section: Section, kind: str, index: int, name: str, folder: Path) -> Step:
     body = section.section(kind, APT_KEYS)
     repo = body.pattern("name", _REPO, "a repository name (a-z, 0-9, '-')")
     uri = body.url("uri")
@@ -381,7 +379,7 @@ def _parse_apt(section: _Section, kind: str, index: int, name: str, folder: Path
     )
 
 
-def _parse_ansible(section: _Section, kind: str, index: int, name: str, folder: Path) -> Step:
+def _parse_ansible(section: Section, kind: str, index: int, name: str, folder: Path) -> Step:
     body = section.section(kind, ANSIBLE_KEYS)
     playbook = _local_path(body, "playbook", folder)
     if not playbook.is_file() or playbook.is_symlink():
@@ -400,7 +398,7 @@ def _parse_ansible(section: _Section, kind: str, index: int, name: str, folder: 
     )
 
 
-def _parse_reboot(section: _Section, kind: str, index: int, name: str, folder: Path) -> Step:
+def _parse_reboot(section: Section, kind: str, index: int, name: str, folder: Path) -> Step:
     value = section.data[kind]
     if value not in (None, {}, True):
         raise section.error(kind, "expected {} (a reboot takes no settings)")

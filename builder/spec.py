@@ -13,8 +13,6 @@ import dataclasses
 import functools
 import hashlib
 import os
-import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +21,11 @@ from builder.firmware import Firmware
 from builder.formats import ALL_FORMATS, Compression, OutputFormat
 from builder.provision import ENV_NAME, Step, parse_steps, steps_key
 from builder.proxy import AptProxy
+from builder.spec_section import Section
 from builder.spec_values import (
-    CONTROL,
     GIB,
     HOST_NAME,
-    MAX_PATH,
-    MAX_SCRIPT,
     NAME,
-    PACKAGE,
-    SHA256,
     SUITE,
     TIB,
     VERSION,
@@ -39,7 +33,6 @@ from builder.spec_values import (
     describe,
     parse_size,
     show,
-    url_problem,
 )
 from hardening.errors import suggest
 from hardening.strictdata import DataError, loads_yaml, read_regular
@@ -205,7 +198,7 @@ def load_spec(path: Path) -> TemplateSpec:
     if data is None:
         raise InputError(path, None, "expected a mapping of keys, got an empty file")
     folder = path.resolve().parent
-    top = _Section(path, "", data, _TOP_KEYS)
+    top = Section(path, "", data, _TOP_KEYS)
     firmware = _read_firmware(top)
     return TemplateSpec(
         path=path.resolve(),
@@ -255,139 +248,7 @@ _VM_KEYS = {"memory": False, "cpus": False}
 _TIMEOUT_KEYS = dict.fromkeys(DEFAULT_TIMEOUTS, False)
 
 
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
-class _Section:
-    """One mapping of the spec, with the key path that leads to it.
-
-    Construction rejects a non-mapping, unknown keys and missing required
-    keys; the typed getters then name the full key path in every error.
-    """
-
-    def __init__(self, path: Path, where: str, value: Any, keys: Mapping[str, bool]) -> None:
-        self.path = path
-        self.where = where
-        if not isinstance(value, dict):
-            raise self.error(None, f"expected a mapping of keys, got {describe(value)}")
-        for key in value:
-            if not isinstance(key, str):
-                raise self.error(None, f"expected string keys, got key {describe(key)}")
-            if CONTROL.search(key) or len(key) > 64:
-                raise self.error(None, f"expected keys of printable characters, got {show(key)}")
-            if key not in keys:
-                raise self._unknown(key, keys)
-        for key, required in keys.items():
-            if required and key not in value:
-                raise self.error(key, "required key is missing")
-        self.data: dict[str, Any] = value
-
-    def field(self, key: str | None) -> str:
-        if key is None:
-            return self.where
-        return _join(self.where, key)
-
-    def error(self, key: str | None, expected: str, *, hint: str | None = None) -> InputError:
-        return InputError(self.path, self.field(key) or None, expected, hint=hint)
-
-    def _unknown(self, key: str, keys: Mapping[str, bool]) -> InputError:
-        known = sorted(keys)
-        expected = "unknown key" + suggest(key, known)
-        return self.error(key, expected, hint="valid keys here: " + ", ".join(known))
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def string(self, key: str, *, default: str | None = None, multiline: bool = False) -> str:
-        """Every string of the spec comes through here: no control characters
-        anywhere, whatever the field, before any field-specific pattern.
-
-        ``multiline`` is for text that is a document of its own (an inline
-        script): newlines and tabs are allowed there, other controls are not.
-        """
-        if key not in self.data and default is not None:
-            return default
-        value = self.data[key]
-        if not isinstance(value, str):
-            raise self.error(key, f"expected a string, got {describe(value)}")
-        if not value:
-            raise self.error(key, "expected a non-empty string")
-        check_text(
-            value.replace("\n", " ").replace("\t", " ") if multiline else value,
-            lambda expected: self.error(key, expected),
-            limit=MAX_SCRIPT if multiline else MAX_PATH,
-        )
-        return value
-
-    def pattern(self, key: str, regex: re.Pattern[str], expected: str) -> str:
-        value = self.string(key)
-        if regex.fullmatch(value) is None:
-            raise self.error(key, f"expected {expected}, got {show(value)}")
-        return value
-
-    def boolean(self, key: str, *, default: bool) -> bool:
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        # A quoted "yes" or "false" is a string, and a non-empty string would
-        # be truthy: refuse anything that is not a real YAML boolean.
-        if not isinstance(value, bool):
-            raise self.error(key, f"expected true or false, got {describe(value)}")
-        return value
-
-    def integer(self, key: str, *, default: int, minimum: int, maximum: int, unit: str = "") -> int:
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        # bool is a subclass of int in Python; `memory: true` is a mistake.
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"expected an integer{unit}, got {describe(value)}")
-        if value < minimum:
-            raise self.error(key, f"expected at least {minimum}{unit}, got {value}")
-        if value > maximum:
-            raise self.error(key, f"expected at most {maximum}{unit}, got {value}")
-        return value
-
-    def packages(self, key: str) -> tuple[str, ...]:
-        if key not in self.data:
-            return ()
-        value = self.data[key]
-        if not isinstance(value, list):
-            raise self.error(key, f"expected a list of package names, got {describe(value)}")
-        names: list[str] = []
-        for index, item in enumerate(value):
-            field = f"{self.field(key)}[{index}]"
-            if not isinstance(item, str):
-                raise InputError(self.path, field, f"expected a package name, got {describe(item)}")
-            if PACKAGE.fullmatch(item) is None:
-                raise InputError(
-                    self.path,
-                    field,
-                    f"expected a Debian package name (a-z, 0-9, '+', '-', '.'; two to 128 "
-                    f"characters, starting a-z or 0-9), got {show(item)}",
-                )
-            names.append(item)
-        return tuple(names)
-
-    def url(self, key: str, *, default: str | None = None, query: bool = False) -> str:
-        value = self.string(key, default=default)
-        problem = url_problem(value, query=query)
-        if problem is not None:
-            raise self.error(key, problem)
-        return value
-
-    def sha256(self, key: str) -> str:
-        value = self.string(key)
-        if SHA256.fullmatch(value) is None:
-            raise self.error(key, f"expected a SHA-256 digest of 64 hex digits, got {show(value)}")
-        return value.lower()
-
-    def section(self, key: str, keys: Mapping[str, bool]) -> _Section:
-        return _Section(self.path, self.field(key), self.data.get(key, {}), keys)
-
-
-def _read_version(top: _Section) -> str:
+def _read_version(top: Section) -> str:
     value = top.data["version"]
     if not isinstance(value, str):
         # YAML reads 1.0 as a number and 2024-01-01 as a date; 1.10 would
@@ -403,7 +264,7 @@ def _read_version(top: _Section) -> str:
     return value
 
 
-def _read_firmware(top: _Section) -> Firmware:
+def _read_firmware(top: Section) -> Firmware:
     if not top.has("firmware"):
         return Firmware.bios
     value = top.string("firmware")
@@ -417,7 +278,7 @@ def _read_firmware(top: _Section) -> Firmware:
         ) from None
 
 
-def _read_compression(top: _Section) -> Compression:
+def _read_compression(top: Section) -> Compression:
     if not top.has("compression"):
         return Compression.zstd
     value = top.data["compression"]
@@ -429,7 +290,7 @@ def _read_compression(top: _Section) -> Compression:
     return Compression(value)
 
 
-def _read_base(top: _Section, folder: Path, firmware: Firmware = Firmware.bios) -> Base:
+def _read_base(top: Section, folder: Path, firmware: Firmware = Firmware.bios) -> Base:
     base = top.section("base", _BASE_KEYS)
     given = [key for key in _BASE_KEYS if base.has(key)]
     if len(given) != 1:
@@ -463,7 +324,7 @@ def _read_base(top: _Section, folder: Path, firmware: Firmware = Firmware.bios) 
     return UrlBase(url=section.url("url", query=True), sha256=section.sha256("sha256"))
 
 
-def _read_profile(top: _Section, folder: Path) -> str:
+def _read_profile(top: Section, folder: Path) -> str:
     value = top.string("profile")
     if "/" in value or value.endswith((".yaml", ".yml")):
         profile = (folder / value).resolve()
@@ -483,7 +344,7 @@ def _read_profile(top: _Section, folder: Path) -> str:
     return value
 
 
-def _read_disk_size(top: _Section) -> int:
+def _read_disk_size(top: Section) -> int:
     if not top.has("disk_size"):
         return DEFAULT_DISK_SIZE
     value = top.data["disk_size"]
@@ -502,7 +363,7 @@ def _read_disk_size(top: _Section) -> int:
     return size
 
 
-def _read_vm(top: _Section) -> VmResources:
+def _read_vm(top: Section) -> VmResources:
     vm = top.section("vm", _VM_KEYS)
     return VmResources(
         memory=vm.integer(
@@ -512,7 +373,7 @@ def _read_vm(top: _Section) -> VmResources:
     )
 
 
-def _read_timeouts(top: _Section) -> Timeouts:
+def _read_timeouts(top: Section) -> Timeouts:
     section = top.section("timeouts", _TIMEOUT_KEYS)
     seconds = {
         key: section.integer(key, default=default, minimum=1, maximum=MAX_TIMEOUT, unit=" seconds")
@@ -521,7 +382,7 @@ def _read_timeouts(top: _Section) -> Timeouts:
     return Timeouts(**seconds)
 
 
-def _read_outputs(top: _Section) -> tuple[OutputFormat, ...]:
+def _read_outputs(top: Section) -> tuple[OutputFormat, ...]:
     """The output formats, in goldsmith's order with qcow2 first: the qcow2 is
     what validation boots and verify checks by default, so it is always made."""
     if not top.has("outputs"):
@@ -547,7 +408,7 @@ def _read_outputs(top: _Section) -> tuple[OutputFormat, ...]:
     return tuple(fmt for fmt in ALL_FORMATS if fmt in seen or fmt is OutputFormat.qcow2)
 
 
-def _read_apt_proxy(top: _Section) -> AptProxy | None:
+def _read_apt_proxy(top: Section) -> AptProxy | None:
     """The proxy's variable name (its URL may hold credentials, so the spec
     never does) and the hosts apt reaches without it."""
     if not top.has("apt_proxy"):

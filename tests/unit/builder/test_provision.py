@@ -24,7 +24,7 @@ from builder.provision import (
 )
 from builder.provisioner import Provisioner, ansible_environment
 from builder.run import program_path
-from builder.spec import _Section
+from builder.spec_section import Section
 from builder.ssh import RunResult
 
 HOSTILE = [
@@ -40,7 +40,7 @@ HOSTILE = [
 
 
 def steps_of(tmp_path: Path, items: Any) -> tuple[provision.Step, ...]:
-    section = _Section(tmp_path / "spec.yaml", "", {"provision": items}, {"provision": False})
+    section = Section(tmp_path / "spec.yaml", "", {"provision": items}, {"provision": False})
     return parse_steps(section, tmp_path)
 
 
