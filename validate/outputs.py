@@ -106,6 +106,21 @@ def read_output_subjects(subjects: list[Any], source: Path) -> tuple[OutputSubje
     return tuple(found)
 
 
+def digest_mismatch(path: Path, subject: str, expected: tuple[str, str]) -> str | None:
+    """Why the file at ``path`` is not the signed subject named ``subject``
+    whose (sha256, sha512) are ``expected``; None when both digests match."""
+    sha256, sha512 = hash_image(path)
+    for algorithm, actual, want in zip(
+        ("sha256", "sha512"), (sha256, sha512), expected, strict=True
+    ):
+        if not hmac.compare_digest(actual, want):
+            return (
+                f"{path}: {algorithm} {actual} does not match the manifest subject "
+                f"{escape(subject)} ({want}); the image was altered or is another one"
+            )
+    return None
+
+
 def check_output(path: Path, subject: OutputSubject, virtual_size: int) -> None:
     """ImageError unless ``path`` is the signed output: its digests first, then
     its header as qemu-img reads it (OVA: its members)."""
@@ -113,16 +128,8 @@ def check_output(path: Path, subject: OutputSubject, virtual_size: int) -> None:
         raise ImageError(f"{path}: the manifest signs a {subject.format} output, but it is missing")
     if not path.is_file():
         raise InputError(path, None, f"expected the {subject.format} image, a regular file")
-    sha256, sha512 = hash_image(path)
-    for algorithm, actual, expected in (
-        ("sha256", sha256, subject.sha256),
-        ("sha512", sha512, subject.sha512),
-    ):
-        if not hmac.compare_digest(actual, expected):
-            raise ImageError(
-                f"{path}: {algorithm} {actual} does not match the manifest subject "
-                f"{escape(subject.name)} ({expected}); the image was altered or is another one"
-            )
+    if problem := digest_mismatch(path, subject.name, (subject.sha256, subject.sha512)):
+        raise ImageError(problem)
     if subject.format is OutputFormat.ova:
         _check_ova(path)
         return

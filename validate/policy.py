@@ -27,12 +27,10 @@ from validate.trust_checks import (
     Check,
     MaxAge,
     MinVersion,
+    RequiredClaim,
     RequiredControls,
     RequiredFirmware,
-    RequiredName,
-    RequiredProfile,
     RequiredProfileDigest,
-    RequiredVersion,
     SignedByThreshold,
     image_digests_match,
     image_self_contained,
@@ -96,16 +94,24 @@ class Pins:
     def checks(self) -> list[Check]:
         checks: list[Check] = []
         if self.name is not None:
-            checks.append(RequiredName(self.name, self.origin("--name", "required_name")))
+            checks.append(
+                RequiredClaim("template_name", self.name, self.origin("--name", "required_name"))
+            )
         if self.version is not None:
             checks.append(
-                RequiredVersion(self.version, self.origin("--version", "required_version"))
+                RequiredClaim(
+                    "template_version",
+                    self.version,
+                    self.origin("--version", "required_version"),
+                )
             )
         if self.min_version is not None:
             checks.append(MinVersion(self.min_version, self.origin("--min-version", "min_version")))
         if self.profile is not None:
             checks.append(
-                RequiredProfile(self.profile, self.origin("--profile", "required_profile"))
+                RequiredClaim(
+                    "profile_id", self.profile, self.origin("--profile", "required_profile")
+                )
             )
         if self.profile_digest is not None:
             checks.append(

@@ -20,8 +20,8 @@ from hardening.results import Status
 from hardening.strictdata import escape
 from validate.claims import Claims, PlatformClaims, VerificationError
 from validate.manifest import format_time
-from validate.outputs import check_output
-from validate.qcow2 import ImageError, hash_image, require_self_contained
+from validate.outputs import check_output, digest_mismatch
+from validate.qcow2 import ImageError, require_self_contained
 from validate.results import blocking_statuses, is_approved
 
 # A signer's clock may run a little ahead of ours; more than this is refused.
@@ -100,17 +100,29 @@ def results_approved(evidence: Evidence) -> None:
         )
 
 
+# What a pin's refusal calls each claim it compares: "<manifest>: the
+# template is 'x'; --name requires 'y'".
+_PINNED = {
+    "profile_id": "validated against profile",
+    "template_name": "the template is",
+    "template_version": "the template version is",
+}
+
+
 @dataclasses.dataclass(frozen=True)
-class RequiredProfile:
-    profile: str
-    origin: str = "the policy"  # who asked: "the policy" or "--profile"
+class RequiredClaim:
+    """A pin on one text claim: the profile's id, the template's name or its version."""
+
+    claim: str  # a key of _PINNED: the Claims attribute compared
+    value: str
+    origin: str = "the policy"  # who asked: "the policy (required_name)" or "--name"
 
     def __call__(self, evidence: Evidence) -> None:
-        if evidence.claims.profile_id != self.profile:
+        found = getattr(evidence.claims, self.claim)
+        if found != self.value:
             raise VerificationError(
-                f"{evidence.manifest}: validated against profile "
-                f"{escape(repr(evidence.claims.profile_id))}; {self.origin} requires "
-                f"{escape(repr(self.profile))}"
+                f"{evidence.manifest}: {_PINNED[self.claim]} {escape(repr(found))}; "
+                f"{self.origin} requires {escape(repr(self.value))}"
             )
 
 
@@ -124,34 +136,6 @@ class RequiredProfileDigest:
             raise VerificationError(
                 f"{evidence.manifest}: validated against profile digest "
                 f"{evidence.claims.profile_digest}; {self.origin} requires {self.digest}"
-            )
-
-
-@dataclasses.dataclass(frozen=True)
-class RequiredName:
-    name: str
-    origin: str = "the policy"
-
-    def __call__(self, evidence: Evidence) -> None:
-        if evidence.claims.template_name != self.name:
-            raise VerificationError(
-                f"{evidence.manifest}: the template is "
-                f"{escape(repr(evidence.claims.template_name))}; {self.origin} requires "
-                f"{escape(repr(self.name))}"
-            )
-
-
-@dataclasses.dataclass(frozen=True)
-class RequiredVersion:
-    version: str
-    origin: str = "the policy"
-
-    def __call__(self, evidence: Evidence) -> None:
-        if evidence.claims.template_version != self.version:
-            raise VerificationError(
-                f"{evidence.manifest}: the template version is "
-                f"{escape(repr(evidence.claims.template_version))}; {self.origin} requires "
-                f"{escape(repr(self.version))}"
             )
 
 
@@ -330,14 +314,8 @@ class OutputsMatch:
 def image_digests_match(evidence: Evidence) -> None:
     claims = evidence.claims
     with complete_step(f"Hashing {evidence.image}"):
-        sha256, sha512 = hash_image(evidence.image)
-    for name, actual, expected in (
-        ("sha256", sha256, claims.sha256),
-        ("sha512", sha512, claims.sha512),
-    ):
-        if not hmac.compare_digest(actual, expected):
-            raise VerificationError(
-                f"{evidence.image}: {name} {actual} does not match the manifest subject "
-                f"{escape(claims.subject_name)} ({expected}); "
-                "the image was altered or is another one"
-            )
+        problem = digest_mismatch(
+            evidence.image, claims.subject_name, (claims.sha256, claims.sha512)
+        )
+    if problem:
+        raise VerificationError(problem)
