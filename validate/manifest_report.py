@@ -22,7 +22,7 @@ import click
 from builder.atomic import write_atomically
 from builder.errors import GoldsmithError
 from builder.log import log
-from hardening.results import CheckResult, Status
+from hardening.results import Status
 from hardening.strictdata import DataError, loads_json
 from validate import provenance, sbom
 from validate.dsse import read_envelope
@@ -34,55 +34,19 @@ from validate.report import (
     select_status,
     summarize_areas,
 )
-from validate.results import PUBLISHED_MODE, Package, is_approved
-from validate.statement import (
-    AttestationRef,
-    BaseImage,
-    InputRef,
-    Statement,
-    Subject,
-    Waiver,
-    read_statement,
-)
+from validate.results import PUBLISHED_MODE, is_approved
+from validate.statement import AttestationRef, Statement, read_statement
 
 
 @dataclasses.dataclass(frozen=True)
-class ManifestClaims:
-    """What one manifest says, read from an envelope that has NOT been verified."""
+class ManifestClaims(Statement):
+    """What one manifest says: its statement, decoded from an envelope that has
+    NOT been verified, with the envelope it came in and the attestations found
+    beside it."""
 
     envelope_path: str
     envelope_sha256: str  # of the file bytes: what a later manifest's previousManifest names
     signature_keyids: tuple[str, ...]
-    subjects: tuple[Subject, ...]
-    template_name: str | None
-    template_version: str | None
-    template_format: str | None
-    virtual_size: int | None
-    bases: tuple[BaseImage, ...]
-    profile_id: str | None
-    profile_version: str | None
-    profile_digest: str | None
-    approved: bool | None
-    counts: dict[str, int] | None  # as claimed; compare with the controls listed
-    controls: tuple[CheckResult, ...]
-    waivers: tuple[Waiver, ...]
-    sbom_format: str | None
-    packages: tuple[Package, ...]
-    builder_id: str | None
-    builder_version: str | None
-    tools: tuple[tuple[str, str], ...]
-    inputs: tuple[InputRef, ...]
-    build_accelerator: str | None
-    build_started: str | None
-    build_finished: str | None
-    build_record_sha256: str | None
-    validation_accelerator: str | None
-    validation_finished: str | None
-    validation_record_sha256: str | None
-    approval_time: str | None
-    approval_keyid: str | None
-    approval_valid_until: str | None
-    previous_manifest_sha256: str | None
     attestations: tuple[AttestationInfo, ...] = ()  # the SBOM and provenance beside it
 
 
@@ -103,19 +67,12 @@ def read_claims(envelope_path: Path) -> ManifestClaims:
     """Decode a manifest envelope WITHOUT verifying it; InputError for anything malformed."""
     envelope, file_sha256 = read_envelope(envelope_path)
     statement = read_statement(envelope_path, envelope)
-    # The page's view of the one lenient decoding: the statement's fields as
-    # decoded (provisioning is not shown), and each attestation as found beside it.
-    shown = {
-        f.name: getattr(statement, f.name)
-        for f in dataclasses.fields(Statement)
-        if f.name not in ("provision_inputs", "attestations")
-    }
     return ManifestClaims(
+        **{f.name: getattr(statement, f.name) for f in dataclasses.fields(statement)},
         envelope_path=str(envelope_path),
         envelope_sha256=file_sha256,
         signature_keyids=tuple(s.keyid for s in envelope.signatures),
-        attestations=_read_attestations(envelope_path, statement.attestations),
-        **shown,
+        attestations=_read_attestations(envelope_path, statement.attestation_refs),
     )
 
 

@@ -238,7 +238,7 @@ class Statement:
     approval_keyid: str | None
     approval_valid_until: str | None
     previous_manifest_sha256: str | None
-    attestations: tuple[AttestationRef, ...]
+    attestation_refs: tuple[AttestationRef, ...]
 
     def input_sha256(self, label: str) -> str | None:
         """The sha256 of the input named ``label`` ("spec", "profile"), if listed."""
@@ -302,7 +302,7 @@ def read_statement(path: Path, envelope: Envelope) -> Statement:
         approval_keyid=approval.text("keyid"),
         approval_valid_until=approval.text("validUntil"),
         previous_manifest_sha256=predicate.obj("previousManifest").obj("digest").text("sha256"),
-        attestations=tuple(
+        attestation_refs=tuple(
             AttestationRef(
                 item.text("name") or "",
                 item.text("predicateType") or "",
