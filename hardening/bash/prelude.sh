@@ -216,10 +216,24 @@ gs_settings() {
 # gs_sysctl KEY VALUE KEY_ERE [KEY VALUE KEY_ERE ...]: persist in our sysctl.d
 # file, silence other /etc settings of the keys (a later file would win), and
 # set the live values (read and written through /proc/sys, no process each).
+# A vendor file named after ours (procps' /usr/lib/sysctl.d/99-protect-links.conf)
+# would also win at boot: a copy of it in /etc/sysctl.d masks it, and there
+# the keys are silenced like any other /etc setting.
 GS_SYSCTL_FILE=/etc/sysctl.d/60-goldsmith.conf
 gs_sysctl() {
-  local spec="" key value proc cur parts=() args=("$@")
-  while [ $# -ge 3 ]; do spec+="$3"$'\t'"$1 = $2"$'\n'; shift 3; done
+  local spec="" any="" key value proc cur parts=() args=("$@") f name later=()
+  while [ $# -ge 3 ]; do spec+="$3"$'\t'"$1 = $2"$'\n'; any+="${any:+|}($3)"; shift 3; done
+  for f in /run/sysctl.d/*.conf /usr/local/lib/sysctl.d/*.conf /usr/lib/sysctl.d/*.conf; do
+    name=${f##*/}
+    [ -f "$f" ] && [[ $name > ${GS_SYSCTL_FILE##*/} ]] && [ ! -e "/etc/sysctl.d/$name" ] && later+=("$f")
+  done
+  if [ ${#later[@]} -gt 0 ]; then
+    while IFS= read -r f; do
+      name=${f##*/}
+      # The first directory holding a name wins (/run, then /usr/local/lib, /usr/lib).
+      [ -e "/etc/sysctl.d/$name" ] || { cp -- "$f" "/etc/sysctl.d/$name"; gs_changed sysctl; }
+    done < <(grep -lE -- "$any" "${later[@]}" 2>/dev/null || true)
+  fi
   gs_settings "$GS_SYSCTL_FILE" 0644 sysctl "${spec%$'\n'}" /etc/sysctl.conf /etc/sysctl.d/*.conf
   set -- "${args[@]}"
   while [ $# -ge 3 ]; do

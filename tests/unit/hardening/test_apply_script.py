@@ -249,3 +249,48 @@ def test_package_helpers_ask_dpkg_once_and_change_nothing_when_satisfied(
     assert out[0] == "goldsmith: unchanged p"
     assert out[1].startswith("bash ii")
     assert len(out) == 2
+
+
+def test_sysctl_masks_a_vendor_file_that_would_win_at_boot(tmp_path: Path) -> None:
+    # procps' 99-protect-links.conf sorts after goldsmith's 60- file: a copy in
+    # /etc masks it and loses the key there; earlier vendor files are left alone.
+    etc, usr, proc = tmp_path / "etc", tmp_path / "usr", tmp_path / "proc"
+    for folder in (etc, usr, proc / "fs"):
+        folder.mkdir(parents=True)
+    (usr / "99-protect-links.conf").write_text("fs.protected_fifos = 1\nfs.protected_regular = 2\n")
+    (usr / "50-default.conf").write_text("fs.protected_fifos = 1\n")
+    (usr / "99-other.conf").write_text("kernel.pid_max = 65536\n")
+    (proc / "fs" / "protected_fifos").write_text("1\n")
+    prelude = (
+        PRELUDE.replace("/etc/sysctl.d", str(etc))
+        .replace("/usr/lib/sysctl.d", str(usr))
+        .replace("/run/sysctl.d", str(tmp_path / "run"))
+        .replace("/usr/local/lib/sysctl.d", str(tmp_path / "local"))
+        .replace("/etc/sysctl.conf", str(tmp_path / "sysctl.conf"))
+        .replace("/proc/sys/", f"{proc}/")
+    )
+    body = (
+        "gs_begin fifos\n"
+        "gs_sysctl fs.protected_fifos 2 '^[[:space:]]*-?fs\\.protected_fifos[[:space:]]*='\n"
+        "gs_end\n"
+    )
+
+    def run() -> str:
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", prelude + "\n" + body],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert run().startswith("goldsmith: changed fifos\n")
+    assert sorted(p.name for p in etc.iterdir()) == ["60-goldsmith.conf", "99-protect-links.conf"]
+    assert (etc / "99-protect-links.conf").read_text() == (
+        "# goldsmith: fs.protected_fifos = 1\nfs.protected_regular = 2\n"
+    )
+    assert (etc / "60-goldsmith.conf").read_text() == "fs.protected_fifos = 2\n"
+    assert (proc / "fs" / "protected_fifos").read_text() == "2\n"
+    assert run().startswith("goldsmith: unchanged fifos\n")
