@@ -160,8 +160,9 @@ gs_fix_mode() {
 # matches are commented out, missing lines appended; MODE applies when OWN is
 # created); in every OTHER file (OWN itself and symlinks skipped) lines matching
 # any KEY_ERE before a Match block are commented out, so they cannot override
-# ours. One awk pass reads every file; only files whose content changes are
-# rewritten, each through gs_install_content.
+# ours, unless they are our LINE (whitespace aside). One awk pass reads every
+# file; only files whose content changes are rewritten, each through
+# gs_install_content.
 gs_settings() {
   local own=$1 mode=$2 flag=$3 spec=$4 f k path others=() own_in=/dev/null
   shift 4
@@ -178,6 +179,7 @@ gs_settings() {
         print k "\t" (isown ? ENVIRON["GS_OWN"] : file)
       }
     }
+    function squash(s) { gsub(/[[:space:]]+/, " ", s); sub(/^ /, "", s); sub(/ $/, "", s); return s }
     function start(name, own_flag) {
       flush(); file = name; isown = own_flag; body = ""; changed = 0; inmatch = 0
       for (i = 1; i <= n; i++) done[i] = 0
@@ -201,7 +203,13 @@ gs_settings() {
         }
       } else {
         if ($0 ~ /^[[:space:]]*[Mm][Aa][Tt][Cc][Hh][[:space:]]/) inmatch = 1
-        if (!inmatch) for (i = 1; i <= n; i++) if ($0 ~ re[i]) { text = "# goldsmith: " $0; break }
+        # A line elsewhere saying what ours says is left alone: cloud-init
+        # writes PasswordAuthentication no again at each first boot, and
+        # commenting it out each time would make every apply a change.
+        if (!inmatch) for (i = 1; i <= n; i++) if ($0 ~ re[i]) {
+          if (squash($0) != squash(line[i])) text = "# goldsmith: " $0
+          break
+        }
       }
       if (text != $0) changed = 1
       body = body text "\n"

@@ -294,3 +294,19 @@ def test_sysctl_masks_a_vendor_file_that_would_win_at_boot(tmp_path: Path) -> No
     assert (etc / "60-goldsmith.conf").read_text() == "fs.protected_fifos = 2\n"
     assert (proc / "fs" / "protected_fifos").read_text() == "2\n"
     assert run().startswith("goldsmith: unchanged fifos\n")
+
+
+def test_settings_leave_a_line_elsewhere_that_says_what_ours_says(tmp_path: Path) -> None:
+    # cloud-init writes "PasswordAuthentication no" again at each first boot;
+    # commenting it out every time would make a second apply a change.
+    own, cloud = tmp_path / "50-goldsmith.conf", tmp_path / "50-cloud-init.conf"
+    cloud.write_text("PasswordAuthentication  no\nPermitRootLogin yes\n")
+    spec = (
+        "^[[:space:]]*PasswordAuthentication([[:space:]]|$)\tPasswordAuthentication no\n"
+        "^[[:space:]]*PermitRootLogin([[:space:]]|$)\tPermitRootLogin no"
+    )
+    body = f"gs_begin s\ngs_settings {own} 0600 ssh $'{spec}' {cloud}\ngs_end\n"
+    assert run_helpers(body, tmp_path) == "goldsmith: changed s\n"
+    assert cloud.read_text() == "PasswordAuthentication  no\n# goldsmith: PermitRootLogin yes\n"
+    cloud.write_text("PasswordAuthentication no\n")  # the next instance's first boot
+    assert run_helpers(body, tmp_path) == "goldsmith: unchanged s\n"
