@@ -66,6 +66,7 @@ bench: deps
 	$(BIN)/python tests/bench/checks.py $(OUT)/bench/debian-12-baseline-1.0.0 --profile cis-level1-server
 	$(BIN)/python tests/bench/blockscan.py $(OUT)/bench/debian-12-baseline-1.0.0
 	$(BIN)/python tests/bench/level2.py --out $(OUT)/bench
+	$(BIN)/python tests/bench/level2.py --out $(OUT)/bench --spec templates/debian-12-hardened.yaml
 	$(BIN)/python -m tests.bench.verify_hash
 	$(BIN)/python -m tests.bench.ship
 	$(BIN)/python -m tests.bench.packer --out $(OUT)/bench
