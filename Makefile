@@ -63,7 +63,10 @@ bench: deps
 	$(BIN)/python tests/bench/noop.py --out $(OUT)/bench
 	$(BIN)/python tests/bench/provision.py --out $(OUT)/bench
 	$(BIN)/python tests/bench/checks.py $(OUT)/bench/debian-12-baseline-1.0.0
-	$(BIN)/python tests/bench/checks.py $(OUT)/bench/debian-12-baseline-1.0.0 --profile cis-level1-server
+	$(BIN)/python tests/bench/build.py --out $(OUT)/bench --spec templates/debian-12-cis-level1.yaml
+	$(BIN)/python tests/bench/checks.py $(OUT)/bench/debian-12-cis-level1-1.0.0
+	$(BIN)/python tests/bench/build.py --out $(OUT)/bench --spec templates/debian-12-hardened.yaml
+	$(BIN)/python tests/bench/checks.py $(OUT)/bench/debian-12-hardened-1.0.0
 	$(BIN)/python tests/bench/blockscan.py $(OUT)/bench/debian-12-baseline-1.0.0
 	$(BIN)/python tests/bench/level2.py --out $(OUT)/bench
 	$(BIN)/python tests/bench/level2.py --out $(OUT)/bench --spec templates/debian-12-hardened.yaml
