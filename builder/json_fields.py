@@ -3,8 +3,8 @@
 ``JsonFields`` gives typed access to one JSON object by dotted path; a field
 that is missing or of the wrong type is an ``InputError`` naming the file and
 the field. build.json is read with it (builder/record.py,
-builder/record_sections.py), and so is the signed statement after its
-signatures verified (validate/claims.py).
+builder/record_sections.py). The signed statement is not: it has its own
+decoder, whose strict mode verify reads it with (validate/statement.py).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ is present with the wrong type is bad input (InputError naming its dotted
 path). ``ManifestFacts`` is their view of the one lenient decoding of the
 statement (validate/statement.py's ``read_statement``), which the report's
 page reads too; ``goldsmith verify`` is the trust decision and reads statements
-strictly, after the signatures (validate/claims.py).
+with the same decoder in its strict mode, after the signatures (validate/claims.py).
 """
 
 from __future__ import annotations

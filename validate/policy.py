@@ -19,9 +19,9 @@ from typing import Any
 from builder.errors import InputError
 from hardening.errors import suggest
 from hardening.strictdata import DataError, escape, loads_yaml, read_regular
-from validate.claims import FIRMWARES, PROFILE_DIGEST, SHA256_HEX
 from validate.dsse import MAX_SIGNATURES
 from validate.manifest import MAX_VALID_FOR_DAYS
+from validate.statement import FIRMWARES, PROFILE_DIGEST, SHA256_HEX
 from validate.trust_checks import (
     AllOf,
     Check,

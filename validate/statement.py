@@ -1,37 +1,58 @@
-"""The template statement: its types, its one decoder, and its lenient reading.
+"""The template statement: its types and its one decoder, in two modes.
 
 Every reader of goldsmith's in-toto statement starts from ``parse_statement``:
 the payload's JSON under the strict reading rules, an in-toto Statement v1 of
-the template predicate type. Then one of two modes:
+the template predicate type. ``decode_payload`` then reads its fields into one
+``Statement``, field by field through ``Fields``, in one of two modes:
 
-- strict, and only after the signatures over it verified: ``goldsmith verify``
-  reads the claims it decides on (validate/claims.py's ``read_claims``, the
-  ``Claims`` view); a malformed statement is "not trusted", exit 1.
-- lenient, for questions other than trust (``report``, ``history``,
-  ``outdated``): ``read_statement`` decodes the statement an envelope carries,
-  WITHOUT verifying it, into one ``Statement``, field by field through
-  ``LenientFields``: an absent field reads as None, a present one of the wrong
-  type is bad input (exit 2). The report's ``ManifestClaims``
-  (validate/manifest_report.py) and history's and outdated's ``ManifestFacts``
-  (builder/manifest_facts.py) are views of that one ``Statement``, so a
-  manifest one of them refuses, the others refuse too.
+- strict (``StrictFields``), and only after the signatures over it verified:
+  ``goldsmith verify`` (validate/claims.py's ``read_claims``, whose ``Claims``
+  is a view of the Statement). A field verify decides on is there or
+  "missing", of its type, and held to verify's checks (non-empty names,
+  lowercase hex digests, RFC 3339 times, counts that are the listed
+  controls', the output subjects and the platform); what verify decides
+  nothing on (base, waivers, SBOM, builder, tools, inputs, provisioning,
+  build, validation, previous manifest, attestations, each control's record
+  beyond its id and status) is not read at all, so a malformed one changes no
+  verdict. A malformed statement is "not trusted", exit 1.
+- lenient (``LenientFields``), for questions other than trust (``report``,
+  ``history``, ``outdated``): ``read_statement`` decodes the statement an
+  envelope carries, WITHOUT verifying it, and reads every field: an absent
+  one reads as None, a present one of the wrong type is bad input (exit 2).
+  The report's ``ManifestClaims`` (validate/manifest_report.py) and history's
+  and outdated's ``ManifestFacts`` (builder/manifest_facts.py) are views of
+  that one ``Statement``, so a manifest one of them refuses, the others
+  refuse too.
+
+Fields are read in one order in both modes, the order verify has always
+reported them in: the first thing wrong is the one a message names.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import datetime
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from builder.errors import InputError
+from builder.formats import OutputFormat
 from hardening.results import CheckResult, Status
-from hardening.strictdata import DataError, loads_json
+from hardening.strictdata import DataError, escape, loads_json
 from validate.dsse import PAYLOAD_TYPE_IN_TOTO, Envelope, EnvelopeError
+from validate.outputs import OutputSubject, read_output_subjects
 from validate.results import Package
+from validate.statement_fields import Fields, known
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://goldsmith.dev/template/v1"
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+SHA512_HEX = re.compile(r"[0-9a-f]{128}")
+PROFILE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+FIRMWARES = ("bios", "uefi", "uefi-secureboot")
+_STATUSES = frozenset(str(s) for s in Status)
 
 
 class StatementError(ValueError):
@@ -49,7 +70,7 @@ class StatementError(ValueError):
 def parse_statement(payload: bytes) -> dict[str, Any]:
     """The payload's JSON (under the strict reading rules) if it is an in-toto
     Statement v1 of goldsmith's template predicate type; StatementError otherwise.
-    Nothing else is checked here: each mode reads the fields it needs."""
+    Nothing else is checked here: ``decode_payload`` reads the fields."""
     try:
         statement = loads_json(payload)
     except DataError as exc:
@@ -82,82 +103,17 @@ def decode_statement(path: Path, envelope: Envelope) -> dict[str, Any]:
         raise EnvelopeError(path, field, f"expected {exc.expected}") from None
 
 
-class LenientFields:
-    """One JSON object of a document read leniently, with its dotted path for
-    messages: an absent field reads as None (an absent object as empty, an
-    absent list as []); a present field of the wrong type is an InputError."""
-
-    def __init__(self, source: Path, where: str, data: Any) -> None:
-        if not isinstance(data, dict):
-            raise InputError(source, where or None, "expected a JSON object")
-        self.source, self.where, self.data = source, where, data
-
-    def path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def fail(self, key: str, expected: str) -> NoReturn:
-        raise InputError(self.source, self.path(key), expected)
-
-    def text(self, key: str, *, required: bool = False) -> str | None:
-        value = self.data.get(key)
-        if value is None and not required:
-            return None
-        if not isinstance(value, str) or (required and not value):
-            self.fail(key, "expected a string")
-        return value
-
-    def need(self, key: str) -> str:
-        """A string that must be there and not empty."""
-        value = self.text(key, required=True)
-        assert value is not None
-        return value
-
-    def integer(self, key: str) -> int | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(key, "expected an integer")
-        return value
-
-    def flag(self, key: str) -> bool | None:
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, bool):
-            self.fail(key, "expected true or false")
-        return value
-
-    def obj(self, key: str) -> LenientFields:
-        value = self.data.get(key)
-        return LenientFields(self.source, self.path(key), {} if value is None else value)
-
-    def raw_list(self, key: str) -> list[Any]:
-        value = self.data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.fail(key, "expected a list")
-        return value
-
-    def objs(self, key: str) -> list[LenientFields]:
-        return [
-            LenientFields(self.source, self.path(f"{key}[{i}]"), value)
-            for i, value in enumerate(self.raw_list(key))
-        ]
-
-    def strings(self, key: str) -> tuple[tuple[str, str], ...]:
-        """An object whose values are all strings, e.g. a digest set or a tool list."""
-        fields = self.obj(key)
-        pairs = []
-        for name, value in fields.data.items():
-            if not isinstance(value, str):
-                fields.fail(str(name), "expected a string")
-            pairs.append((str(name), value))
-        return tuple(pairs)
+class LenientFields(Fields):
+    """The lenient mode: for questions other than trust."""
 
 
-# --- the statement, read leniently ---------------------------------------------------
+class StrictFields(Fields):
+    """The strict mode: only after the signatures over the document verified."""
+
+    strict = True
+
+
+# --- the statement ---------------------------------------------------------------------
 
 Digests = tuple[tuple[str, str], ...]  # (algorithm, hex) in the order the manifest lists them
 
@@ -201,44 +157,83 @@ class AttestationRef:
 
 
 @dataclasses.dataclass(frozen=True)
-class Statement:
-    """Every field of a template statement, decoded leniently from an envelope
-    that has NOT been verified: None (or empty) where the statement says nothing."""
+class PlatformClaims:
+    """The predicate's platform: the firmware built for, and what validation proved."""
 
-    subjects: tuple[Subject, ...]
+    firmware: str  # bios | uefi | uefi-secureboot
+    secure_boot_verified: bool
+    tpm_verified: bool
+    measured_boot: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "firmware": self.firmware,
+            "secureBootVerified": self.secure_boot_verified,
+            "tpmVerified": self.tpm_verified,
+            "measuredBoot": self.measured_boot,
+        }
+
+    @property
+    def notable(self) -> bool:
+        return self.firmware != "bios" or self.tpm_verified or self.measured_boot
+
+    def describe(self) -> str:
+        proven = [
+            name
+            for name, flag in (
+                ("Secure Boot", self.secure_boot_verified),
+                ("TPM 2.0", self.tpm_verified),
+                ("measured boot", self.measured_boot),
+            )
+            if flag
+        ]
+        return f"{self.firmware}; proven in validation: {', '.join(proven) or 'none'}"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Statement:
+    """Every field of a template statement: None (or empty) where the statement
+    says nothing. Decoded strictly, the fields verify decides nothing on keep
+    their defaults (they are not read), and ``outputs`` and ``platform`` are
+    verify's alone."""
+
+    subjects: tuple[Subject, ...]  # strict: the qcow2's only; the others are ``outputs``
     template_name: str | None
     template_version: str | None
     template_format: str | None
     virtual_size: int | None
-    bases: tuple[BaseImage, ...]
     profile_id: str | None
     profile_version: str | None
     profile_digest: str | None
     approved: bool | None
     counts: dict[str, int] | None  # as claimed; compare with the controls listed
-    controls: tuple[CheckResult, ...]
-    waivers: tuple[Waiver, ...]
-    sbom_format: str | None
-    packages: tuple[Package, ...]  # a name or version the statement lacks reads as ""
-    builder_id: str | None
-    builder_version: str | None
-    tools: tuple[tuple[str, str], ...]
-    inputs: tuple[InputRef, ...]
-    # path (relative to the spec) -> sha256 of every provisioning input, or
-    # None for a manifest from before provisioning was recorded.
-    provision_inputs: Mapping[str, str] | None
-    build_accelerator: str | None
-    build_started: str | None
-    build_finished: str | None
-    build_record_sha256: str | None
-    validation_accelerator: str | None
-    validation_finished: str | None
-    validation_record_sha256: str | None
+    statuses: Mapping[str, str]  # control id -> status, in the order listed
     approval_time: str | None
     approval_keyid: str | None
     approval_valid_until: str | None
-    previous_manifest_sha256: str | None
-    attestation_refs: tuple[AttestationRef, ...]
+    outputs: tuple[OutputSubject, ...] = ()  # strict: subjects after the qcow2: raw, vmdk, ...
+    platform: PlatformClaims | None = None  # strict; None: signed before firmware was recorded
+    controls: tuple[CheckResult, ...] = ()  # lenient: each control's whole record
+    bases: tuple[BaseImage, ...] = ()
+    waivers: tuple[Waiver, ...] = ()
+    sbom_format: str | None = None
+    packages: tuple[Package, ...] = ()  # a name or version the statement lacks reads as ""
+    builder_id: str | None = None
+    builder_version: str | None = None
+    tools: tuple[tuple[str, str], ...] = ()
+    inputs: tuple[InputRef, ...] = ()
+    # path (relative to the spec) -> sha256 of every provisioning input, or
+    # None for a manifest from before provisioning was recorded.
+    provision_inputs: Mapping[str, str] | None = None
+    build_accelerator: str | None = None
+    build_started: str | None = None
+    build_finished: str | None = None
+    build_record_sha256: str | None = None
+    validation_accelerator: str | None = None
+    validation_finished: str | None = None
+    validation_record_sha256: str | None = None
+    previous_manifest_sha256: str | None = None
+    attestation_refs: tuple[AttestationRef, ...] = ()
 
     def input_sha256(self, label: str) -> str | None:
         """The sha256 of the input named ``label`` ("spec", "profile"), if listed."""
@@ -251,38 +246,57 @@ class Statement:
 def read_statement(path: Path, envelope: Envelope) -> Statement:
     """The statement ``envelope`` (read from ``path``) carries, decoded but NOT
     verified; InputError (an EnvelopeError for the payload itself) if malformed."""
-    payload = LenientFields(path, "payload", decode_statement(path, envelope))
-    predicate = payload.obj("predicate")
-    template = predicate.obj("template")
-    profile = predicate.obj("profile")
+    return decode_payload(LenientFields(path, "payload", decode_statement(path, envelope)))
+
+
+def decode_payload(payload: Fields) -> Statement:
+    """The one decoding of a statement's fields (``payload`` is the statement
+    ``parse_statement`` returned), in ``payload``'s mode."""
+    first, others = _read_subject_list(payload)
+    predicate = payload.section("predicate")
     results = predicate.obj("results")
-    sbom = predicate.obj("sbom")
-    builder = predicate.obj("builder")
-    build = predicate.obj("build")
-    validation = predicate.obj("validation")
-    approval = predicate.obj("approval")
-    inputs = predicate.obj("inputs")
-    return Statement(
-        subjects=tuple(
-            Subject(s.text("name") or "", s.strings("digest")) for s in payload.objs("subject")
-        ),
-        template_name=template.text("name"),
-        template_version=template.text("version"),
+    controls, statuses = _read_controls(results)
+    counts = _read_counts(results, statuses)
+    approved = results.flag("approved")
+    subjects = tuple(_read_subject(subject) for subject in first)
+    template, profile, approval = (predicate.obj(k) for k in ("template", "profile", "approval"))
+    statement = Statement(
+        subjects=subjects,
+        template_name=_text(template, "name", _nonempty),
+        template_version=_text(template, "version", _nonempty),
         template_format=template.text("format"),
         virtual_size=template.integer("virtualSize"),
-        bases=tuple(_read_base(b) for b in predicate.objs("base")),
-        profile_id=profile.text("id"),
+        profile_id=_text(profile, "id", _nonempty),
         profile_version=profile.text("version"),
-        profile_digest=profile.text("digest"),
-        approved=results.flag("approved"),
-        counts=_read_counts(results),
-        controls=_read_controls(results),
+        profile_digest=_text(profile, "digest", _hex(PROFILE_DIGEST)),
+        approved=approved,
+        counts=counts,
+        statuses=statuses,
+        controls=controls,
+        approval_time=_text(approval, "time", _time),
+        approval_keyid=approval.text("keyid"),
+        approval_valid_until=_text(approval, "validUntil", _time),
+        outputs=read_output_subjects(others, payload.source) if payload.strict else (),
+        platform=_read_platform(predicate) if payload.strict else None,
+    )
+    if payload.strict:
+        return statement
+    # What verify decides nothing on: read leniently only.
+    sbom, builder, build, validation, inputs = (
+        predicate.obj(k) for k in ("sbom", "builder", "build", "validation", "inputs")
+    )
+    return dataclasses.replace(
+        statement,
+        bases=tuple(_read_base(b) for b in predicate.objs("base")),
         waivers=tuple(
             Waiver(w.text("control") or "", w.text("reason") or "", w.text("expires"))
             for w in predicate.objs("waivers")
         ),
         sbom_format=sbom.text("format"),
-        packages=_read_packages(sbom),
+        packages=tuple(
+            Package(p.text("name") or "", p.text("version") or "", p.text("architecture") or "")
+            for p in sbom.objs("packages")
+        ),
         builder_id=builder.text("id"),
         builder_version=builder.text("version"),
         tools=predicate.strings("tools"),
@@ -298,9 +312,6 @@ def read_statement(path: Path, envelope: Envelope) -> Statement:
         validation_accelerator=validation.text("accelerator"),
         validation_finished=validation.text("finished"),
         validation_record_sha256=validation.obj("record").obj("digest").text("sha256"),
-        approval_time=approval.text("time"),
-        approval_keyid=approval.text("keyid"),
-        approval_valid_until=approval.text("validUntil"),
         previous_manifest_sha256=predicate.obj("previousManifest").obj("digest").text("sha256"),
         attestation_refs=tuple(
             AttestationRef(
@@ -313,7 +324,151 @@ def read_statement(path: Path, envelope: Envelope) -> Statement:
     )
 
 
-def _read_base(item: LenientFields) -> BaseImage:
+# --- verify's checks, beyond a field's type (strict mode only) ---------------------------
+
+Check = Callable[[str], str | None]  # why the text is refused; None when it is not
+
+
+def _text(fields: Fields, key: str, check: Check) -> str | None:
+    value = fields.text(key)
+    if fields.strict and value is not None and (why := check(value)):
+        fields.fail(key, why)
+    return value
+
+
+def _nonempty(value: str) -> str | None:
+    return None if value else "expected a non-empty string"
+
+
+def _hex(pattern: re.Pattern[str]) -> Check:
+    return lambda value: None if pattern.fullmatch(value) else "expected a lowercase hex digest"
+
+
+def parse_time(text: str) -> datetime.datetime | None:
+    """An RFC 3339 time with its offset, in UTC; None for anything else. A time
+    whose offset carries it past year 1 or 9999 is refused here, not met as an
+    OverflowError while the refusal of an expired manifest is written."""
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(datetime.UTC)
+    except (ValueError, OverflowError):
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _time(value: str) -> str | None:
+    return None if parse_time(value) else "expected an RFC 3339 time"
+
+
+# --- the parts ---------------------------------------------------------------------------
+
+
+def _read_subject_list(payload: Fields) -> tuple[list[Fields], list[Any]]:
+    """The subjects read as subjects, and (strict) the rest, read as the outputs."""
+    if not payload.strict:
+        return list(payload.objs("subject")), []
+    raw = payload.value("subject")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= len(OutputFormat):
+        payload.fail(
+            "subject",
+            "expected exactly one subject (the qcow2 image), then one per other output format",
+        )
+    return [payload.item("subject", 0, raw[0])], raw[1:]
+
+
+def _read_subject(subject: Fields) -> Subject:
+    name = subject.text("name") or ""
+    if not subject.strict:
+        return Subject(name, subject.strings("digest"))
+    digest = subject.obj("digest")  # verify compares the image with these two
+    return Subject(
+        name,
+        tuple(
+            (algorithm, known(_text(digest, algorithm, _hex(pattern))))
+            for algorithm, pattern in (("sha256", SHA256_HEX), ("sha512", SHA512_HEX))
+        ),
+    )
+
+
+def _read_controls(results: Fields) -> tuple[tuple[CheckResult, ...], dict[str, str]]:
+    """The listed controls (lenient: their whole records) and each one's status."""
+    controls = []
+    statuses: dict[str, str] = {}
+    for i, raw in enumerate(results.raw_list("controls")):
+        field = results.path(f"controls[{i}]")
+        if results.strict:  # verify decides on the id and the status alone
+            entry = results.item("controls", i, raw)
+            control_id, status = known(entry.text("id")), known(entry.text("status"))
+        else:
+            control = _read_result(results, field, raw)
+            control_id, status = control.id, str(control.status)
+            controls.append(control)
+        # A control listed failed and then passed would show a reader both:
+        # every reader must see the same result, so none reads it.
+        if control_id in statuses:
+            raise InputError(
+                results.source, f"{field}.id", f"duplicate control id {escape(repr(control_id))}"
+            )
+        if status not in _STATUSES:
+            raise InputError(
+                results.source, f"{field}.status", f"unknown status {escape(repr(status))}"
+            )
+        statuses[control_id] = status
+    return tuple(controls), statuses
+
+
+def _read_result(results: Fields, field: str, raw: Any) -> CheckResult:
+    if not isinstance(raw, dict):
+        raise InputError(results.source, field, "expected a result object")
+    try:
+        return CheckResult.from_dict(raw)
+    except KeyError as exc:
+        raise InputError(results.source, field, f"missing {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise InputError(results.source, field, f"expected a result object ({exc})") from None
+
+
+def _read_counts(results: Fields, statuses: dict[str, str]) -> dict[str, int] | None:
+    """The summary counts. Strict: they must be those of the listed controls, as a
+    verdict line must never show other numbers than the results it was decided
+    on; lenient: as claimed (the page shows a disagreement)."""
+    if not results.strict:
+        if results.data.get("counts") is None:
+            return None
+        counts = results.obj("counts")
+        return {str(s): counts.integer(str(s)) or 0 for s in Status}
+    raw = results.value("counts")
+    recount = {str(s): 0 for s in Status}
+    for status in statuses.values():
+        recount[status] += 1
+    if not isinstance(raw, dict) or set(raw) != set(recount):
+        results.fail("counts", f"expected integer counts of {', '.join(recount)}")
+    for name, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            results.fail(f"counts.{name}", "expected an integer")
+    if raw != recount:
+        results.fail("counts", "the counts disagree with the listed controls")
+    return recount
+
+
+def _read_platform(predicate: Fields) -> PlatformClaims | None:
+    if "platform" not in predicate.data:
+        return None
+    platform = predicate.obj("platform")
+    firmware = known(platform.text("firmware"))
+    if firmware not in FIRMWARES:
+        platform.fail("firmware", "expected " + ", ".join(FIRMWARES))
+    secure_boot, tpm = platform.obj("secureBoot"), platform.obj("tpm")
+    return PlatformClaims(
+        firmware=firmware,
+        secure_boot_verified=known(secure_boot.flag("verified")),
+        tpm_verified=known(tpm.flag("verified")),
+        measured_boot=known(tpm.flag("measuredBoot")),
+    )
+
+
+def _read_base(item: Fields) -> BaseImage:
     inputs = item.data.get("inputs")
     return BaseImage(
         item.text("name"),
@@ -324,43 +479,7 @@ def _read_base(item: LenientFields) -> BaseImage:
     )
 
 
-def _read_controls(results: LenientFields) -> tuple[CheckResult, ...]:
-    controls = []
-    seen: set[str] = set()
-    for i, raw in enumerate(results.raw_list("controls")):
-        field = results.path(f"controls[{i}]")
-        if not isinstance(raw, dict):
-            raise InputError(results.source, field, "expected a result object")
-        try:
-            control = CheckResult.from_dict(raw)
-        except KeyError as exc:
-            raise InputError(results.source, field, f"missing {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
-            raise InputError(results.source, field, f"expected a result object ({exc})") from None
-        # A control listed failed and then passed would show a reader both;
-        # verify refuses such a manifest, so no lenient reader pretends to read it.
-        if control.id in seen:
-            raise InputError(results.source, f"{field}.id", f"duplicate control id {control.id!r}")
-        seen.add(control.id)
-        controls.append(control)
-    return tuple(controls)
-
-
-def _read_counts(results: LenientFields) -> dict[str, int] | None:
-    if results.data.get("counts") is None:
-        return None
-    counts = results.obj("counts")
-    return {str(s): counts.integer(str(s)) or 0 for s in Status}
-
-
-def _read_packages(sbom: LenientFields) -> tuple[Package, ...]:
-    return tuple(
-        Package(p.text("name") or "", p.text("version") or "", p.text("architecture") or "")
-        for p in sbom.objs("packages")
-    )
-
-
-def _read_provision_inputs(predicate: LenientFields) -> Mapping[str, str] | None:
+def _read_provision_inputs(predicate: Fields) -> Mapping[str, str] | None:
     if "provision" not in predicate.data:
         return None
     return {

@@ -18,11 +18,12 @@ from builder.formats import OutputFormat, file_name
 from builder.log import complete_step
 from hardening.results import Status
 from hardening.strictdata import escape
-from validate.claims import Claims, PlatformClaims, VerificationError
+from validate.claims import Claims, VerificationError
 from validate.manifest import format_time
 from validate.outputs import check_output, digest_mismatch
 from validate.qcow2 import ImageError, require_self_contained
 from validate.results import blocking_statuses, is_approved
+from validate.statement import PlatformClaims
 
 # A signer's clock may run a little ahead of ours; more than this is refused.
 CLOCK_SKEW = datetime.timedelta(minutes=5)
