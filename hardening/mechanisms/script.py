@@ -1,6 +1,9 @@
 """The escape hatch: a control that fits no mechanism carries its own apply
 shell (which calls gs_changed when it changes something) and a check command
-whose exit status and output decide.
+whose exit status and output decide. A check may say the control does not
+apply to this system: it exits with the control's ``not_applicable_exit``
+status, printing why, and the result is skipped with that reason (never a
+pass: a check that finds nothing to judge must not prove anything).
 
 Both are bash written in the catalog. Parameters reach them only as shell
 variables: ``su_group='sugroup'`` is assigned ahead of the code, which reads
@@ -37,6 +40,7 @@ class ScriptSpec:
     pattern: str
     expected: str
     variables: tuple[tuple[str, Any], ...] = ()  # (parameter name, checked value)
+    not_applicable_exit: int | None = None  # the check's exit status for "does not apply here"
 
     def variables_read(self, code: str) -> dict[str, Any]:
         """The variables ``code`` reads: a value one of the control's pieces of
@@ -61,7 +65,9 @@ class ScriptSpec:
 class Script(Mechanism[ScriptSpec]):
     name = "script"
     phase = 85
-    keys = frozenset({"apply", "check", "pass_if", "pattern", "expected", VARIABLES})
+    keys = frozenset(
+        {"apply", "check", "pass_if", "pattern", "expected", "not_applicable_exit", VARIABLES}
+    )
     required = frozenset({"check", "expected"})
     code_keys = frozenset({"apply", "check"})
 
@@ -80,6 +86,14 @@ class Script(Mechanism[ScriptSpec]):
                 # re raises these too: a{99999999999} (OverflowError), a
                 # thousand nested groups (RecursionError).
                 raise ParamError("pattern", "a valid regular expression") from None
+        not_applicable = params.get("not_applicable_exit")
+        if not_applicable is not None and (
+            not isinstance(not_applicable, int)
+            or isinstance(not_applicable, bool)
+            or not 2 <= not_applicable <= 125
+        ):
+            # 0 and 1 are a check's verdicts; above 125 the shell's own.
+            raise ParamError("not_applicable_exit", "an exit status from 2 to 125")
         return ScriptSpec(
             apply=get_opt_str(params, "apply"),
             check=get_str(params, "check"),
@@ -87,6 +101,7 @@ class Script(Mechanism[ScriptSpec]):
             pattern=pattern,
             expected=" ".join(get_str(params, "expected").split()),
             variables=_variables(params),
+            not_applicable_exit=not_applicable,
         )
 
     def render(self, spec: ScriptSpec) -> str:
@@ -107,6 +122,9 @@ class Script(Mechanism[ScriptSpec]):
         except FactsError as exc:
             return error(spec.expected, str(exc))
         text = section.text.strip()
+        if spec.not_applicable_exit is not None and section.rc == spec.not_applicable_exit:
+            why = text.splitlines()[0][:200] if text else "the check found nothing to judge"
+            return Outcome(Status.skipped, spec.expected, text[:200], f"not applicable: {why}")
         shown = " | ".join(text.splitlines()[:3])
         if len(shown) > 200:
             shown = shown[:197] + "..."

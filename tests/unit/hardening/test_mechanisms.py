@@ -455,3 +455,43 @@ def test_sysctl_live_probe_reads_only_named_keys_under_real_bash() -> None:
     assert judge("sysctl", params, raw({"sysctl": (0, text), "files": (0, "")}))[0] is (
         Status.skipped
     )
+
+
+def script_facts(params: dict[str, Any], rc: int, text: str) -> Facts:
+    spec = MECHANISMS["script"].parse(params)
+    (probe,) = MECHANISMS["script"].probes(spec)
+    return raw({probe.name: (rc, text)})
+
+
+@pytest.mark.parametrize(
+    ("rc", "text", "status"),
+    [
+        (0, "", Status.passed),
+        (1, "pending: openssl", Status.failed),
+        (3, "no package lists in the image", Status.skipped),
+    ],
+)
+def test_script_not_applicable_exit_skips_with_the_checks_reason(
+    rc: int, text: str, status: Status
+) -> None:
+    params = {"check": "true", "expected": "x", "pass_if": "rc0", "not_applicable_exit": 3}
+    got, _expected, _observed = judge("script", params, script_facts(params, rc, text))
+    assert got is status
+    spec = MECHANISMS["script"].parse(params)
+    outcome = MECHANISMS["script"].evaluate(spec, script_facts(params, rc, text))
+    if status is Status.skipped:
+        assert outcome.reason == "not applicable: no package lists in the image"
+    else:
+        assert outcome.reason == ""
+
+
+def test_script_without_not_applicable_exit_fails_on_any_other_status() -> None:
+    params = {"check": "true", "expected": "x", "pass_if": "rc0"}
+    got, _expected, _observed = judge("script", params, script_facts(params, 3, "why"))
+    assert got is Status.failed
+
+
+@pytest.mark.parametrize("bad", [0, 1, 126, 255, "3", True, 2.5])
+def test_script_not_applicable_exit_must_not_be_a_verdict(bad: Any) -> None:
+    with pytest.raises(ParamError, match="not_applicable_exit"):
+        MECHANISMS["script"].parse({"check": "true", "expected": "x", "not_applicable_exit": bad})
