@@ -6,10 +6,10 @@ nothing on, it does not read."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from test_statement_modes import MANIFEST, golden_payload
 
 import validate.claims
 import validate.statement
@@ -26,12 +26,9 @@ from validate.statement import (
 )
 from validate.statement_fields import Fields
 
-ROOT = Path(__file__).resolve().parents[3]
-MANIFEST = ROOT / "tests" / "data" / "golden" / "debian-12-baseline-1.0.0" / "manifest.dsse.json"
-
 
 def golden() -> dict[str, Any]:
-    return parse_statement(load_envelope(MANIFEST).payload)
+    return parse_statement(golden_payload())
 
 
 def encode(statement: dict[str, Any]) -> bytes:
