@@ -22,8 +22,9 @@ from builder.provision import host_secrets
 from builder.provisioner import Provisioner
 from builder.proxy import APT_CONF as APT_PROXY_CONF
 from builder.proxy import ProxyValue, read_proxy
-from builder.record import IMAGE_NAME, Artifact, BuildRecord, BuildVM, StepTime
-from builder.record import BaseImage as RecordedBase
+from builder.record import IMAGE_NAME, Artifact, BuildRecord
+from builder.record_sections import BaseImage as RecordedBase
+from builder.record_sections import BuildVM, StepTime
 from builder.run import run
 from builder.seal import render_seal_script, sealed_items, sealing_plan
 from builder.spec import TemplateSpec, load_spec

@@ -27,12 +27,10 @@ from builder.errors import InputError
 from builder.firmware import Firmware
 from builder.formats import Output, OutputFormat, file_name
 from builder.json_fields import JsonFields
-
-# The parts of the record; builder/build.py and validate/run.py name them through this module.
-from builder.record_sections import BaseImage as BaseImage
-from builder.record_sections import BuildVM as BuildVM
-from builder.record_sections import StepTime as StepTime
 from builder.record_sections import (
+    BaseImage,
+    BuildVM,
+    StepTime,
     read_bases,
     read_build_vm,
     read_compression,

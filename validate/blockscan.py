@@ -43,10 +43,7 @@ from validate.diskimage import (
     open_image,
 )
 from validate.extfs import ExtFs, FsError, read_ext_fs, structure_only
-
-# validate/run.py names the needles it passes to check_disk_blocks through this module.
-from validate.needles import Needle as Needle
-from validate.needles import NeedleSearch, host_secret_needles, needles_from_build
+from validate.needles import Needle, NeedleSearch, host_secret_needles, needles_from_build
 
 NEEDLES_ID = "HYG-BLOCK-NEEDLES"
 FREE_ZERO_ID = "HYG-BLOCK-FREE-ZERO"

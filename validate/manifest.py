@@ -28,7 +28,6 @@ from builder.record import IMAGE_NAME as IMAGE_NAME
 from builder.record import MANIFEST_NAME as MANIFEST_NAME
 from builder.record import SSH_SIGNATURE_NAME as SSH_SIGNATURE_NAME
 from builder.record import VALIDATION_RECORD_NAME as VALIDATION_RECORD_NAME
-from builder.record import BaseImage as BaseImage
 from builder.record import BuildRecord as BuildRecord
 from builder.record import parse_build_record
 from builder.run import run

@@ -14,15 +14,17 @@ from builder.artifact import utc_now
 from builder.cache import hash_file
 from builder.errors import GuestError, InputError
 from builder.log import complete_step, log, log_to_file
-from builder.record import Artifact, BuildRecord, BuildVM
+from builder.record import Artifact, BuildRecord
+from builder.record_sections import BuildVM
 from hardening.check import evaluate, gather_facts
 from hardening.host import Host
 from hardening.profile import Profile, load_profile
 from hardening.results import CheckResult
-from validate.blockscan import Needle, check_disk_blocks
+from validate.blockscan import check_disk_blocks
 from validate.boot import boot_artifact
 from validate.host import pinned_host
 from validate.hygiene import Expectations, check_hygiene
+from validate.needles import Needle
 from validate.platform import check_platform
 from validate.report import write_html, write_junit
 from validate.results import Package, ValidationRun
