@@ -1,8 +1,9 @@
-"""The template statement has one decoder (validate.statement.parse_statement) and
-two modes: lenient for report, history and outdated (bad input, exit 2), one
-decoding (read_statement) of which the report's ManifestClaims and history's
-and outdated's ManifestFacts are views; strict after the signatures for verify
-(not trusted, exit 1)."""
+"""The template statement has one decoder (validate.statement: parse_statement,
+then decode_payload reading every field through statement_fields.Fields) and
+two modes: lenient for report, history and outdated (bad input, exit 2), of
+which the report's ManifestClaims and history's and outdated's ManifestFacts
+are views; strict after the signatures for verify (not trusted, exit 1), of
+which verify's Claims is the view."""
 
 from __future__ import annotations
 
