@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from builder import qemu
+from builder import qemu_command
 from builder.bootstrap import (
     BASE_DISK_SIZE,
     RECIPE_VERSION,
@@ -107,7 +107,7 @@ def image_format(path: Path) -> str:
 def qemu_img_info(path: Path) -> dict[str, Any]:
     """``qemu-img info`` of an image, read strictly: the image header (backing
     file name, format-specific data) is the image author's text."""
-    out = run(["qemu-img", "info", "--output=json", qemu.file_arg(path)]).stdout
+    out = run(["qemu-img", "info", "--output=json", qemu_command.file_arg(path)]).stdout
     try:
         info = loads_json(out)
     except DataError as exc:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from builder import qemu
+from builder import accel_probe, qemu, qemu_command
 from builder.cache import hash_file
 from builder.errors import BuildError, ToolError
 from builder.firmware import Firmware, require_program
@@ -236,7 +236,7 @@ def bootstrap_into(
         run(
             [
                 *("qemu-img", "convert", "-f", "raw", "-O", "qcow2"),
-                *(qemu.file_arg(raw), qemu.file_arg(work / "base.qcow2")),
+                *(qemu_command.file_arg(raw), qemu_command.file_arg(work / "base.qcow2")),
             ]
         )
         raw.unlink()
@@ -367,15 +367,15 @@ def _copy_sparse(src: Path, dst: Path, offset: int) -> None:
 
 def _first_boot(work: Path, raw: Path, root_uuid: str) -> None:
     serial = work / "firstboot-serial.log"
-    accel = qemu.probe_accelerator(work / "vmlinuz")
-    config = qemu.MachineConfig(
+    accel = accel_probe.probe_accelerator(work / "vmlinuz")
+    config = qemu_command.MachineConfig(
         disk=raw,
         disk_format="raw",
         accelerator=accel,
         memory=1024,
         cpus=2,
         serial_log=serial,
-        kernel_boot=qemu.KernelBoot(
+        kernel_boot=qemu_command.KernelBoot(
             kernel=work / "vmlinuz",
             initrd=work / "initrd.img",
             append=(

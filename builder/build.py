@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder import __version__, firmware, qemu
+from builder import __version__, accel_probe, firmware, qemu, qemu_command
 from builder.artifact import artifact_folder, utc_now
 from builder.base import BaseImage, prepare_base, qemu_img_info
 from builder.buildkey import base_identity, compute_build_key
@@ -58,7 +58,7 @@ class StepTimer:
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {"goldsmith": __version__, "qemu": qemu.qemu_version()}
+    versions = {"goldsmith": __version__, "qemu": qemu_command.qemu_version()}
     with contextlib.suppress(Exception):
         out = run(["mmdebstrap", "--version"], check=False).stdout.split()
         versions["mmdebstrap"] = out[-1] if out else "unknown"
@@ -133,26 +133,26 @@ def _build_into(
     log.info("Building %s %s with profile %s", spec.name, spec.version, profile.id)
     with timer.step("base", "Preparing the base image"):
         base = prepare_base(spec, proxy)
-    accel = qemu.probe_accelerator(base.kernel)
+    accel = accel_probe.probe_accelerator(base.kernel)
     overlay = work / "overlay.qcow2"
     run(
         [
             *("qemu-img", "create", "-q", "-f", "qcow2"),
-            *("-b", qemu.file_arg(base.path), "-F", base.format),
-            *(qemu.file_arg(overlay), str(spec.disk_size)),
+            *("-b", qemu_command.file_arg(base.path), "-F", base.format),
+            *(qemu_command.file_arg(overlay), str(spec.disk_size)),
         ]
     )
     access = new_access(BUILDER_USER, "build")
     seed = work / "seed.iso"
     write_seed_iso(seed, render_seed_files(access, hostname=spec.name))
-    config = qemu.MachineConfig(
+    config = qemu_command.MachineConfig(
         disk=overlay,
         accelerator=accel,
         memory=spec.vm.memory,
         cpus=spec.vm.cpus,
         serial_log=work / "serial.log",
         seed=seed,
-        ssh_port=qemu.free_port(),
+        ssh_port=qemu_command.free_port(),
         firmware=spec.firmware,
         tpm=spec.tpm,
     )

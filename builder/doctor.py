@@ -6,7 +6,7 @@ import dataclasses
 import os
 import shutil
 
-from builder import qemu
+from builder import accel_probe, qemu_command
 from builder.base import find_cached_kernel
 from builder.run import PACKAGES, program_path
 
@@ -60,15 +60,15 @@ def diagnose() -> list[Finding]:
             )
         )
     if shutil.which("qemu-system-x86_64", path=program_path()):
-        accel = qemu.probe_accelerator(find_cached_kernel())
+        accel = accel_probe.probe_accelerator(find_cached_kernel())
         findings.append(
             Finding(
                 "accelerator",
-                accel is qemu.Accelerator.kvm,
+                accel is qemu_command.Accelerator.kvm,
                 f"{accel}"
-                + ("" if accel is qemu.Accelerator.kvm else " (slow software emulation)"),
+                + ("" if accel is qemu_command.Accelerator.kvm else " (slow software emulation)"),
                 ""
-                if accel is qemu.Accelerator.kvm
+                if accel is qemu_command.Accelerator.kvm
                 else "enable virtualisation and give this user access to /dev/kvm (group kvm)"
                 if not os.access("/dev/kvm", os.R_OK | os.W_OK)
                 else "/dev/kvm is present but a guest kernel does not run under it "

@@ -1,7 +1,7 @@
 """Firmware and the virtual TPM: which OVMF files a machine boots, the
 software TPM beside it, and what a guest says about both.
 
-QEMU's command line is built in ``builder.qemu``; this module owns the host
+QEMU's command line is built in ``builder.qemu_command``; this module owns the host
 files and processes that line refers to, and reading the guest's answer, so
 the build (recording what the build VM saw) and validation (proving it in a
 fresh boot) judge the same evidence the same way.

@@ -34,7 +34,7 @@ from typing import Any
 from builder.cache import hash_file
 from builder.errors import BuildError
 from builder.log import complete_step
-from builder.qemu import file_arg
+from builder.qemu_command import file_arg
 from builder.run import run
 from hardening.strictdata import DataError, loads_json
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import paramiko
 
-from builder import qemu
+from builder import accel_probe, qemu, qemu_command
 from builder.base import find_cached_kernel
 from builder.firmware import Firmware
 from builder.run import run
@@ -31,7 +31,7 @@ class BootedGuest:
     machine: qemu.Machine
     client: paramiko.SSHClient
     access: GuestAccess
-    accelerator: qemu.Accelerator
+    accelerator: qemu_command.Accelerator
     workdir: Path
 
     @property
@@ -53,7 +53,7 @@ def boot_artifact(
 ) -> Iterator[BootedGuest]:
     """The overlay takes every write; QEMU opens ``disk`` read-only as its backing file."""
     access = access or new_access(VALIDATOR_USER, "validate")
-    accel = qemu.probe_accelerator(find_cached_kernel())
+    accel = accel_probe.probe_accelerator(find_cached_kernel())
     with tempfile.TemporaryDirectory(prefix="goldsmith-validate-") as tmp:
         work = Path(tmp)
         overlay = work / "overlay.qcow2"
@@ -65,14 +65,14 @@ def boot_artifact(
         )
         seed = work / "seed.iso"
         write_seed_iso(seed, render_seed_files(access, hostname="goldsmith-validate"))
-        config = qemu.MachineConfig(
+        config = qemu_command.MachineConfig(
             disk=overlay,
             accelerator=accel,
             memory=memory,
             cpus=cpus,
             serial_log=serial_log or work / "serial.log",
             seed=seed,
-            ssh_port=qemu.free_port(),
+            ssh_port=qemu_command.free_port(),
             firmware=firmware,
             tpm=tpm,
         )

@@ -39,7 +39,7 @@ from types import TracebackType
 import zstandard
 
 from builder.errors import GoldsmithError
-from builder.qemu import file_arg
+from builder.qemu_command import file_arg
 from builder.run import run
 from hardening.strictdata import loads_json
 from validate.qcow2 import (

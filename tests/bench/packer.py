@@ -43,7 +43,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from builder import qemu
+from builder import accel_probe, qemu_command
 from builder.base import prepare_base, qemu_img_info
 from builder.build import APT, BUILDER_USER, plan_build
 from builder.firmware import Firmware
@@ -96,7 +96,7 @@ class PackerInputs:
     scripts: tuple[Path, ...]
     output_dir: Path
     serial_log: Path
-    accelerator: qemu.Accelerator
+    accelerator: qemu_command.Accelerator
     machine_type: str
     memory: int  # MiB
     cpus: int
@@ -189,7 +189,7 @@ def guest_scripts(spec: TemplateSpec, apply_script: str) -> dict[str, str]:
 def render_template(inputs: PackerInputs) -> dict[str, Any]:
     """A Packer 1.6 JSON template: the qemu builder and goldsmith's work."""
     qemuargs = [
-        ["-cpu", "host" if inputs.accelerator is qemu.Accelerator.kvm else "max"],
+        ["-cpu", "host" if inputs.accelerator is qemu_command.Accelerator.kvm else "max"],
         # Packer 1.6.6 has cd_files, but it needs xorriso or mkisofs and
         # writes its own volume; -cdrom adds goldsmith's seed beside Packer's
         # drives (a -drive here would replace all of Packer's, the disk too).
@@ -201,7 +201,7 @@ def render_template(inputs: PackerInputs) -> dict[str, Any]:
         ["-device", "virtio-rng-pci,rng=rng0"],
         [
             "-chardev",
-            f"file,id=serial0,path={qemu.option_value(qemu.file_arg(inputs.serial_log))}",
+            f"file,id=serial0,path={qemu_command.option_value(qemu_command.file_arg(inputs.serial_log))}",
         ],
         ["-serial", "chardev:serial0"],
     ]
@@ -268,7 +268,7 @@ def write_inputs(
     spec: TemplateSpec,
     base: Path,
     base_format: str,
-    accelerator: qemu.Accelerator,
+    accelerator: qemu_command.Accelerator,
     apply_script: str,
     access: GuestAccess,
 ) -> PackerInputs:
@@ -288,7 +288,7 @@ def write_inputs(
         path = work / name
         path.write_text(text, encoding="utf-8")
         scripts.append(path)
-    config = qemu.MachineConfig(
+    config = qemu_command.MachineConfig(
         disk=base,
         accelerator=accelerator,
         memory=spec.vm.memory,
@@ -306,7 +306,7 @@ def write_inputs(
         output_dir=(work / "output").resolve(),
         serial_log=(work / "serial.log").resolve(),
         accelerator=accelerator,
-        machine_type=qemu.machine_type(config),
+        machine_type=qemu_command.machine_type(config),
         memory=spec.vm.memory,
         cpus=spec.vm.cpus,
         disk_size=spec.disk_size,
@@ -337,7 +337,7 @@ def run_packer(
     spec: TemplateSpec,
     base: Path,
     base_format: str,
-    accelerator: qemu.Accelerator,
+    accelerator: qemu_command.Accelerator,
     apply_script: str,
 ) -> Run:
     work = folder / "packer"
@@ -508,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     version = ensure_packer()
     base = prepare_base(spec)
-    accelerator = qemu.probe_accelerator(base.kernel)
+    accelerator = accel_probe.probe_accelerator(base.kernel)
     profile, apply_script, _ = plan_build(spec)
     folder = (args.out / f"packer-vs-goldsmith-{spec.name}").resolve()
     # This bench's own folder: each round starts from nothing.

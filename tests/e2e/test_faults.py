@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from builder.accel_probe import _PROBE_SECTOR
 from builder.errors import GuestError
-from builder.qemu import _PROBE_SECTOR
 from validate.boot import boot_artifact
 
 pytestmark = pytest.mark.vm

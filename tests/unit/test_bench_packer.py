@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import qemu
+from builder import qemu_command
 from builder.build import BUILDER_USER, plan_build
 from builder.firmware import Firmware
 from builder.seal import render_seal_script, sealing_plan
@@ -43,7 +43,7 @@ def inputs(tmp_path: Path, spec: TemplateSpec, access: GuestAccess) -> bench.Pac
     base.write_bytes(b"")  # packer validate does not open it
     _, script, _ = plan_build(spec)
     return bench.write_inputs(
-        tmp_path / "work", spec, base, "qcow2", qemu.Accelerator.tcg, script, access
+        tmp_path / "work", spec, base, "qcow2", qemu_command.Accelerator.tcg, script, access
     )
 
 

@@ -14,19 +14,19 @@ from typing import Any
 
 import pytest
 
+from builder import accel_probe, qemu, qemu_command
 from builder import firmware as fw
-from builder import qemu
+from builder.accel_probe import probe_accelerator
 from builder.errors import GuestError, ToolError
 from builder.firmware import Firmware
-from builder.qemu import (
+from builder.qemu import start_vm
+from builder.qemu_command import (
     QEMU,
     Accelerator,
     KernelBoot,
     MachineConfig,
     build_command,
     free_port,
-    probe_accelerator,
-    start_vm,
 )
 
 # These run QEMU itself, briefly and without booting an operating system.
@@ -248,8 +248,8 @@ def test_relative_paths_become_absolute_so_no_protocol_prefix_is_read(
 
 
 def test_option_value_doubles_commas_only() -> None:
-    assert qemu.option_value("/a,b,,c=d") == "/a,,b,,,,c=d"
-    assert qemu.option_value("/plain/path") == "/plain/path"
+    assert qemu_command.option_value("/a,b,,c=d") == "/a,,b,,,,c=d"
+    assert qemu_command.option_value("/plain/path") == "/plain/path"
 
 
 @needs_qemu
@@ -320,7 +320,7 @@ def test_free_port_can_be_bound_on_loopback() -> None:
 @pytest.fixture
 def fresh_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GOLDSMITH_ACCEL", raising=False)
-    monkeypatch.setattr(qemu, "_probed", {})
+    monkeypatch.setattr(accel_probe, "_probed", {})
 
 
 @pytest.mark.parametrize("forced", ["kvm", "tcg"])
@@ -330,7 +330,7 @@ def test_goldsmith_accel_overrides_the_probe(forced: str, monkeypatch: pytest.Mo
     def no_probe(*args: object) -> tuple[bool, str]:
         raise AssertionError("the probe ran despite GOLDSMITH_ACCEL")
 
-    monkeypatch.setattr(qemu, "_probe_boot_sector", no_probe)
+    monkeypatch.setattr(accel_probe, "_probe_boot_sector", no_probe)
     assert probe_accelerator() is Accelerator(forced)
 
 
@@ -344,26 +344,26 @@ def test_a_bad_goldsmith_accel_is_a_tool_error(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.usefixtures("fresh_probe")
 def test_no_usable_dev_kvm_means_tcg_without_booting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(qemu, "_kvm_usable", lambda: False)
+    monkeypatch.setattr(accel_probe, "_kvm_usable", lambda: False)
 
     def no_probe(*args: object) -> tuple[bool, str]:
         raise AssertionError("no boot is needed to know KVM is unusable")
 
-    monkeypatch.setattr(qemu, "_probe_boot_sector", no_probe)
-    monkeypatch.setattr(qemu, "_probe_kernel", no_probe)
+    monkeypatch.setattr(accel_probe, "_probe_boot_sector", no_probe)
+    monkeypatch.setattr(accel_probe, "_probe_kernel", no_probe)
     assert probe_accelerator(Path("/boot/vmlinuz")) is Accelerator.tcg
 
 
 @pytest.mark.usefixtures("fresh_probe")
 def test_kvm_is_chosen_when_the_boot_sector_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(qemu, "_kvm_usable", lambda: True)
+    monkeypatch.setattr(accel_probe, "_kvm_usable", lambda: True)
     calls: list[str] = []
 
     def sector(workdir: Path, timeout: float) -> tuple[bool, str]:
         calls.append("sector")
         return True, "ok"
 
-    monkeypatch.setattr(qemu, "_probe_boot_sector", sector)
+    monkeypatch.setattr(accel_probe, "_probe_boot_sector", sector)
     assert probe_accelerator() is Accelerator.kvm
     # The answer is remembered: a second build step does not probe again.
     assert probe_accelerator() is Accelerator.kvm
@@ -372,41 +372,41 @@ def test_kvm_is_chosen_when_the_boot_sector_runs(monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.usefixtures("fresh_probe")
 def test_a_kvm_that_cannot_run_the_boot_sector_means_tcg(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(qemu, "_kvm_usable", lambda: True)
-    monkeypatch.setattr(qemu, "_probe_boot_sector", lambda w, t: (False, "exit 1"))
+    monkeypatch.setattr(accel_probe, "_kvm_usable", lambda: True)
+    monkeypatch.setattr(accel_probe, "_probe_boot_sector", lambda w, t: (False, "exit 1"))
     assert probe_accelerator() is Accelerator.tcg
 
 
 @pytest.mark.usefixtures("fresh_probe")
 def test_a_kvm_that_cannot_boot_the_kernel_means_tcg(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(qemu, "_kvm_usable", lambda: True)
-    monkeypatch.setattr(qemu, "_probe_boot_sector", lambda w, t: (True, "ok"))
+    monkeypatch.setattr(accel_probe, "_kvm_usable", lambda: True)
+    monkeypatch.setattr(accel_probe, "_probe_boot_sector", lambda w, t: (True, "ok"))
     kernels: list[Path] = []
 
     def kernel_probe(workdir: Path, kernel: Path, timeout: float) -> tuple[bool, str]:
         kernels.append(kernel)
         return False, "no panic reached"
 
-    monkeypatch.setattr(qemu, "_probe_kernel", kernel_probe)
+    monkeypatch.setattr(accel_probe, "_probe_kernel", kernel_probe)
     assert probe_accelerator(Path("/cache/vmlinuz")) is Accelerator.tcg
     assert kernels == [Path("/cache/vmlinuz")]
 
 
 @pytest.mark.usefixtures("fresh_probe")
 def test_a_kvm_that_hangs_on_the_boot_sector_means_tcg(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(qemu, "_kvm_usable", lambda: True)
+    monkeypatch.setattr(accel_probe, "_kvm_usable", lambda: True)
 
     def hang(cmd: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         # What run() raises when QEMU outlives its timeout.
         raise ToolError(f"{QEMU} did not finish within 30s")
 
-    monkeypatch.setattr(qemu, "run", hang)
+    monkeypatch.setattr(accel_probe, "run", hang)
     assert probe_accelerator() is Accelerator.tcg
 
 
 def probe_image(workdir: Path) -> Path:
     image = workdir / "sector.img"
-    image.write_bytes(qemu._PROBE_SECTOR.ljust(510, b"\0") + b"\x55\xaa")
+    image.write_bytes(accel_probe._PROBE_SECTOR.ljust(510, b"\0") + b"\x55\xaa")
     return image
 
 
@@ -422,7 +422,7 @@ def test_the_probe_boot_sector_runs_under_tcg(tmp_path: Path) -> None:
     ]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
     assert len(image.read_bytes()) == 512
-    assert proc.returncode == qemu._PROBE_EXIT == 33
+    assert proc.returncode == accel_probe._PROBE_EXIT == 33
     assert serial.read_bytes() == b"K"
 
 
@@ -444,8 +444,8 @@ def test_probe_boot_sector_judges_a_real_run(
             argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
         )
 
-    monkeypatch.setattr(qemu, "run", under_tcg)
-    ok, why = qemu._probe_boot_sector(tmp_path, timeout=20)
+    monkeypatch.setattr(accel_probe, "run", under_tcg)
+    ok, why = accel_probe._probe_boot_sector(tmp_path, timeout=20)
 
     assert ok, why
     assert "exit 33" in why
@@ -463,8 +463,8 @@ def test_probe_boot_sector_fails_without_the_serial_k(
         (tmp_path / "probe-sector.log").write_bytes(b"")
         return subprocess.CompletedProcess(list(cmd), 33, "", "")
 
-    monkeypatch.setattr(qemu, "run", exits_33_silently)
-    ok, _ = qemu._probe_boot_sector(tmp_path, timeout=1)
+    monkeypatch.setattr(accel_probe, "run", exits_33_silently)
+    ok, _ = accel_probe._probe_boot_sector(tmp_path, timeout=1)
     assert not ok
 
 
