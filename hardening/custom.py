@@ -36,7 +36,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hardening.catalog import Catalog, CodeFile, Control, load_catalog, parse_control
+from hardening.catalog import Catalog, load_catalog
+from hardening.control import CodeFile, Control
+from hardening.control_reader import parse_control
 from hardening.errors import ProfileError
 from hardening.mechanisms import MECHANISMS
 from hardening.strictdata import DataError, decode_text

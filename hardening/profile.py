@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from hardening.benchmarks import benchmark_for_release, known_releases
-from hardening.catalog import ID, Catalog, Control, load_catalog, loads_document, validate_params
+from hardening.catalog import Catalog, load_catalog, loads_document
+from hardening.control import Control
+from hardening.control_reader import ID, validate_params
 from hardening.custom import define_controls
 from hardening.errors import ParamError, ProfileError, suggest
 from hardening.strictdata import DataError, read_regular

@@ -15,7 +15,8 @@ import click
 
 from builder.errors import InputError
 from hardening.benchmarks import Coverage, benchmark_by_id, load_benchmarks, measure_coverage
-from hardening.catalog import Control, load_catalog
+from hardening.catalog import load_catalog
+from hardening.control import Control
 from hardening.devsec import BENCHMARK_ID as DEVSEC
 from hardening.devsec import load_devsec, measure_devsec
 from hardening.errors import suggest

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 from builder.cli import cli
 from hardening.apply import needed_packages, render_apply_script
-from hardening.catalog import load_catalog, parse_control
+from hardening.catalog import load_catalog
 from hardening.check import evaluate, probes_for
+from hardening.control_reader import parse_control
 from hardening.errors import ProfileError
 from hardening.facts import OS_RELEASE, Facts, Section, guest_release
 from hardening.profile import load_profile

@@ -35,7 +35,8 @@ import pytest
 import yaml
 
 from hardening.apply import render_apply_script
-from hardening.catalog import Control, load_catalog, parse_catalog
+from hardening.catalog import load_catalog, parse_catalog
+from hardening.control import Control
 from hardening.errors import ProfileError
 from hardening.mechanisms import MECHANISMS
 from hardening.mechanisms.parameters import ParamType, as_text
