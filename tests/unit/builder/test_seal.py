@@ -226,6 +226,19 @@ def fake_tools(folder: Path, calls: Path, names: tuple[str, ...]) -> str:
     return f"{folder}:/usr/bin:/bin"
 
 
+def run_item(sealing: SealItem, path: str) -> subprocess.CompletedProcess[str]:
+    """One item's commands as the seal script runs them, with only ``path``'s tools."""
+    script = "set -euo pipefail\n" + "\n".join(sealing.commands)
+    return subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        env={"PATH": path},
+        timeout=20,
+        check=False,
+    )
+
+
 def test_the_free_space_item_fills_deletes_scrubs_and_trims(
     tmp_path: Path, plan: tuple[SealItem, ...]
 ) -> None:
@@ -243,15 +256,7 @@ def test_the_free_space_item_fills_deletes_scrubs_and_trims(
         'printf zeros >> "${a#of=}";; esac; done\nexit 1\n'  # as dd does at ENOSPC
     )
     (tmp_path / "bin" / "dd").chmod(0o755)
-    script = "set -euo pipefail\n" + "\n".join(plan[-1].commands)
-    proc = subprocess.run(
-        ["bash", "-c", script],
-        capture_output=True,
-        text=True,
-        env={"PATH": path},
-        timeout=20,
-        check=False,
-    )
+    proc = run_item(plan[-1], path)
     assert proc.returncode == 0, proc.stderr
     assert f"goldsmith: zeroed 0 MiB of free space on {mount}" in proc.stdout
     assert f"goldsmith: journal of {mount} checkpointed and zeroed" in proc.stdout
@@ -275,15 +280,7 @@ def _run_audit_item(tmp_path: Path, plan: tuple[SealItem, ...], pidof: str) -> t
     path = fake_tools(tmp_path / "bin", calls, ("auditctl", "kill", "sleep"))
     (tmp_path / "bin" / "pidof").write_text(f"#!/bin/bash\n{pidof}\n")
     (tmp_path / "bin" / "pidof").chmod(0o755)
-    script = "set -euo pipefail\n" + "\n".join(item(plan, "audit daemon stopped").commands)
-    proc = subprocess.run(
-        ["bash", "-c", script],
-        capture_output=True,
-        text=True,
-        env={"PATH": path},
-        timeout=20,
-        check=False,
-    )
+    proc = run_item(item(plan, "audit daemon stopped"), path)
     return proc.returncode, calls.read_text() if calls.exists() else ""
 
 

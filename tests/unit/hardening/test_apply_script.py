@@ -53,8 +53,8 @@ def test_waived_controls_are_not_applied(tmp_path: Path) -> None:
     assert "gs_begin ssh-root-login" in render_apply_script(profile, today=date(2031, 1, 1))
 
 
-def run_helpers(body: str, tmp_path: Path) -> str:
-    script = PRELUDE + "\n" + body
+def run_helpers(body: str, tmp_path: Path, prelude: str = PRELUDE) -> str:
+    script = prelude + "\n" + body
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         capture_output=True,
@@ -274,26 +274,14 @@ def test_sysctl_masks_a_vendor_file_that_would_win_at_boot(tmp_path: Path) -> No
         "gs_sysctl fs.protected_fifos 2 '^[[:space:]]*-?fs\\.protected_fifos[[:space:]]*='\n"
         "gs_end\n"
     )
-
-    def run() -> str:
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", prelude + "\n" + body],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-    assert run().startswith("goldsmith: changed fifos\n")
+    assert run_helpers(body, tmp_path, prelude).startswith("goldsmith: changed fifos\n")
     assert sorted(p.name for p in etc.iterdir()) == ["60-goldsmith.conf", "99-protect-links.conf"]
     assert (etc / "99-protect-links.conf").read_text() == (
         "# goldsmith: fs.protected_fifos = 1\nfs.protected_regular = 2\n"
     )
     assert (etc / "60-goldsmith.conf").read_text() == "fs.protected_fifos = 2\n"
     assert (proc / "fs" / "protected_fifos").read_text() == "2\n"
-    assert run().startswith("goldsmith: unchanged fifos\n")
+    assert run_helpers(body, tmp_path, prelude).startswith("goldsmith: unchanged fifos\n")
 
 
 def test_settings_leave_a_line_elsewhere_that_says_what_ours_says(tmp_path: Path) -> None:
