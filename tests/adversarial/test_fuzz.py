@@ -1067,6 +1067,7 @@ controls:
       expected: the banner reads ${acme_banner} on port ${acme_port}
       pass_if: matches
       pattern: "^ok( [0-9]+)?$"
+      not_applicable_exit: 3
       check: |
         grep -qx -- "${acme_banner}" /etc/issue && echo "ok $acme_port"
         [ "${acme_min}" -gt 0 ] || echo 'no'  # a comment with $acme_port
@@ -1242,6 +1243,21 @@ def test_profile(workspace: Path, data: bytes) -> None:
     path = workspace / "fuzzed.yaml"
     path.write_bytes(data)
     judge(lambda: load_profile(path), ProfileError)
+
+
+@pytest.mark.parametrize(
+    "value", ['"$(touch /tmp/pwned)"', '"3"', "0", "1", "126", "-1", "true", "3.5", "[3]", "{a: 3}"]
+)
+def test_a_bad_not_applicable_exit_is_refused_in_one_line(workspace: Path, value: str) -> None:
+    """A script check's "does not apply" status is an exit status from 2 to 125,
+    never a verdict (0, 1), the shell's own (126+), text or another type."""
+    path = workspace / "own.yaml"
+    path.write_text(OWN_PROFILE.replace("not_applicable_exit: 3", f"not_applicable_exit: {value}"))
+    with pytest.raises(ProfileError) as raised:
+        load_profile(path)
+    assert_one_line_error(raised.value)
+    assert "not_applicable_exit" in str(raised.value)
+    assert "pwned" not in str(raised.value)
 
 
 BASH = st.lists(
