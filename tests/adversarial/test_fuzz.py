@@ -1030,6 +1030,7 @@ version: 1.2.0
 base:
   file: {{path: base.qcow2, sha256: {BASE_SHA256}}}
 profile: baseline
+compression: zlib
 """
 
 # A profile defining a control of its own with typed parameters, inline bash
@@ -1054,6 +1055,7 @@ controls:
     rationale: Users are told the rules before they log in.
     references: {acme: [WEB-1, 7], other-std: ["A.1"]}
     devsec: [os-01]
+    anssi: [R12, R80]
     needs: [cron]
     phase: 50
     only_if: {param_set: acme_banner}
