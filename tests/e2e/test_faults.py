@@ -69,9 +69,13 @@ def _left_behind(out: Path, name: str) -> tuple[list[Path], list[Path], list[Pat
     )
 
 
-def _build_until(spec: Path, out: Path, marker: str) -> tuple[subprocess.Popen[str], list[str]]:
+def _build_until(
+    spec: Path, out: Path, marker: str, *, own_group: bool = False
+) -> tuple[subprocess.Popen[str], list[str]]:
     """Start ``goldsmith build`` and read its progress until a line holds
-    ``marker``; the build is still running when this returns."""
+    ``marker``; the build is still running when this returns. With
+    ``own_group`` the build and its children get a process group of their own
+    (its id is the build's pid), so a test can pause all of them at once."""
     import signal
     import sys
 
@@ -84,6 +88,7 @@ def _build_until(spec: Path, out: Path, marker: str) -> tuple[subprocess.Popen[s
         # As a terminal would: a test runner started in the background by a
         # non-interactive shell inherits SIGINT ignored, and Python keeps that.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        start_new_session=own_group,
     )
     assert proc.stderr is not None
     seen: list[str] = []
@@ -175,12 +180,19 @@ def test_output_disk_full_during_compaction_fails_cleanly(
     qemu-img convert meets ENOSPC. The build must fail with one clear error (no
     traceback, not one per log line), leave its logs in .FAILED-*, free what it
     wrote and leave no template, work folder or QEMU behind."""
+    import signal
 
     out = small_disk / "out"
     spec = _fault_spec(tmp_path, "fault-full", "true")
-    proc, seen = _build_until(spec, out, "Compacting the template")
+    proc, seen = _build_until(spec, out, "Compacting the template", own_group=True)
+    # Compaction takes about 2 s (zstd, parallel writes): the build and its
+    # qemu-img are paused while the disk fills, or the race is lost.
+    os.killpg(proc.pid, signal.SIGSTOP)
     filler = small_disk / "filler"
-    _fill(filler)
+    try:
+        _fill(filler)
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
     _, rest = proc.communicate(timeout=600)
     stderr = "".join(seen) + rest
     assert proc.returncode == 1, stderr[-3000:]
