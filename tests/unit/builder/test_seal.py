@@ -170,12 +170,16 @@ def test_the_script_stops_at_the_first_failure(script: str) -> None:
 def test_every_item_is_a_comment_commands_and_a_marker(
     plan: tuple[SealItem, ...], script: str
 ) -> None:
-    lines = script.splitlines()
+    # A command may span lines (the zero-fill's guest program does).
     for sealed in plan:
-        start = lines.index(f"# {sealed.what}: {sealed.why}")
-        end = start + 1 + len(sealed.commands)
-        assert lines[start + 1 : end] == list(sealed.commands)
-        assert lines[end] == "echo " + shlex.quote(f"goldsmith-sealed: {sealed.what}")
+        block = "\n".join(
+            (
+                f"# {sealed.what}: {sealed.why}",
+                *sealed.commands,
+                "echo " + shlex.quote(f"goldsmith-sealed: {sealed.what}"),
+            )
+        )
+        assert f"\n{block}\n" in script
 
 
 def test_only_the_poweroff_runs_detached(script: str) -> None:
@@ -239,31 +243,68 @@ def run_item(sealing: SealItem, path: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_free_space_item_fills_deletes_scrubs_and_trims(
-    tmp_path: Path, plan: tuple[SealItem, ...]
-) -> None:
-    mount = tmp_path / "mnt"
-    mount.mkdir()
-    calls = tmp_path / "calls"
+def _free_space_tools(tmp_path: Path, mount: Path, calls: Path, zero_rc: int) -> str:
+    """Fake tools for the free-space item: findmnt lists one ext4 mount point
+    (ours), python3 runs the zero-by-extent program with exit ``zero_rc``
+    (printing 3 MiB zeroed when 0), and dd writes a little into its file."""
     path = fake_tools(tmp_path / "bin", calls, ("findmnt", "fstrim", "pidof", "python3", "sync"))
-    # findmnt lists one ext4 mount point (ours); dd is real but writes a small file.
     (tmp_path / "bin" / "findmnt").write_text(
         f'#!/bin/sh\necho "findmnt $*" >> {calls}\n'
         f'case "$*" in *TARGET*) echo {mount};; *) echo /dev/nonexistent-disk;; esac\n'
+    )
+    (tmp_path / "bin" / "python3").write_text(
+        '#!/bin/sh\ncase "$*" in *0x127F*) for a; do b=$c; c=$a; done; '
+        f'echo "zero $b $c" >> {calls}; '
+        f"[ {zero_rc} = 0 ] && echo 3145728 1048576; exit {zero_rc};; esac\n"
+        f'echo "python3 $*" >> {calls}\n'
     )
     (tmp_path / "bin" / "dd").write_text(
         f'#!/bin/sh\necho "dd $*" >> {calls}\nfor a; do case "$a" in of=*) '
         'printf zeros >> "${a#of=}";; esac; done\nexit 1\n'  # as dd does at ENOSPC
     )
     (tmp_path / "bin" / "dd").chmod(0o755)
-    proc = run_item(plan[-1], path)
+    return path
+
+
+def test_the_free_space_item_zeroes_on_the_device_scrubs_and_trims(
+    tmp_path: Path, plan: tuple[SealItem, ...]
+) -> None:
+    mount, calls = tmp_path / "mnt", tmp_path / "calls"
+    mount.mkdir()
+    proc = run_item(plan[-1], _free_space_tools(tmp_path, mount, calls, zero_rc=0))
     assert proc.returncode == 0, proc.stderr
-    assert f"goldsmith: zeroed 0 MiB of free space on {mount}" in proc.stdout
+    assert (
+        f"goldsmith: zeroed 3 MiB of free space on {mount} "
+        "(write-zeroes on /dev/nonexistent-disk, 1 MiB of it written through the file)"
+        in proc.stdout
+    )
+    assert f"goldsmith: journal of {mount} checkpointed and zeroed" in proc.stdout
+    calls_seen = calls.read_text().splitlines()
+    order = [line.split()[0] for line in calls_seen]
+    assert "dd" not in order  # nothing written through the file
+    assert order.index("zero") < order.index("python3") < order.index("fstrim")
+    # The program gets the fill file, then the device the file system is on.
+    zero = next(line for line in calls_seen if line.startswith("zero "))
+    assert zero == f"zero {mount}/.goldsmith-zero-fill /dev/nonexistent-disk"
+    assert order[order.index("findmnt") + 1] == "sync"  # committed before anything else
+
+
+def test_the_free_space_item_writes_zeros_through_a_file_when_the_device_cannot(
+    tmp_path: Path, plan: tuple[SealItem, ...]
+) -> None:
+    mount, calls = tmp_path / "mnt", tmp_path / "calls"
+    mount.mkdir()
+    # The program leaves its fill file behind when it fails: the fallback removes it.
+    proc = run_item(plan[-1], _free_space_tools(tmp_path, mount, calls, zero_rc=1))
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"goldsmith: zeroed 0 MiB of free space on {mount} (written through a file)" in proc.stdout
+    )
     assert f"goldsmith: journal of {mount} checkpointed and zeroed" in proc.stdout
     assert list(mount.iterdir()) == []  # the fill file is gone
     order = [line.split()[0] for line in calls.read_text().splitlines()]
-    assert order.index("dd") < order.index("python3") < order.index("fstrim")
-    assert order[order.index("findmnt") + 1] == "sync"  # committed before anything else
+    assert order.index("zero") < order.index("dd") < order.index("python3")
+    assert order.index("python3") < order.index("fstrim")
 
 
 def test_auditd_stops_before_the_logs_are_emptied(plan: tuple[SealItem, ...]) -> None:
@@ -392,3 +433,4 @@ def test_the_seal_script_is_part_of_the_build_key(monkeypatch: pytest.MonkeyPatc
     shorter = seal.sealing_plan("builder", "BUILDER-KEY-BLOB")[:-1]
     monkeypatch.setattr(seal, "sealing_plan", lambda user, blob: shorter)
     assert seal.seal_script_digest() != digest
+
