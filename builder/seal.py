@@ -353,7 +353,14 @@ def render_seal_script(plan: tuple[SealItem, ...]) -> str:
         lines.extend(item.commands)
         lines.append(f"echo {shlex.quote('goldsmith-sealed: ' + item.what)}")
     # setsid + nohup: the tail survives the end of the SSH session that started it.
-    tail = "sleep 2; systemctl poweroff --no-block"
+    # It powers off once the builder has closed its SSH connection, so the exit
+    # status has been delivered (the builder closes right after reading it);
+    # 10 s at most, and without ss (iproute2) a fixed 2 s.
+    tail = (
+        "if command -v ss > /dev/null; then for _ in $(seq 1 100); do "
+        "ss -Htn state established '( sport = :22 )' | grep -q . || break; sleep 0.1; done; "
+        "else sleep 2; fi; systemctl poweroff --no-block"
+    )
     lines.append(f"setsid nohup bash -c {shlex.quote(tail)} > /dev/null 2>&1 < /dev/null &")
     return "\n".join(lines) + "\n"
 

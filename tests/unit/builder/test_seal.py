@@ -189,11 +189,10 @@ def test_only_the_poweroff_runs_detached(script: str) -> None:
     assert last.endswith(" > /dev/null 2>&1 < /dev/null &")
     words = shlex.split(last)
     assert words[:4] == ["setsid", "nohup", "bash", "-c"]
-    # The session that ran the script has time to end before the guest goes down.
-    assert [step.strip() for step in words[4].split(";")] == [
-        "sleep 2",
-        "systemctl poweroff --no-block",
-    ]
+    # The session that ran the script ends before the guest goes down.
+    tail = words[4]
+    assert "ss -Htn state established '( sport = :22 )'" in tail
+    assert tail.endswith("; systemctl poweroff --no-block")
     foreground = script.splitlines()[:-1]
     assert not any("poweroff" in line for line in foreground)
 
@@ -434,3 +433,54 @@ def test_the_seal_script_is_part_of_the_build_key(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(seal, "sealing_plan", lambda user, blob: shorter)
     assert seal.seal_script_digest() != digest
 
+
+def _poweroff_tail(script: str) -> str:
+    return shlex.split(script.splitlines()[-1])[4]
+
+
+@pytest.mark.parametrize(
+    ("open_for", "expected_polls"),
+    [(0, 1), (3, 4), (1000, 100)],  # closed at once, after 3 polls, never (capped)
+)
+def test_the_poweroff_waits_for_the_ssh_connection_to_close(
+    tmp_path: Path, script: str, open_for: int, expected_polls: int
+) -> None:
+    calls = tmp_path / "calls"
+    path = fake_tools(tmp_path / "bin", calls, ("sleep", "systemctl"))
+    # ss lists one established connection on port 22 for its first open_for calls.
+    (tmp_path / "bin" / "ss").write_text(
+        f'#!/bin/sh\necho "ss $*" >> {calls}\n'
+        f'[ "$(grep -c "^ss " {calls})" -le {open_for} ] && '
+        'echo "0 0 10.0.2.15:22 10.0.2.2:40000"\nexit 0\n'
+    )
+    (tmp_path / "bin" / "ss").chmod(0o755)
+    proc = subprocess.run(
+        ["bash", "-c", _poweroff_tail(script)],
+        env={"PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = calls.read_text().splitlines()
+    assert sum(line.startswith("ss ") for line in seen) == expected_polls
+    assert seen[-1] == "systemctl poweroff --no-block"
+    assert "sleep 2" not in seen
+
+
+def test_the_poweroff_waits_two_seconds_without_ss(tmp_path: Path, script: str) -> None:
+    calls = tmp_path / "calls"
+    folder = tmp_path / "bin"
+    fake_tools(folder, calls, ("sleep", "systemctl", "seq"))
+    # Only the fakes and bash's builtins: no ss anywhere on PATH.
+    proc = subprocess.run(
+        ["/bin/bash", "-c", _poweroff_tail(script)],
+        env={"PATH": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert calls.read_text().splitlines() == ["sleep 2", "systemctl poweroff --no-block"]
