@@ -49,8 +49,10 @@ _SECTIONS: dict[str, str] = {
     ),
     "machine_id": "cat /etc/machine-id",
     "host_keys": 'for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$k"; done',
+    # cloud-init's own status comes from the command that waited for it
+    # (check_hygiene): asking again would start its Python once more.
     "cloud_init": (
-        "cloud-init status --long 2>&1; echo instance: $(cat /var/lib/cloud/data/instance-id "
+        "echo instance: $(cat /var/lib/cloud/data/instance-id "
         "2>/dev/null); echo instances: $(ls /var/lib/cloud/instances 2>/dev/null)"
     ),
     "histories": (
@@ -287,7 +289,11 @@ def evaluate_hygiene(evidence: dict[str, str], expect: Expectations) -> list[Che
     return results
 
 
-def check_hygiene(host: Host, expect: Expectations) -> list[CheckResult]:
-    """One remote command (run as root by the caller), then local evaluation."""
+def check_hygiene(host: Host, expect: Expectations, cloud_init_status: str) -> list[CheckResult]:
+    """One remote command (run as root by the caller), then local evaluation.
+    ``cloud_init_status`` is what ``cloud-init status --wait --long`` printed
+    when the caller waited for cloud-init to settle."""
     result = host.run(hygiene_script())
-    return evaluate_hygiene(parse_sections(result.stdout), expect)
+    evidence = parse_sections(result.stdout)
+    evidence["cloud_init"] = cloud_init_status.strip() + "\n" + evidence.get("cloud_init", "")
+    return evaluate_hygiene(evidence, expect)

@@ -115,13 +115,14 @@ def validate_artifact(
             )
             host = pinned_host(guest.client, guest.access.user)
             log.info("SSH up after %.1fs (%s)", time.monotonic() - run_start, guest.accelerator)
-            # Checks see the instance as a deployer would, once cloud-init has settled.
-            host.run("cloud-init status --wait > /dev/null")
+            # Checks see the instance as a deployer would, once cloud-init has
+            # settled; what it says then is hygiene's evidence of a clean first boot.
+            settled = host.run("cloud-init status --wait --long")
             timings["boot"] = round(time.monotonic() - run_start, 3)
             expect = _expectations(
                 record.build_vm, guest.instance_id, guest.access.host_key.fingerprint
             )
-            results, packages = _check(host, profile, expect, tests, timings)
+            results, packages = _check(host, profile, expect, tests, timings, settled.stdout)
             results += scanning.result()
             with host.sudo():
                 results += check_platform(host, firmware, tpm)
@@ -189,6 +190,7 @@ def _check(
     expect: Expectations,
     tests: Sequence[Path],
     timings: dict[str, float],
+    cloud_init_status: str,
 ) -> tuple[list[CheckResult], list[Package]]:
     results: list[CheckResult] = []
     with host.sudo():
@@ -197,7 +199,7 @@ def _check(
         with _timed(timings, "checks"):
             results += evaluate(profile, facts)
         with _timed(timings, "hygiene"), complete_step("Checking hygiene"):
-            results += check_hygiene(host, expect)
+            results += check_hygiene(host, expect, cloud_init_status)
         listing = host.run(PACKAGES_QUERY)
         if listing.rc != 0:
             raise GuestError(f"listing the guest's packages failed: {listing.stderr.strip()}")
