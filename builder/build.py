@@ -216,6 +216,8 @@ def _build_into(
         "data-file"
     ):
         raise BuildError(f"{disk}: the compacted template still depends on another file")
+    with timer.step("scrub", "Zeroing free blocks freed at power-off"):
+        _zero_stray_free_blocks(disk)
     with timer.step("digest", "Hashing the template"):
         digests = hash_file(disk, "sha256", "sha512")
     # Every other format is converted from the compacted qcow2, which stays the
@@ -280,6 +282,32 @@ def base_record(base: BaseImage) -> RecordedBase:
             **{k: v for k, v in entry.items() if k not in fixed},
             "size": base.path.stat().st_size,
         },
+    )
+
+
+def _zero_stray_free_blocks(disk: Path) -> None:
+    """Sealing zeroes free space from inside the guest, but a file deleted
+    while a process still holds it (a library the upgrade replaced, mapped by
+    a daemon started before it) is freed only when that process exits, at
+    power-off, after the zeroing. The compacted image is read once more (its
+    ext2/3/4 bitmaps and the free blocks' contents) and every free block still
+    holding bytes is zeroed in place with qemu-io. The validation's block scan
+    proves the result independently."""
+    # The block scan's reader and bitmap parser, shared rather than written twice.
+    from validate.blockscan import free_blocks_with_bytes
+
+    ranges = free_blocks_with_bytes(disk)
+    if not ranges:
+        log.info("  no free block holds data")
+        return
+    for first in range(0, len(ranges), 1000):  # a bounded command line
+        batch = ranges[first : first + 1000]
+        commands = [arg for at, length in batch for arg in ("-c", f"write -z {at} {length}")]
+        run(["qemu-io", "-f", "qcow2", *commands, qemu_command.file_arg(disk)])
+    log.info(
+        "  zeroed %d KiB of free blocks in %d ranges, freed after the seal's zeroing",
+        sum(length for _, length in ranges) // 1024,
+        len(ranges),
     )
 
 

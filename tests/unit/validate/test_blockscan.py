@@ -26,6 +26,7 @@ from validate.blockscan import (
     Hit,
     check_disk_blocks,
     evaluate_block_scan,
+    free_blocks_with_bytes,
     scan_image,
 )
 from validate.diskimage import (
@@ -554,3 +555,42 @@ def test_host_secrets_named_by_the_build_are_searched_for(tmp_path: Path) -> Non
     )
     environ.update(SHORT="long enough now", GONE="set at last, too")
     assert check_disk_blocks(clean, record, environ=environ)[0].status is Status.passed
+
+
+# --- zeroing what was freed after the seal (builder.build) ---------------------------
+
+
+def test_free_blocks_with_bytes_are_found_and_zeroed_in_place(tmp_path: Path) -> None:
+    """A file deleted after the seal's zeroing (freed at power-off): its blocks
+    are found on the compacted qcow2, zeroed there with qemu-io, and nothing
+    else changes: the live file still reads the same and fsck is clean."""
+    from builder.build import _zero_stray_free_blocks
+
+    secret = b"old library bytes\n" * 500  # 9000 bytes: three 4 KiB blocks
+    live = b"live data\n" * 2000
+    image = ext4(tmp_path, "fs.raw", {"gone": secret, "keep": live}, opts="-b 4096")
+    free_file(image, "gone")
+    disk = qcow2(image, compress=True, compression="zstd")
+    ranges = free_blocks_with_bytes(disk)
+    assert sum(length for _, length in ranges) == 3 * 4096
+    assert all(at % 4096 == 0 for at, _ in ranges)
+
+    _zero_stray_free_blocks(disk)
+
+    assert free_blocks_with_bytes(disk) == []
+    assert scan_image(disk, []).filesystems[0].data_blocks == 0
+    raw = tmp_path / "after.raw"
+    sh("qemu-img", "convert", "-O", "raw", disk, raw)
+    assert b"old library bytes" not in raw.read_bytes()
+    sh("e2fsck", "-fn", raw)  # raises on any inconsistency
+    assert live in raw.read_bytes()
+
+
+def test_a_clean_image_is_left_as_it_is(tmp_path: Path) -> None:
+    from builder.build import _zero_stray_free_blocks
+
+    image = ext4(tmp_path, "fs.raw", {"keep": b"live\n"}, opts="-b 4096")
+    disk = qcow2(image, compress=True)
+    before = disk.read_bytes()
+    _zero_stray_free_blocks(disk)
+    assert disk.read_bytes() == before
