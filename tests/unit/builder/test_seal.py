@@ -80,7 +80,8 @@ def test_the_plan_covers_everything_a_template_must_not_carry(
         return "\n".join(item(plan, starts).commands)
 
     assert BLOB in commands("builder key") and "authorized_keys" in commands("builder key")
-    assert "cloud-init clean --logs --seed" in commands("cloud-init")
+    assert "rm -f /var/log/cloud-init.log /var/log/cloud-init-output.log" in commands("cloud-init")
+    assert "/etc/cloud/clean.d/*" in commands("cloud-init")
     assert "/var/lib/cloud/seed" in commands("cloud-init")
     assert "/etc/network/interfaces.d/50-cloud-init" in commands("cloud-init")
     assert "rm -f /etc/ssh/ssh_host_*" in commands("SSH host keys")
@@ -368,6 +369,36 @@ def test_the_journal_folder_is_recreated_empty_with_its_mode(
     assert journal.stat().st_mode & 0o7777 == 0o2755
     assert journal.stat().st_ino != inode  # a new folder: the old entries' block is freed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["journal"]
+
+
+def test_the_cloud_init_item_does_what_cloud_init_clean_does(
+    tmp_path: Path, plan: tuple[SealItem, ...]
+) -> None:
+    """cloud-init clean --logs --seed: logs, all of /var/lib/cloud (seed too),
+    then every executable file in clean.d, and nothing that is not one."""
+    root = tmp_path
+    lib = root / "var/lib/cloud"
+    for folder in ("instances/goldsmith-1", "seed/nocloud", "data"):
+        (lib / folder).mkdir(parents=True)
+    (lib / "data/instance-id").write_text("goldsmith-1\n")
+    (root / "var/log").mkdir(parents=True)
+    for log in ("cloud-init.log", "cloud-init-output.log", "syslog"):
+        (root / "var/log" / log).write_text("x\n")
+    clean_d = root / "etc/cloud/clean.d"
+    clean_d.mkdir(parents=True)
+    ran = root / "ran"
+    (clean_d / "10-runs").write_text(f"#!/bin/sh\necho 10 >> {ran}\n")
+    (clean_d / "10-runs").chmod(0o755)
+    (clean_d / "20-not-executable").write_text(f"#!/bin/sh\necho 20 >> {ran}\n")
+    commands = [
+        c.replace("/var/", f"{root}/var/").replace("/etc/cloud/", f"{root}/etc/cloud/")
+        for c in item(plan, "cloud-init").commands[:3]
+    ]
+    proc = bash("\n".join(commands))
+    assert proc.returncode == 0, proc.stderr
+    assert list(lib.iterdir()) == []
+    assert sorted(p.name for p in (root / "var/log").iterdir()) == ["syslog"]
+    assert ran.read_text() == "10\n"
 
 
 # --- the builder key item, run for real -------------------------------------
