@@ -130,16 +130,17 @@ def webserver_proxy_log(webserver_spec: Path, e2e_out: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def parallel_build(e2e_out: Path, webserver_spec: Path) -> list[dict[str, Any]]:
-    """Both shipped templates and the provisioned webserver example, built once
-    for the session, side by side."""
+    """The shipped Debian 12 baseline, CIS level 1 and hardened templates and
+    the provisioned webserver example, built once for the session, side by side."""
     require_vm_tools()
     specs = [
-        REPO / "templates/debian-12-baseline.yaml",
+        REPO / "templates/debian-12-hardened.yaml",
         REPO / "templates/debian-12-cis-level1.yaml",
+        REPO / "templates/debian-12-baseline.yaml",
         webserver_spec,
     ]
     results: list[dict[str, Any]] = run_json(
-        "build", *specs, "--out", e2e_out, "--jobs", "3", "--json", timeout=5400
+        "build", *specs, "--out", e2e_out, "--jobs", "4", "--json", timeout=5400
     )
     return results
 
@@ -165,6 +166,11 @@ def webserver_artifact(parallel_build: list[dict[str, Any]]) -> Path:
 @pytest.fixture(scope="session")
 def cis_artifact(parallel_build: list[dict[str, Any]]) -> Path:
     return _artifact(parallel_build, "debian-12-cis-level1")
+
+
+@pytest.fixture(scope="session")
+def hardened_artifact(parallel_build: list[dict[str, Any]]) -> Path:
+    return _artifact(parallel_build, "debian-12-hardened")
 
 
 @pytest.fixture(scope="session")
