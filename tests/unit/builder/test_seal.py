@@ -266,19 +266,28 @@ def _free_space_tools(tmp_path: Path, mount: Path, calls: Path, zero_rc: int) ->
     return path
 
 
+def _run_free_space_item(
+    tmp_path: Path, plan: tuple[SealItem, ...], zero_rc: int
+) -> tuple[str, Path, Path]:
+    """The free-space item run on a folder standing for an ext4 mount point;
+    its stdout, the mount point and the tools' call log. Every run must end
+    with the journal scrubbed."""
+    mount, calls = tmp_path / "mnt", tmp_path / "calls"
+    mount.mkdir()
+    proc = run_item(plan[-1], _free_space_tools(tmp_path, mount, calls, zero_rc=zero_rc))
+    assert proc.returncode == 0, proc.stderr
+    assert f"goldsmith: journal of {mount} checkpointed and zeroed" in proc.stdout
+    return proc.stdout, mount, calls
+
+
 def test_the_free_space_item_zeroes_on_the_device_scrubs_and_trims(
     tmp_path: Path, plan: tuple[SealItem, ...]
 ) -> None:
-    mount, calls = tmp_path / "mnt", tmp_path / "calls"
-    mount.mkdir()
-    proc = run_item(plan[-1], _free_space_tools(tmp_path, mount, calls, zero_rc=0))
-    assert proc.returncode == 0, proc.stderr
+    stdout, mount, calls = _run_free_space_item(tmp_path, plan, zero_rc=0)
     assert (
         f"goldsmith: zeroed 3 MiB of free space on {mount} "
-        "(write-zeroes on /dev/nonexistent-disk, 1 MiB of it written through the file)"
-        in proc.stdout
+        "(write-zeroes on /dev/nonexistent-disk, 1 MiB of it written through the file)" in stdout
     )
-    assert f"goldsmith: journal of {mount} checkpointed and zeroed" in proc.stdout
     calls_seen = calls.read_text().splitlines()
     order = [line.split()[0] for line in calls_seen]
     assert "dd" not in order  # nothing written through the file
@@ -292,15 +301,9 @@ def test_the_free_space_item_zeroes_on_the_device_scrubs_and_trims(
 def test_the_free_space_item_writes_zeros_through_a_file_when_the_device_cannot(
     tmp_path: Path, plan: tuple[SealItem, ...]
 ) -> None:
-    mount, calls = tmp_path / "mnt", tmp_path / "calls"
-    mount.mkdir()
     # The program leaves its fill file behind when it fails: the fallback removes it.
-    proc = run_item(plan[-1], _free_space_tools(tmp_path, mount, calls, zero_rc=1))
-    assert proc.returncode == 0, proc.stderr
-    assert (
-        f"goldsmith: zeroed 0 MiB of free space on {mount} (written through a file)" in proc.stdout
-    )
-    assert f"goldsmith: journal of {mount} checkpointed and zeroed" in proc.stdout
+    stdout, mount, calls = _run_free_space_item(tmp_path, plan, zero_rc=1)
+    assert f"goldsmith: zeroed 0 MiB of free space on {mount} (written through a file)" in stdout
     assert list(mount.iterdir()) == []  # the fill file is gone
     order = [line.split()[0] for line in calls.read_text().splitlines()]
     assert order.index("zero") < order.index("dd") < order.index("python3")
