@@ -350,23 +350,30 @@ def sealing_plan(builder_user: str, builder_key_blob: str) -> tuple[SealItem, ..
     )
 
 
-def render_seal_script(plan: tuple[SealItem, ...]) -> str:
+# The seal script's detached tail: it powers off once the builder has closed
+# its SSH connection, so the exit status has been delivered (the builder
+# closes right after reading it); 10 s at most, and without ss a fixed 2 s.
+POWEROFF_AFTER_SSH_CLOSES = (
+    "if command -v ss > /dev/null; then for _ in $(seq 1 100); do "
+    "ss -Htn state established '( sport = :22 )' | grep -q . || break; sleep 0.1; done; "
+    "else sleep 2; fi; systemctl poweroff --no-block"
+)
+
+
+def render_seal_script(
+    plan: tuple[SealItem, ...], *, poweroff: str = POWEROFF_AFTER_SSH_CLOSES
+) -> str:
     """Every item runs in the foreground, its output in the build log; only the
-    power-off is detached, so the SSH session running the script ends cleanly."""
+    power-off is detached, so the SSH session running the script ends cleanly.
+    ``poweroff`` is the detached tail (the Packer benchmark, which ignores the
+    exit status and keeps its connection open, powers off at once)."""
     lines = ["#!/bin/bash", "set -euo pipefail"]
     for item in plan:
         lines.append(f"# {item.what}: {item.why}")
         lines.extend(item.commands)
         lines.append(f"echo {shlex.quote('goldsmith-sealed: ' + item.what)}")
     # setsid + nohup: the tail survives the end of the SSH session that started it.
-    # It powers off once the builder has closed its SSH connection, so the exit
-    # status has been delivered (the builder closes right after reading it);
-    # 10 s at most, and without ss (iproute2) a fixed 2 s.
-    tail = (
-        "if command -v ss > /dev/null; then for _ in $(seq 1 100); do "
-        "ss -Htn state established '( sport = :22 )' | grep -q . || break; sleep 0.1; done; "
-        "else sleep 2; fi; systemctl poweroff --no-block"
-    )
+    tail = poweroff
     lines.append(f"setsid nohup bash -c {shlex.quote(tail)} > /dev/null 2>&1 < /dev/null &")
     return "\n".join(lines) + "\n"
 

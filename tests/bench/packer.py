@@ -281,7 +281,14 @@ def write_inputs(
     key.write_text(access.client_key.private_openssh, encoding="utf-8")
     seal = work / "seal.sh"
     seal.write_text(
-        render_seal_script(sealing_plan(BUILDER_USER, access.client_key.blob)), encoding="utf-8"
+        # Packer ignores the exit status and keeps its SSH connection open
+        # until the guest is gone: waiting for it to close would only cost
+        # Packer the tail's 10 s cap, so its guest powers off at once.
+        render_seal_script(
+            sealing_plan(BUILDER_USER, access.client_key.blob),
+            poweroff="systemctl poweroff --no-block",
+        ),
+        encoding="utf-8",
     )
     scripts = []
     for name, text in guest_scripts(spec, apply_script).items():
