@@ -42,7 +42,7 @@ e2e: deps
 	$(BIN)/pytest -q -m vm tests/e2e
 
 test: deps lint
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=30 tests
 
 # Build, validate and sign the default template with a demo key, then verify it
 # as a deployment gate would. A second run reuses the artifact (same build key).

@@ -6,13 +6,13 @@ gives it and uses sudo, and applying the profile again changes nothing."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import only_result
-from test_idempotency import reapply
+from test_idempotency import reapply_in
 
 from builder.record import read_build_record
 from builder.ssh import Session
@@ -55,29 +55,38 @@ def test_hardened_release_passes_every_non_waived_control(
     assert verdict["trusted"] is True
 
 
-def test_deployer_logs_in_with_its_key_and_uses_sudo_on_hardened(
-    hardened_artifact: Path,
-) -> None:
-    """What a server must still do under the strictest profile: the deployer's
-    key (from a fresh NoCloud seed) lets it in, sudo works without a password,
-    apt reads its sources and the journal records the login; and a command
-    run over SSH gets the profile's umask, not the compiled-in 022."""
+@pytest.fixture(scope="module")
+def hardened_guest(hardened_artifact: Path) -> Iterator[Session]:
+    """One deployer boot of the hardened template (a throwaway overlay, a
+    fresh seed), shared by the deployer's checks and then the second apply:
+    each boot costs minutes under emulation."""
     record = read_build_record(hardened_artifact / "build.json")
     with boot_artifact(
         hardened_artifact / "disk.qcow2", firmware=record.firmware, tpm=record.tpm
     ) as guest:
         session = Session(guest.client)
         session.run("cloud-init status --wait > /dev/null || true", step="cloud-init")
-        who = session.run("id -un", step="who", check=False, sudo=False)
-        root = session.run("sudo -n id -u", step="sudo", check=False, sudo=False)
-        # A command over SSH is no login shell: only pam_umask gives it the umask.
-        umask = session.run("umask", step="umask", check=False, sudo=False)
-        apt = session.run("apt-get -s -o Debug::NoLocking=1 check", step="apt", check=False)
-        logged = session.run(
-            f"journalctl -q --no-pager -u ssh -g 'Accepted publickey for {VALIDATOR_USER} '",
-            step="journal",
-            check=False,
-        )
+        yield session
+
+
+def test_deployer_logs_in_with_its_key_and_uses_sudo_on_hardened(
+    hardened_guest: Session,
+) -> None:
+    """What a server must still do under the strictest profile: the deployer's
+    key (from a fresh NoCloud seed) lets it in, sudo works without a password,
+    apt reads its sources and the journal records the login; and a command
+    run over SSH gets the profile's umask, not the compiled-in 022."""
+    session = hardened_guest
+    who = session.run("id -un", step="who", check=False, sudo=False)
+    root = session.run("sudo -n id -u", step="sudo", check=False, sudo=False)
+    # A command over SSH is no login shell: only pam_umask gives it the umask.
+    umask = session.run("umask", step="umask", check=False, sudo=False)
+    apt = session.run("apt-get -s -o Debug::NoLocking=1 check", step="apt", check=False)
+    logged = session.run(
+        f"journalctl -q --no-pager -u ssh -g 'Accepted publickey for {VALIDATOR_USER} '",
+        step="journal",
+        check=False,
+    )
     assert who.ok and who.output.strip() == VALIDATOR_USER, who.output
     assert root.ok and root.output.strip() == "0", root.output
     # login.defs' UMASK 027 (007 for a user whose own group is its primary
@@ -87,8 +96,10 @@ def test_deployer_logs_in_with_its_key_and_uses_sudo_on_hardened(
     assert logged.ok and VALIDATOR_USER in logged.output, logged.output[-2000:]
 
 
-def test_applying_hardened_again_changes_nothing(hardened_artifact: Path) -> None:
-    changed, unchanged, output = reapply(hardened_artifact, SPEC)
+def test_applying_hardened_again_changes_nothing(hardened_guest: Session) -> None:
+    """Runs after the deployer's checks, in the same boot: the second apply
+    comes last because it is the one that could change the guest."""
+    changed, unchanged, output = reapply_in(hardened_guest, SPEC)
     profile = load_profile("hardened-server")
     waived = {sc.id for sc in profile.controls if sc.waiver is not None and sc.waiver.active()}
     assert len(unchanged) >= len(profile.controls) - len(waived) - 5, output[-4000:]

@@ -28,17 +28,22 @@ def reapply(artifact: Path, spec: Path) -> tuple[list[str], list[str], str]:
     """Boot ``artifact`` as a deployer would, run its profile's apply script
     once more as root; the ids reported changed and unchanged, and the output."""
     record = read_build_record(artifact / "build.json")
-    profile = load_profile(load_spec(spec).profile)
-    script = render_apply_script(profile)
     with boot_artifact(artifact / "disk.qcow2", firmware=record.firmware, tpm=record.tpm) as guest:
         session = Session(guest.client)
         # First boot's cloud-init stages (keys, sudoers, sshd drop-in) finish first.
         session.run("cloud-init status --wait > /dev/null || true", step="cloud-init")
-        remote = f"/home/{VALIDATOR_USER}/goldsmith-apply.sh"
-        session.put(script.encode(), remote)
-        result = session.run(
-            f"bash -euo pipefail {remote}", step="apply again", timeout=1800, check=False
-        )
+        return reapply_in(session, spec)
+
+
+def reapply_in(session: Session, spec: Path) -> tuple[list[str], list[str], str]:
+    """Run ``spec``'s profile's apply script once more, as root, in a guest
+    already booted from its template; what it reports changed and unchanged."""
+    script = render_apply_script(load_profile(load_spec(spec).profile))
+    remote = f"/home/{VALIDATOR_USER}/goldsmith-apply.sh"
+    session.put(script.encode(), remote)
+    result = session.run(
+        f"bash -euo pipefail {remote}", step="apply again", timeout=1800, check=False
+    )
     assert result.ok, result.output[-4000:]
     lines = result.output.splitlines()
     changed = [line[len(CHANGED) :] for line in lines if line.startswith(CHANGED)]
