@@ -22,6 +22,7 @@ from builder.cli.build import AS_JSON, SPECS
 def lint_spec(path: Path) -> dict[str, Any]:
     """What a build of ``path`` would do, as data; InputError on bad input."""
     from builder.build import plan_build
+    from builder.formats import ALL_FORMATS, OutputFormat
     from builder.provision import AnsibleStep, host_secrets
     from builder.provisioner import ansible_playbook
     from builder.proxy import read_proxy
@@ -49,7 +50,13 @@ def lint_spec(path: Path) -> dict[str, Any]:
     stages += ["upgrade"] if spec.upgrade else []
     stages += ["packages"] if spec.packages else []
     stages += [f"provision[{s.index}] {s.kind} ({s.name})" for s in spec.provision]
-    stages += ["harden", "seal", "shutdown", "compact", "digest"]
+    stages += ["harden", "seal", "shutdown", "compact", "scrub", "digest"]
+    # The conversions, in the order build.py's make_outputs runs them.
+    stages += [
+        f"convert-{fmt}"
+        for fmt in ALL_FORMATS
+        if fmt in spec.outputs and fmt is not OutputFormat.qcow2
+    ]
     waived = sum(1 for c in profile.controls if c.waiver is not None)
     return {
         "spec": str(path),

@@ -22,7 +22,20 @@ def test_lint_prints_the_plan_and_the_build_key_a_build_would_use() -> None:
     assert result.exit_code == 0, result.output
     _, _, key = plan_build(load_spec(spec))
     assert f"build key: {key}" in result.output
-    assert "would run: base -> boot -> cloud-init -> upgrade -> harden" in result.output
+    assert (
+        "would run: base -> boot -> cloud-init -> upgrade -> harden -> seal -> shutdown"
+        " -> compact -> scrub -> digest\n" in result.output
+    )
+
+
+def test_lint_lists_each_conversion_a_build_would_make(tmp_path: Path) -> None:
+    spec = tmp_path / "multi.yaml"
+    text = (ROOT / "templates/debian-12-baseline.yaml").read_text()
+    spec.write_text(text + "outputs: [qcow2, vhdx, raw]\n")
+    result = CliRunner().invoke(cli, ["lint", str(spec), "--json"])
+    assert result.exit_code == 0, result.output
+    stages = json.loads(result.output)[0]["stages"]
+    assert stages[-4:] == ["scrub", "digest", "convert-raw", "convert-vhdx"]
 
 
 def test_lint_json_is_one_list_whatever_the_number_of_specs() -> None:
