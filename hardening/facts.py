@@ -241,11 +241,14 @@ STAT = "stat"
 
 def probe_stat(pattern: str) -> Probe:
     """mode|owner|group|type|path for every path a glob matches: one stat call
-    for the globs of every control (read it with stat_lines)."""
+    for the globs of every control (read it with stat_lines). A symlink is
+    judged by the file it resolves to (stat -L), as the apply script's chmod
+    and chown change that file: a symlink's own mode is always 0777 and a
+    link to a writable file elsewhere must not pass for its root-owned link."""
     if not SAFE_GLOB.match(pattern):
         raise ValueError(f"unsafe glob {pattern!r}")
     return Probe(
-        STAT, "stat -c '%a|%U|%G|%F|%n' -- {globs} 2>/dev/null", items=(pattern,), isolated=False
+        STAT, "stat -L -c '%a|%U|%G|%F|%n' -- {globs} 2>/dev/null", items=(pattern,), isolated=False
     )
 
 

@@ -142,15 +142,17 @@ gs_pkg_absent() {
 }
 
 # gs_fix_mode PATH MAX_OCTAL OWNER GROUP: drop mode bits beyond MAX, fix owner/group.
+# A symlink stands for the file it resolves to, as chmod and chown treat it: its
+# own mode is always 0777 and means nothing (Debian 13's keyrings are symlinks).
 gs_fix_mode() {
   local path=$1 max=$2 owner=$3 group=$4 cur new
-  cur=$(stat -c '%a' -- "$path")
+  cur=$(stat -L -c '%a' -- "$path")
   new=$(printf '%o' $(( 0$cur & 0$max )))
   if [ "$new" != "$cur" ]; then chmod "$new" -- "$path"; gs_changed; fi
-  if [ -n "$owner" ] && [ "$(stat -c '%U' -- "$path")" != "$owner" ]; then
+  if [ -n "$owner" ] && [ "$(stat -L -c '%U' -- "$path")" != "$owner" ]; then
     chown "$owner" -- "$path"; gs_changed
   fi
-  if [ -n "$group" ] && [ "$(stat -c '%G' -- "$path")" != "$group" ]; then
+  if [ -n "$group" ] && [ "$(stat -L -c '%G' -- "$path")" != "$group" ]; then
     chgrp "$group" -- "$path"; gs_changed
   fi
 }

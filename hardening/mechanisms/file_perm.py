@@ -96,9 +96,9 @@ class FilePerm(Mechanism[FilePermSpec]):
             head, tail = f'f={q(spec.path)}; if [ -e "$f" ]; then', "fi"
         lines.append(
             f"{head}\n"
-            f'  case "$(stat -c %U -- "$f")" in {allowed_owner}) o="" ;;\n'
+            f'  case "$(stat -L -c %U -- "$f")" in {allowed_owner}) o="" ;;\n'
             f"    *) o={q(spec.owners[0])} ;; esac\n"
-            f'  case "$(stat -c %G -- "$f")" in {allowed_group}) g="" ;;\n'
+            f'  case "$(stat -L -c %G -- "$f")" in {allowed_group}) g="" ;;\n'
             f"    *) g={q(spec.groups[0])} ;; esac\n"
             f'  gs_fix_mode "$f" {mode} "$o" "$g"\n'
             f"{tail}"

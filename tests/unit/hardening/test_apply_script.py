@@ -116,6 +116,22 @@ def test_fix_mode_only_removes_bits(tmp_path: Path) -> None:
     assert target.stat().st_mode & 0o7777 == 0o400
 
 
+def test_fix_mode_judges_a_symlink_by_its_target(tmp_path: Path) -> None:
+    """Debian 13's /usr/share/keyrings/*.gpg are symlinks to *.pgp files: a
+    link's own mode (always 0777) must not count as a change on every apply,
+    and a link to a file with too wide a mode fixes that file."""
+    target = tmp_path / "keyring.pgp"
+    target.write_text("k")
+    target.chmod(0o644)
+    link = tmp_path / "keyring.gpg"
+    link.symlink_to(target.name)
+    body = f'gs_begin m\ngs_fix_mode {link} 0644 "" ""\ngs_end\n'
+    assert run_helpers(body, tmp_path) == "goldsmith: unchanged m\n"
+    target.chmod(0o666)
+    assert run_helpers(body, tmp_path) == "goldsmith: changed m\n"
+    assert target.stat().st_mode & 0o7777 == 0o644 and link.is_symlink()
+
+
 def test_install_content_writes_through_symlinks(tmp_path: Path) -> None:
     real = tmp_path / "sysctl.conf"
     real.write_text("a = 1\n")

@@ -350,7 +350,7 @@ def test_batched_probes_merge_into_one_command(tmp_path: Path) -> None:
     ]
     script, mark = render_gather_script(probes)
     assert script.count("mapfile") == 1
-    assert script.count("stat -c") == 1
+    assert script.count("stat -L -c") == 1
     assert "list-unit-files --no-legend --no-pager cron.service ssh.service " in script
     # Goldsmith's own probes cost no subshell.
     assert "\n( " not in script

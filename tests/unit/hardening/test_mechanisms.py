@@ -3,6 +3,9 @@ and failing evidence (hand-written facts, no host)."""
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,7 @@ from typing import Any
 import pytest
 
 from hardening.errors import ParamError
-from hardening.facts import Facts, Section
+from hardening.facts import Facts, Section, probe_stat
 from hardening.mechanisms import MECHANISMS
 from hardening.results import Status
 
@@ -312,6 +315,29 @@ def test_file_perm() -> None:
         assert observed.startswith("/etc/shadow ")
     missing = judge("file_perm", SHADOW, raw({"stat": (0, "")}))
     assert missing[0] is Status.failed
+
+
+def test_file_perm_probe_follows_symlinks(tmp_path: Path) -> None:
+    """The stat probe, run for real: a symlink shows its target's mode, so a
+    link to a 0644 keyring passes and a link to a 0666 file fails."""
+    (tmp_path / "good.pgp").write_text("k")
+    (tmp_path / "good.pgp").chmod(0o644)
+    (tmp_path / "good.gpg").symlink_to("good.pgp")
+    command = probe_stat(f"{tmp_path}/*.gpg").command.replace("{globs}", f"{tmp_path}/*.gpg")
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
+    me = pwd.getpwuid(os.getuid()).pw_name
+    my_group = grp.getgrgid(os.getgid()).gr_name
+    params = {
+        "path": f"{tmp_path}/*.gpg",
+        "max_mode": "0644",
+        "owner": sorted({"root", me}),
+        "group": sorted({"root", my_group}),
+    }
+    assert judge("file_perm", params, raw({"stat": (0, out.stdout)}))[0] is Status.passed
+    (tmp_path / "good.pgp").chmod(0o666)
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=False)
+    status, _, observed = judge("file_perm", params, raw({"stat": (0, out.stdout)}))
+    assert status is Status.failed and observed.startswith(f"{tmp_path}/good.gpg 0666")
 
 
 def test_file_perm_glob_and_missing_ok() -> None:
