@@ -1,4 +1,6 @@
 # Reloads come after the controls so every change of their kind is in place first.
+# systemd first: a unit drop-in is read at the next start, which the reloads below may be.
+if gs_reload_wanted systemd; then systemctl daemon-reload; fi
 if gs_reload_wanted sysctl; then
   sysctl --system >/dev/null
   echo "goldsmith: reloaded sysctl" >&2
