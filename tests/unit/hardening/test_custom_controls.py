@@ -444,13 +444,19 @@ def sandbox() -> Iterator[Path]:
         yield root
 
 
+def fake_tool(sandbox: Path, name: str, output: str, rc: int = 0) -> str:
+    """A PATH whose ``name`` prints ``output`` and exits ``rc``, and whose other
+    tools are the host's (``sandbox/bin`` must exist)."""
+    (sandbox / f"{name}.out").write_text(output)
+    tool = sandbox / "bin" / name
+    tool.write_text(f'#!/bin/sh\ncat "{sandbox}/{name}.out"\nexit {rc}\n')
+    tool.chmod(0o755)
+    return f"{sandbox / 'bin'}:/usr/bin:/bin"
+
+
 def fake_nginx(sandbox: Path, config: str, rc: int = 0) -> str:
     """A PATH whose nginx prints ``config`` for -T and whose other tools are the host's."""
-    (sandbox / "nginx.conf").write_text(config)
-    nginx = sandbox / "bin" / "nginx"
-    nginx.write_text(f'#!/bin/sh\ncat "{sandbox}/nginx.conf"\nexit {rc}\n')
-    nginx.chmod(0o755)
-    return f"{sandbox / 'bin'}:/usr/bin:/bin"
+    return fake_tool(sandbox, "nginx", config, rc)
 
 
 def probe_results(profile: Profile, sandbox: Path, path: str) -> dict[str, Any]:

@@ -4,10 +4,10 @@ unit, and its drop-in sets every property the check requires."""
 from __future__ import annotations
 
 import configparser
-import subprocess
 from pathlib import Path
 
 import pytest
+from test_custom_controls import fake_tool, run_bash
 
 from hardening.catalog import load_catalog
 from hardening.profile import load_profile
@@ -34,19 +34,9 @@ RestrictAddressFamilies=AF_INET6 AF_UNIX AF_NETLINK AF_INET
 
 
 def run_check(tmp_path: Path, shown: str, rc: int = 0) -> str:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (tmp_path / "shown").write_text(shown)
-    fake = bin_dir / "systemctl"
-    fake.write_text(f'#!/bin/sh\ncat "{tmp_path}/shown"\nexit {rc}\n')
-    fake.chmod(0o755)
-    result = subprocess.run(
-        ["bash", "-c", CONTROL.params["check"]],
-        capture_output=True,
-        text=True,
-        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "LANG": "C.UTF-8"},
-        check=False,
-    )
+    (tmp_path / "bin").mkdir()
+    path = fake_tool(tmp_path, "systemctl", shown, rc)
+    result = run_bash(CONTROL.params["check"], path, tmp_path)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
