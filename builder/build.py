@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from builder import __version__, accel_probe, firmware, qemu, qemu_command
+from builder import __version__, accel_probe, cloudinit, firmware, qemu, qemu_command
 from builder.artifact import artifact_folder, utc_now
 from builder.base import BaseImage, prepare_base, qemu_img_info
 from builder.buildkey import base_identity, compute_build_key
@@ -331,9 +331,10 @@ def _check_platform(session: Session, spec: TemplateSpec) -> dict[str, Any]:
 def _prepare(session: Session, spec: TemplateSpec, timer: StepTimer, pinned: str) -> BuildVM:
     """cloud-init done, the guest's identity recorded, packages upgraded and installed."""
     with timer.step("cloud-init", "Waiting for cloud-init to finish"):
-        waited = session.run("cloud-init status --wait --long", step="cloud-init", check=False)
-        if not waited.ok:
-            log.warning("cloud-init reported problems (exit %d); see build.log", waited.rc)
+        waited = session.run(cloudinit.wait_script(spec.timeouts.step), step="cloud-init")
+        settled = cloudinit.read_status(waited.output)
+        if not settled.done:
+            log.warning("cloud-init %s in the build VM: %s", settled.status, settled.text())
     machine_id = session.run("cat /etc/machine-id", step="identity").output
     keys = session.run(
         'for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$k"; done', step="identity"

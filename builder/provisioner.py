@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from builder import cloudinit
 from builder.errors import BuildError, GoldsmithError, InputError
 from builder.log import complete_step, log
 from builder.provision import (
@@ -310,7 +311,7 @@ class Provisioner:
                 raise BuildError(f"{step.label}: the build VM did not reboot")
             time.sleep(1)
         self.session = session
-        self._run("cloud-init status --wait >/dev/null || true", step)
+        self._run(cloudinit.wait_script(self.step_timeout), step)
 
 
 def ansible_playbook(spec_path: Path, step: Step) -> str:

@@ -12,6 +12,7 @@ import re
 import shlex
 from collections.abc import Callable, Mapping
 
+from builder.cloudinit import CloudInitStatus
 from builder.proxy import APT_CONF as APT_PROXY_CONF
 from hardening.host import Host
 from hardening.results import CheckResult, Status
@@ -49,8 +50,8 @@ _SECTIONS: dict[str, str] = {
     ),
     "machine_id": "cat /etc/machine-id",
     "host_keys": 'for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$k"; done',
-    # cloud-init's own status comes from the command that waited for it
-    # (check_hygiene): asking again would start its Python once more.
+    # cloud-init's own status comes from the files read when the caller
+    # waited for it (check_hygiene, builder.cloudinit).
     "cloud_init": (
         "echo instance: $(cat /var/lib/cloud/data/instance-id "
         "2>/dev/null); echo instances: $(ls /var/lib/cloud/instances 2>/dev/null)"
@@ -289,11 +290,13 @@ def evaluate_hygiene(evidence: dict[str, str], expect: Expectations) -> list[Che
     return results
 
 
-def check_hygiene(host: Host, expect: Expectations, cloud_init_status: str) -> list[CheckResult]:
+def check_hygiene(
+    host: Host, expect: Expectations, cloud_init_status: CloudInitStatus
+) -> list[CheckResult]:
     """One remote command (run as root by the caller), then local evaluation.
-    ``cloud_init_status`` is what ``cloud-init status --wait --long`` printed
-    when the caller waited for cloud-init to settle."""
+    ``cloud_init_status`` is what cloud-init's own files said when the caller
+    waited for it to settle (builder.cloudinit)."""
     result = host.run(hygiene_script())
     evidence = parse_sections(result.stdout)
-    evidence["cloud_init"] = cloud_init_status.strip() + "\n" + evidence.get("cloud_init", "")
+    evidence["cloud_init"] = cloud_init_status.text() + "\n" + evidence.get("cloud_init", "")
     return evaluate_hygiene(evidence, expect)

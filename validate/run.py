@@ -12,6 +12,7 @@ from typing import Any
 from builder import __version__
 from builder.artifact import utc_now
 from builder.cache import hash_file
+from builder.cloudinit import CloudInitStatus, read_status, wait_script
 from builder.errors import GuestError, InputError
 from builder.log import complete_step, log, log_to_file
 from builder.record import Artifact, BuildRecord
@@ -117,12 +118,12 @@ def validate_artifact(
             log.info("SSH up after %.1fs (%s)", time.monotonic() - run_start, guest.accelerator)
             # Checks see the instance as a deployer would, once cloud-init has
             # settled; what it says then is hygiene's evidence of a clean first boot.
-            settled = host.run("cloud-init status --wait --long")
+            settled = read_status(host.run(wait_script(boot_timeout)).stdout)
             timings["boot"] = round(time.monotonic() - run_start, 3)
             expect = _expectations(
                 record.build_vm, guest.instance_id, guest.access.host_key.fingerprint
             )
-            results, packages = _check(host, profile, expect, tests, timings, settled.stdout)
+            results, packages = _check(host, profile, expect, tests, timings, settled)
             results += scanning.result()
             with host.sudo():
                 results += check_platform(host, firmware, tpm)
@@ -190,7 +191,7 @@ def _check(
     expect: Expectations,
     tests: Sequence[Path],
     timings: dict[str, float],
-    cloud_init_status: str,
+    cloud_init_status: CloudInitStatus,
 ) -> tuple[list[CheckResult], list[Package]]:
     results: list[CheckResult] = []
     with host.sudo():

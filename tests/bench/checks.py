@@ -22,6 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from builder.cloudinit import wait_script  # noqa: E402
 from builder.log import setup_logging  # noqa: E402
 from hardening.check import check_naive, evaluate, gather_facts  # noqa: E402
 from hardening.profile import load_profile  # noqa: E402
@@ -41,7 +42,7 @@ def main() -> None:
     start = time.monotonic()
     with boot_artifact(args.artifact / "disk.qcow2") as guest:
         host = pinned_host(guest.client, guest.access.user)
-        host.run("cloud-init status --wait > /dev/null")
+        host.run(wait_script(900))
         boot = time.monotonic() - start
         batched: list[float] = []
         naive: list[float] = []

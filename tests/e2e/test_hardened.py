@@ -14,6 +14,7 @@ import pytest
 from conftest import only_result
 from test_idempotency import reapply_in
 
+from builder.cloudinit import wait_script
 from builder.record import read_build_record
 from builder.ssh import Session
 from hardening.profile import load_profile
@@ -65,7 +66,7 @@ def hardened_guest(hardened_artifact: Path) -> Iterator[Session]:
         hardened_artifact / "disk.qcow2", firmware=record.firmware, tpm=record.tpm
     ) as guest:
         session = Session(guest.client)
-        session.run("cloud-init status --wait > /dev/null || true", step="cloud-init")
+        session.run(wait_script(900), step="cloud-init")
         yield session
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.cloudinit import wait_script
 from builder.record import read_build_record
 from builder.spec import load_spec
 from builder.ssh import Session
@@ -31,7 +32,7 @@ def reapply(artifact: Path, spec: Path) -> tuple[list[str], list[str], str]:
     with boot_artifact(artifact / "disk.qcow2", firmware=record.firmware, tpm=record.tpm) as guest:
         session = Session(guest.client)
         # First boot's cloud-init stages (keys, sudoers, sshd drop-in) finish first.
-        session.run("cloud-init status --wait > /dev/null || true", step="cloud-init")
+        session.run(wait_script(900), step="cloud-init")
         return reapply_in(session, spec)
 
 

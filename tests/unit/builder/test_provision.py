@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from builder import provision
+from builder import cloudinit, provision
 from builder import provisioner as provisioner_module
 from builder.errors import BuildError, InputError
 from builder.provision import (
@@ -484,4 +484,4 @@ def test_reboot_waits_out_connections_to_the_dying_boot(monkeypatch: pytest.Monk
     assert len(made) == 3 and made[0].closed and made[1].closed and not made[2].closed
     assert worker.session is made[2]  # type: ignore[comparison-overlap]
     assert all(s.secrets == ["s3cret"] for s in made)  # masked as before the reboot
-    assert "cloud-init status --wait" in made[2].commands[-1]
+    assert made[2].commands[-1] == cloudinit.wait_script(worker.step_timeout)

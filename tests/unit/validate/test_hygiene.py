@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.cloudinit import CloudInitStatus
 from hardening.results import CheckResult, Status
 from validate.hygiene import (
     ACCOUNT_BACKUPS,
@@ -349,16 +350,18 @@ def test_check_hygiene_runs_the_script_once_and_evaluates_it() -> None:
             return contextlib.nullcontext()
 
     host = Host()
-    status, _, instances = CLEAN["cloud_init"].partition("\ninstance: ")
+    _, _, instances = CLEAN["cloud_init"].partition("\ninstance: ")
     canned = canned.replace(CLEAN["cloud_init"], "instance: " + instances)
-    # As `cloud-init status --wait --long` prints it: a dot per poll first.
-    results = check_hygiene(host, EXPECT, "....\n" + status + "\n")
+    done = CloudInitStatus("done", "DataSourceNoCloud [seed=/dev/vdb][dsmode=net]")
+    results = check_hygiene(host, EXPECT, done)
 
     assert host.commands == [(hygiene_script(), ())]
     assert len(results) == 13 and {r.status for r in results} == {Status.passed}
     # The status given is the one judged: an error there fails the check.
-    failed = check_hygiene(host, EXPECT, status.replace("status: done", "status: error", 1))
+    error = CloudInitStatus("error", errors=("init: module ssh failed",))
+    failed = check_hygiene(host, EXPECT, error)
     assert [r.id for r in failed if r.status is Status.failed] == ["HYG-05"]
+    assert "status error" in next(r.observed for r in failed if r.id == "HYG-05")
 
 
 # --- sections run for real, with paths moved under tmp_path -----------------------------
