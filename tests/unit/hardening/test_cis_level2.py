@@ -3,8 +3,14 @@ by proving cis-level2-server in a guest (tests/bench/level2.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from hardening.catalog import load_catalog
-from hardening.mechanisms.audit import normalise
+from hardening.facts import FILES, Facts, Section
+from hardening.mechanisms import MECHANISMS
+from hardening.mechanisms.audit import LIVE_RULES, normalise
+from hardening.mechanisms.base import Outcome
+from hardening.results import Status
 
 
 def test_a_comparison_reads_the_same_in_either_order() -> None:
@@ -19,3 +25,58 @@ def test_a_comparison_reads_the_same_in_either_order() -> None:
     flipped = normalise("-a always,exit -S execve -C euid>uid -k x")
     assert ordered is not None and flipped is not None
     assert not ordered.satisfied_by(flipped)
+
+
+def judge_audit(ident: str, listed: str, disk: dict[str, str] | None = None) -> Outcome:
+    """A catalog audit control's verdict on what ``auditctl -l`` printed, with
+    the control's own rules file on disk unless ``disk`` says otherwise."""
+    control = load_catalog()[ident]
+    mechanism = MECHANISMS["audit"]
+    spec: Any = mechanism.parse(control.params)
+    if disk is None:
+        disk = {f"/etc/audit/rules.d/{spec.file}.rules": mechanism_file(control.params)}
+    files = "".join(f"==> {path} <==\n{text}\n" for path, text in disk.items())
+    facts = Facts({LIVE_RULES.name: Section(0, listed), FILES: Section(0, files)})
+    return mechanism.evaluate(spec, facts)
+
+
+def mechanism_file(params: Any) -> str:
+    """The rules file the apply script writes for ``params`` (its here-document)."""
+    rendered = MECHANISMS["audit"].render(MECHANISMS["audit"].parse(params))
+    body = rendered.split("\n", 1)[1]
+    return body.rsplit("\n", 1)[0] + "\n"
+
+
+# What auditctl -l prints for audit-rules-network: watches without their
+# trailing slash (auditctl trims it before the kernel sees the path), keys as
+# -k, syscall rules with -F key=.
+NETWORK_LISTED = """\
+-a always,exit -F arch=b64 -S sethostname,setdomainname -F key=system-locale
+-a always,exit -F arch=b32 -S sethostname,setdomainname -F key=system-locale
+-w /etc/issue -p wa -k system-locale
+-w /etc/issue.net -p wa -k system-locale
+-w /etc/hosts -p wa -k system-locale
+-w /etc/hostname -p wa -k system-locale
+-w /etc/networks -p wa -k system-locale
+-w /etc/network -p wa -k system-locale
+-w /etc/systemd/network -p wa -k system-locale
+-w /etc/NetworkManager -p wa -k system-locale
+"""
+
+
+def test_network_manager_is_watched_as_auditctl_lists_a_missing_directory() -> None:
+    control = load_catalog()["audit-rules-network"]
+    assert "-w /etc/NetworkManager/ -p wa -k system-locale" in control.params["rules"]
+    ref = control.references.cis_on("debian13")
+    assert ref is not None and "6.2.3.9" in ref.items
+    # A watch on a path that does not exist yet is a watch on its name in
+    # /etc: the kernel keeps it, auditctl -l prints it without the slash.
+    outcome = judge_audit("audit-rules-network", NETWORK_LISTED)
+    assert outcome.status is Status.passed, outcome.observed
+    missing = NETWORK_LISTED.replace("-w /etc/NetworkManager -p wa -k system-locale\n", "")
+    outcome = judge_audit("audit-rules-network", missing)
+    assert outcome.status is Status.failed
+    assert "first missing: -w /etc/NetworkManager/ -p wa -k system-locale" in outcome.observed
+    # Another permission or key is another rule.
+    other = NETWORK_LISTED.replace("NetworkManager -p wa", "NetworkManager -p w")
+    assert judge_audit("audit-rules-network", other).status is Status.failed
