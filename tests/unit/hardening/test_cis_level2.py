@@ -80,3 +80,25 @@ def test_network_manager_is_watched_as_auditctl_lists_a_missing_directory() -> N
     # Another permission or key is another rule.
     other = NETWORK_LISTED.replace("NetworkManager -p wa", "NetworkManager -p w")
     assert judge_audit("audit-rules-network", other).status is Status.failed
+
+
+def test_module_rules_match_auditctl_listing_system_calls_in_table_order() -> None:
+    control = load_catalog()["audit-rules-modules"]
+    ref = control.references.cis_on("debian13")
+    assert ref is not None and "6.2.3.34" in ref.items
+    # auditctl -l names a rule's system calls in number order (create_module
+    # 174, init_module 175, delete_module 176, query_module 178, finit_module
+    # 313 on x86_64) and audit 3.0.9 prints unset as -1.
+    listed = (
+        "-a always,exit -F arch=b64 -S create_module,init_module,delete_module,"
+        "query_module,finit_module -F auid>=1000 -F auid!=-1 -F key=kernel_modules\n"
+        "-a always,exit -S all -F path=/usr/bin/kmod -F perm=x -F auid>=1000 -F auid!=-1"
+        " -F key=kernel_modules\n"
+    )
+    outcome = judge_audit("audit-rules-modules", listed)
+    assert outcome.status is Status.passed, outcome.observed
+    # The rule as it was before query_module: loaded, but not what 6.2.3.34 asks.
+    older = listed.replace("create_module,", "").replace("query_module,", "")
+    outcome = judge_audit("audit-rules-modules", older)
+    assert outcome.status is Status.failed
+    assert "first missing: -a always,exit -F arch=b64 -S init_module" in outcome.observed
