@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from hardening.apply import render_apply_script
 from hardening.catalog import load_catalog
 from hardening.facts import FILES, Facts, Section
 from hardening.mechanisms import MECHANISMS
 from hardening.mechanisms.audit import LIVE_RULES, normalise
 from hardening.mechanisms.base import Outcome
+from hardening.profile import load_profile
 from hardening.results import Status
 
 
@@ -102,3 +104,53 @@ def test_module_rules_match_auditctl_listing_system_calls_in_table_order() -> No
     outcome = judge_audit("audit-rules-modules", older)
     assert outcome.status is Status.failed
     assert "first missing: -a always,exit -F arch=b64 -S init_module" in outcome.observed
+
+
+# What Debian 13's auditctl (audit 4.0.2) lists for audit-rules-perm-mod and
+# audit-rules-perm-mod-fchmodat2 together: two files, one call in each rule.
+PERM_MOD_LISTED_13 = """\
+-a always,exit -F arch=b64 -S chmod,fchmod,fchmodat -F auid>=1000 -F auid!=unset -F key=perm_mod
+-a always,exit -F arch=b64 -S chown,fchown,lchown,fchownat \
+-F auid>=1000 -F auid!=unset -F key=perm_mod
+-a always,exit -F arch=b64 -S setxattr,lsetxattr,fsetxattr,removexattr,lremovexattr,fremovexattr \
+-F auid>=1000 -F auid!=unset -F key=perm_mod
+-a always,exit -F arch=b32 -S chmod,fchmod,fchmodat -F auid>=1000 -F auid!=unset -F key=perm_mod
+-a always,exit -F arch=b32 -S chown,fchown,lchown,fchownat \
+-F auid>=1000 -F auid!=unset -F key=perm_mod
+-a always,exit -F arch=b32 -S setxattr,lsetxattr,fsetxattr,removexattr,lremovexattr,fremovexattr \
+-F auid>=1000 -F auid!=unset -F key=perm_mod
+-a always,exit -F arch=b64 -S fchmodat2 -F auid>=1000 -F auid!=unset -F key=perm_mod
+-a always,exit -F arch=b32 -S fchmodat2 -F auid>=1000 -F auid!=unset -F key=perm_mod
+"""
+
+
+def test_fchmodat2_is_audited_on_debian13_only() -> None:
+    catalog = load_catalog()
+    control = catalog["audit-rules-perm-mod-fchmodat2"]
+    assert control.releases == ("13",)
+    # Debian 12's rules are unchanged: fchmodat2 is in no rule of the older control.
+    assert not any("fchmodat2" in rule for rule in catalog["audit-rules-perm-mod"].params["rules"])
+    hardened = {sc.id: sc for sc in load_profile("hardened-server").controls}
+    assert dict(hardened["audit-rules-perm-mod-fchmodat2"].not_on) == {
+        "12": control.releases_reason
+    }
+    assert not hardened["audit-rules-perm-mod"].not_on
+    script = render_apply_script(load_profile("hardened-server"))
+    step = script[script.index("gs_begin audit-rules-perm-mod-fchmodat2") :]
+    assert step.index("gs_release_in 12") < step.index("50-perm-mod-fchmodat2.rules")
+
+
+def test_both_chmod_controls_pass_on_what_debian13_lists() -> None:
+    for ident in ("audit-rules-perm-mod", "audit-rules-perm-mod-fchmodat2"):
+        outcome = judge_audit(ident, PERM_MOD_LISTED_13)
+        assert outcome.status is Status.passed, (ident, outcome.observed)
+    # Rules the kernel did not take fail the newer control only.
+    without = "".join(
+        line for line in PERM_MOD_LISTED_13.splitlines(True) if "fchmodat2" not in line
+    )
+    assert judge_audit("audit-rules-perm-mod", without).status is Status.passed
+    outcome = judge_audit("audit-rules-perm-mod-fchmodat2", without)
+    assert outcome.status is Status.failed and outcome.observed.startswith("loaded 0/2")
+    # An auditctl whose table lacks the call lists its number, which is not the rule asked for.
+    numbered = PERM_MOD_LISTED_13.replace("-S fchmodat2", "-S 452")
+    assert judge_audit("audit-rules-perm-mod-fchmodat2", numbered).status is Status.failed

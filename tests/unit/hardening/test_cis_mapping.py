@@ -33,6 +33,8 @@ SHARED = {
     },
     # apt's key files: the trusted.gpg.d folder and the shared keyrings
     ("debian13", "1.2.1.3"): {"apt-trusted-keys-permissions", "apt-keyrings-permissions"},
+    # chmod, fchmod and fchmodat, and fchmodat2, which only Debian 13 knows
+    ("debian13", "6.2.3.18"): {"audit-rules-perm-mod", "audit-rules-perm-mod-fchmodat2"},
 }
 
 
