@@ -20,7 +20,7 @@ from hardening.strictdata import DataError, loads_json
 
 STATUS_FILE = "/run/cloud-init/status.json"
 RESULT_FILE = "/run/cloud-init/result.json"
-STAGES = ("init-local", "init", "modules-config", "modules-final")
+STAGES = ("init-local", "init", "modules-init", "modules-config", "modules-final")
 _STATUS_MARK = "--- status.json"
 _RESULT_MARK = "--- result.json"
 POLL_SECONDS = 0.2
@@ -133,12 +133,14 @@ def parse_status(output: str) -> CloudInitStatus:
     raw: set[str] = set()
     recoverable: list[str] = []
     unfinished = False
-    for stage in STAGES:
-        state = (status_v1 or {}).get(stage)
-        if state is None:
-            continue
+    for stage, state in (status_v1 or {}).items():
+        # Each stage is an object (init-local, init, modules-init, -config,
+        # -final in 22.4; a newer release may add stages); the other keys
+        # (datasource, stage, ...) are not stages.
         if not isinstance(state, dict):
-            raise DataError(f"status.json: {stage}: expected an object")
+            if stage in STAGES:
+                raise DataError(f"status.json: {stage}: expected an object")
+            continue
         found = _strings(state.get("errors"), f"{stage}.errors")
         errors += [f"{stage}: {e}" for e in found]
         raw.update(found)

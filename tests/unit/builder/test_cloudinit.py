@@ -32,7 +32,7 @@ def stage(
 
 def status_json(**stages: dict[str, object]) -> str:
     v1: dict[str, object] = {"datasource": DATASOURCE, "stage": None}
-    for name in ("init-local", "init", "modules-config", "modules-final"):
+    for name in ("init-local", "init", "modules-init", "modules-config", "modules-final"):
         v1[name] = stages.get(name.replace("-", "_"), stage())
     return json.dumps({"v1": v1})
 
@@ -73,6 +73,22 @@ def test_a_missing_result_or_an_unfinished_stage_is_running() -> None:
     assert parse_status(printed(status_json(), "")).status == "running"
     unfinished = status_json(modules_final=stage(finished=None))
     assert parse_status(printed(unfinished, result_json())).status == "running"
+
+
+def test_a_stage_never_started_and_keys_of_newer_releases_leave_it_done() -> None:
+    # 22.4 lists modules-init with start and finished null; a newer release
+    # may add keys that are not stages.
+    document = json.loads(status_json(modules_init=stage(finished=None) | {"start": None}))
+    document["v1"]["last_update"] = "Thu, 02 May 2024 10:00:14 +0000"
+    document["v1"]["new-stage"] = stage()
+    settled = parse_status(printed(json.dumps(document), result_json()))
+    assert settled == CloudInitStatus("done", DATASOURCE)
+
+
+def test_an_error_in_a_stage_not_named_in_22_4_is_still_an_error() -> None:
+    document = json.loads(status_json())
+    document["v1"]["new-stage"] = stage(["boom"])
+    assert parse_status(printed(json.dumps(document), result_json())).errors == ("new-stage: boom",)
 
 
 def test_no_files_at_all_is_not_run() -> None:
