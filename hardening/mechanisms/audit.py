@@ -1,6 +1,9 @@
 """Audit rules: written to /etc/audit/rules.d (loaded by augenrules at boot),
 checked in the running kernel (auditctl -l) and on disk. Immutable mode
-(-e 2) is checked with auditctl -s, which only shows it after a fresh boot."""
+(-e 2) is checked with auditctl -s, which only shows it after a fresh boot.
+auditctl's -c (keep loading past a rule that fails) leaves no trace in the
+kernel: it is checked where auditctl reads it, before every rule both in
+rules.d, in augenrules' order, and in the audit.rules augenrules compiles."""
 
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ LIVE_RULES = Probe("auditctl-rules", "auditctl -l 2>&1", isolated=False)
 LIVE_STATUS = Probe("auditctl-status", "auditctl -s 2>&1", isolated=False)
 RULES_GLOB = "/etc/audit/rules.d/*.rules"
 RULES_DIR = "/etc/audit/rules.d"
+COMPILED = "/etc/audit/audit.rules"  # augenrules' concatenation, what auditctl -R loads
+CONTINUE = "-c"
 _UNSET = {"unset", "-1", "4294967295"}
 
 
@@ -96,34 +101,58 @@ def normalise(text: str) -> Rule | None:
     return Rule(action, watch, perm, frozenset(syscalls), frozenset(fields), key)
 
 
+def continues_before_rules(lines: list[str]) -> bool:
+    """Whether a -c line comes before the first rule (-a or -w): auditctl
+    reads the file in order, and -c changes only what follows it."""
+    for line in lines:
+        text = line.strip()
+        if text == CONTINUE:
+            return True
+        if normalise(text) is not None:
+            return False
+    return False
+
+
+def augenrules_order(path: str) -> list[str | int]:
+    """augenrules concatenates rules.d in ls -v's natural order (50-x before 100-x)."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", path)]
+
+
 @dataclasses.dataclass(frozen=True)
 class AuditSpec:
     file: str  # rules.d file name without directory or suffix
     rules: tuple[str, ...]
     immutable: bool
+    continue_loading: bool = False  # -c first: rules after a failing one still load
 
 
 class AuditRules(Mechanism[AuditSpec]):
     name = "audit"
     phase = 75
-    keys = frozenset({"file", "rules", "immutable"})
+    keys = frozenset({"file", "rules", "immutable", "continue_loading"})
     required = frozenset({"file"})
 
     def build(self, params: Mapping[str, Any]) -> AuditSpec:
         file = get_str(params, "file", r"[0-9]{2}-[a-z0-9-]+")
         rules = params.get("rules", [])
         immutable = get_bool(params, "immutable", False)
+        continue_loading = get_bool(params, "continue_loading", False)
         if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
             raise ParamError("rules", "a list of audit rules")
         for index, rule in enumerate(rules):
             if "\n" in rule or normalise(rule) is None:
                 raise ParamError(f"rules[{index}]", "an auditctl rule starting with -a or -w")
-        if not rules and not immutable:
-            raise ParamError("rules", "at least one rule (or immutable: true)")
-        return AuditSpec(file, tuple(rules), immutable)
+        if not rules and not immutable and not continue_loading:
+            raise ParamError(
+                "rules", "at least one rule (or immutable: true, or continue_loading: true)"
+            )
+        return AuditSpec(file, tuple(rules), immutable, continue_loading)
 
     def render(self, spec: AuditSpec) -> str:
-        lines = [f"# goldsmith: {spec.file}", *spec.rules]
+        lines = [f"# goldsmith: {spec.file}"]
+        if spec.continue_loading:
+            lines.append(CONTINUE)
+        lines.extend(spec.rules)
         if spec.immutable:
             lines.append("-e 2")
         path = f"{RULES_DIR}/{spec.file}.rules"
@@ -131,7 +160,10 @@ class AuditRules(Mechanism[AuditSpec]):
 
     def probes(self, spec: AuditSpec) -> list[Probe]:
         probes = [probe_files(RULES_GLOB)]
-        probes.append(LIVE_STATUS if spec.immutable else LIVE_RULES)
+        if spec.continue_loading:
+            probes.append(probe_files(COMPILED))
+        if spec.immutable:
+            probes.append(LIVE_STATUS)
         if spec.rules:
             probes.append(LIVE_RULES)
         return probes
@@ -142,14 +174,17 @@ class AuditRules(Mechanism[AuditSpec]):
             parts.append(f"{len(spec.rules)} rule(s) loaded and in {RULES_DIR}")
         if spec.immutable:
             parts.append("rules immutable (-e 2) in the running kernel and last on disk")
+        if spec.continue_loading:
+            parts.append(f"{CONTINUE} before every rule in {RULES_DIR} and in {COMPILED}")
         expected = "; ".join(parts)
         try:
             files = file_contents(facts, RULES_GLOB)
+            compiled = file_contents(facts, COMPILED) if spec.continue_loading else {}
         except FactsError as exc:
             return error(expected, str(exc))
         disk: list[Rule] = []
         disk_lines: list[str] = []
-        for path in sorted(files):
+        for path in sorted(files, key=augenrules_order):
             for line in files[path].splitlines():
                 disk_lines.append(line.strip())
                 rule = normalise(line.strip())
@@ -192,4 +227,14 @@ class AuditRules(Mechanism[AuditSpec]):
             last = control_lines[-1] if control_lines else "none"
             observed.append(f"running enabled {enabled.group(1)}; last -e on disk: {last}")
             ok = ok and enabled.group(1) == "2" and last == "-e 2"
+        if spec.continue_loading:
+            in_dir = continues_before_rules(disk_lines)
+            text = compiled.get(COMPILED)
+            in_compiled = text is not None and continues_before_rules(text.splitlines())
+            shown = {True: "yes", False: "no"}
+            observed.append(
+                f"{CONTINUE} before the rules: {RULES_DIR} {shown[in_dir]}, "
+                f"{COMPILED} {shown[in_compiled] if text is not None else 'missing'}"
+            )
+            ok = ok and in_dir and in_compiled
         return Outcome(Status.passed if ok else Status.failed, expected, "; ".join(observed))

@@ -124,7 +124,10 @@ def synthetic_sections(profile: Profile, good: bool) -> dict[str, tuple[int, str
             prior = sections.get("auditctl-rules", (0, ""))[1]
             sections["auditctl-rules"] = (0, prior + rules + "\n")
             tail = "\n-e 2" if good and spec.immutable else ""
-            files[f"/etc/audit/rules.d/{spec.file}.rules"] = f"{rules}{tail}\n"
+            head = "-c\n" if good and spec.continue_loading else ""
+            files[f"/etc/audit/rules.d/{spec.file}.rules"] = f"{head}{rules}{tail}\n"
+            if spec.continue_loading:
+                files["/etc/audit/audit.rules"] = f"-D\n{head}"
             sections["auditctl-status"] = (0, "enabled 2\n" if good else "enabled 1\n")
         elif name == "file_scan":
             if not good:

@@ -9,7 +9,7 @@ from hardening.apply import render_apply_script
 from hardening.catalog import load_catalog
 from hardening.facts import FILES, Facts, Section
 from hardening.mechanisms import MECHANISMS
-from hardening.mechanisms.audit import LIVE_RULES, normalise
+from hardening.mechanisms.audit import LIVE_RULES, augenrules_order, normalise
 from hardening.mechanisms.base import Outcome
 from hardening.profile import load_profile
 from hardening.results import Status
@@ -154,3 +154,24 @@ def test_both_chmod_controls_pass_on_what_debian13_lists() -> None:
     # An auditctl whose table lacks the call lists its number, which is not the rule asked for.
     numbered = PERM_MOD_LISTED_13.replace("-S fchmodat2", "-S 452")
     assert judge_audit("audit-rules-perm-mod-fchmodat2", numbered).status is Status.failed
+
+
+def test_continue_loading_comes_before_every_rule_the_profile_writes() -> None:
+    # -c only changes what follows it: its file must sort first in rules.d.
+    files = {}
+    for sc in load_profile("hardened-server").controls:
+        if sc.control.mechanism == "audit":
+            path = f"/etc/audit/rules.d/{sc.params['file']}.rules"
+            files[path] = mechanism_file(sc.params)
+    first = sorted(files, key=augenrules_order)[0]
+    assert first == "/etc/audit/rules.d/01-continue-loading.rules"
+    control = load_catalog()["audit-continue-loading"]
+    ref = control.references.cis_on("debian13")
+    assert ref is not None and ref.items == ("6.2.3.35",)
+    # Every rule file as the apply script writes it, and augenrules' compilation.
+    lines = [
+        line for path in sorted(files, key=augenrules_order) for line in files[path].split("\n")
+    ]
+    compiled = "\n".join(["-D", "-b 8192", "-f 1"] + [x for x in lines if x and x[0] != "#"])
+    disk = {**files, "/etc/audit/audit.rules": compiled}
+    assert judge_audit("audit-continue-loading", "", disk).status is Status.passed

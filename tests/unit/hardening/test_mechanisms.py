@@ -521,3 +521,88 @@ def test_script_without_not_applicable_exit_fails_on_any_other_status() -> None:
 def test_script_not_applicable_exit_must_not_be_a_verdict(bad: Any) -> None:
     with pytest.raises(ParamError, match="not_applicable_exit"):
         MECHANISMS["script"].parse({"check": "true", "expected": "x", "not_applicable_exit": bad})
+
+
+# ---- audit rules ----
+
+CONTINUE = {"file": "01-continue-loading", "continue_loading": True}
+RULE = "-w /etc/hosts -p wa -k system-locale"
+
+
+def audit_files(files: dict[str, str]) -> Facts:
+    text = "".join(f"==> {path} <==\n{body}\n" for path, body in files.items())
+    return raw({"files": (0, text)})
+
+
+def test_audit_continue_loading_writes_c_before_its_rules() -> None:
+    text = render("audit", {**CONTINUE, "rules": [RULE]})
+    assert text.splitlines()[1:4] == ["# goldsmith: 01-continue-loading", "-c", RULE]
+    assert "-c" in render("audit", CONTINUE).splitlines()
+    with pytest.raises(ParamError, match="continue_loading"):
+        MECHANISMS["audit"].parse({"file": "01-x"})
+
+
+# augenrules puts -D, -b and -f first and -e last, and keeps every other line,
+# -c included, in the order of the rules.d files.
+COMPILED = "-D\n-b 8192\n-f 1\n-c\n" + RULE + "\n--backlog_wait_time 60000\n-e 2\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "observed"),
+    [
+        (
+            {
+                "/etc/audit/rules.d/01-continue-loading.rules": "# goldsmith\n-c\n",
+                "/etc/audit/rules.d/50-hosts.rules": RULE + "\n",
+                "/etc/audit/audit.rules": COMPILED,
+            },
+            Status.passed,
+            "-c before the rules: /etc/audit/rules.d yes, /etc/audit/audit.rules yes",
+        ),
+        (  # ls -v's order: 9- before 10-, though "10" < "9" as text
+            {
+                "/etc/audit/rules.d/9-c.rules": "-c\n",
+                "/etc/audit/rules.d/10-hosts.rules": RULE + "\n",
+                "/etc/audit/audit.rules": COMPILED,
+            },
+            Status.passed,
+            "/etc/audit/rules.d yes",
+        ),
+        (  # after a rule, -c cannot save it
+            {
+                "/etc/audit/rules.d/50-hosts.rules": RULE + "\n",
+                "/etc/audit/rules.d/60-c.rules": "-c\n",
+                "/etc/audit/audit.rules": COMPILED,
+            },
+            Status.failed,
+            "/etc/audit/rules.d no",
+        ),
+        (  # rules.d has it, augenrules has not compiled it yet
+            {
+                "/etc/audit/rules.d/01-continue-loading.rules": "-c\n",
+                "/etc/audit/audit.rules": COMPILED.replace("-c\n", ""),
+            },
+            Status.failed,
+            "/etc/audit/audit.rules no",
+        ),
+        (
+            {"/etc/audit/rules.d/01-continue-loading.rules": "-c\n"},
+            Status.failed,
+            "/etc/audit/audit.rules missing",
+        ),
+        (  # a comment is not an option
+            {
+                "/etc/audit/rules.d/01-continue-loading.rules": "# -c\n",
+                "/etc/audit/audit.rules": "# -c\n" + RULE + "\n",
+            },
+            Status.failed,
+            "/etc/audit/rules.d no, /etc/audit/audit.rules no",
+        ),
+    ],
+)
+def test_audit_continue_loading_is_judged_in_rules_d_and_compiled(
+    files: dict[str, str], status: Status, observed: str
+) -> None:
+    result = judge("audit", CONTINUE, audit_files(files))
+    assert result[0] is status, result[2]
+    assert observed in result[2]
