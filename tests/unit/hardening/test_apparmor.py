@@ -1,6 +1,7 @@
 """AppArmor on Debian 13: apparmor-profiles-enforce turns the complain-mode
 profiles Debian 13's apparmor package ships into enforcing ones, once, and
-its check reads the kernel's list of loaded profiles and the profile files."""
+its check reads the kernel's list of loaded profiles and the profile files;
+apparmor-restrict-unprivileged-unconfined is a Debian 13 sysctl."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import pytest
 from test_custom_controls import BASH
 
 from hardening.catalog import load_catalog
+from hardening.facts import FILES, Facts, Section
+from hardening.mechanisms import MECHANISMS
 from hardening.profile import load_profile
+from hardening.results import Status
 
 ENFORCE = load_catalog()["apparmor-profiles-enforce"]
 
@@ -195,3 +199,28 @@ def test_enforcing_is_level_2_on_both_releases() -> None:
     for profile in ("cis-level2-server", "hardened-server"):
         selected = {sc.id: sc for sc in load_profile(profile).controls}
         assert not selected["apparmor-profiles-enforce"].not_on
+
+
+# ---- kernel.apparmor_restrict_unprivileged_unconfined ----
+
+RESTRICT = load_catalog()["apparmor-restrict-unprivileged-unconfined"]
+KEY = "kernel.apparmor_restrict_unprivileged_unconfined"
+
+
+def judge_restrict(live: str, persisted: str) -> Status:
+    mechanism = MECHANISMS["sysctl"]
+    files = f"==> /etc/sysctl.d/60-goldsmith.conf <==\n{persisted}\n"
+    facts = Facts({"sysctl": Section(0, live), FILES: Section(0, files)})
+    return mechanism.evaluate(mechanism.parse(RESTRICT.params), facts).status
+
+
+def test_restricting_unprivileged_unconfined_is_a_debian13_sysctl() -> None:
+    assert RESTRICT.releases == ("13",)
+    level1 = {sc.id: sc for sc in load_profile("cis-level1-server").controls}
+    assert dict(level1[RESTRICT.id].not_on) == {"12": RESTRICT.releases_reason}
+    assert judge_restrict(f"{KEY} = 1\n", f"{KEY} = 1\n") is Status.passed
+    # Debian 13's kernel starts with it off.
+    assert judge_restrict(f"{KEY} = 0\n", "") is Status.failed
+    assert judge_restrict(f"{KEY} = 1\n", "") is Status.failed
+    # A kernel without the switch proves nothing.
+    assert judge_restrict(f"# {KEY} absent\n", f"{KEY} = 1\n") is Status.skipped
