@@ -21,12 +21,13 @@ class Op(enum.StrEnum):
     one_of = "one_of"  # equal to one of the values
     subset = "subset"  # every listed item observed is among the values
     includes = "includes"  # every value is among the items observed
+    includes_any = "includes_any"  # at least one value is among the items observed
     excludes = "excludes"  # no item observed matches any of the regular expressions
     absent = "absent"  # not set at all
     present = "present"  # set, whatever the value (a flag such as enforce_for_root)
 
 
-_LIST_OPS = {Op.one_of, Op.subset, Op.includes, Op.excludes}
+_LIST_OPS = {Op.one_of, Op.subset, Op.includes, Op.includes_any, Op.excludes}
 _SYMBOL = {
     Op.eq: "=",
     Op.ne: "!=",
@@ -110,6 +111,8 @@ class Expect:
             return "only from " + ",".join(self.value)
         if self.op is Op.includes:
             return "including " + ",".join(self.value)
+        if self.op is Op.includes_any:
+            return "including one of " + "|".join(self.value)
         if self.op is Op.excludes:
             return "none matching " + "|".join(self.value)
         if self.op is Op.present:
@@ -145,6 +148,8 @@ class Expect:
             return bool(items) and all(i in allowed for i in items)
         if self.op is Op.includes:
             return allowed <= set(items)
+        if self.op is Op.includes_any:
+            return bool(allowed & set(items))
         patterns = [re.compile(v, re.IGNORECASE) for v in self.value]
         return not any(p.search(i) for p in patterns for i in items)
 
@@ -160,6 +165,8 @@ class Expect:
             return ",".join(self.value)
         if self.op is Op.present:
             return ""
+        # excludes and includes_any judge a list without naming it whole: the
+        # list is written by an explicit write, or by another control.
         return None
 
 

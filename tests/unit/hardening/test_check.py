@@ -51,6 +51,8 @@ def _value(expect: Expect, good: bool) -> str | None:
         return value[0] if good else "bogus"
     if op in (Op.subset, Op.includes):
         return ",".join(value) if good else "bogus"
+    if op is Op.includes_any:
+        return value[0] if good else "bogus"
     return "fine" if good else "x" + value[0].strip("^$\\")
 
 
@@ -73,7 +75,13 @@ def synthetic_sections(profile: Profile, good: bool) -> dict[str, tuple[int, str
                 sysctl[s.key] = _value(s.expect, good)
         elif name == "sshd":
             for o in spec.options:
-                sshd[o.key.lower()] = _value(o.expect, good)
+                key, value = o.key.lower(), _value(o.expect, good)
+                prior = sshd.get(key)
+                if o.expect.op in (Op.excludes, Op.includes_any) and prior and value:
+                    # Controls that judge one list (KexAlgorithms) each add their item.
+                    sshd[key] = f"{prior},{value}"
+                else:
+                    sshd[key] = value
         elif name in ("login_defs", "pwquality", "faillock", "pwhistory", "config_kv"):
             for s in spec.settings:
                 kv.setdefault(spec.read[0], {})[s.key] = _value(s.expect, good)

@@ -165,6 +165,44 @@ def test_sshd_t_failure_is_an_error() -> None:
     assert "Bad configuration option" in observed
 
 
+PQ_KEX = {
+    "options": [
+        {
+            "key": "KexAlgorithms",
+            "match": "includes_any",
+            "value": ["mlkem768x25519-sha256", "sntrup761x25519-sha512@openssh.com"],
+        }
+    ]
+}
+
+
+@pytest.mark.parametrize(
+    ("kex", "status"),
+    [
+        ("mlkem768x25519-sha256,curve25519-sha256", Status.passed),
+        ("curve25519-sha256,SNTRUP761X25519-SHA512@openssh.com", Status.passed),
+        ("curve25519-sha256,curve25519-sha256@libssh.org", Status.failed),
+        # A name that only contains one is not it.
+        ("xmlkem768x25519-sha256", Status.failed),
+    ],
+)
+def test_sshd_includes_any_needs_one_of_the_values(kex: str, status: Status) -> None:
+    result = judge("sshd", PQ_KEX, raw({"sshd": (0, f"kexalgorithms {kex}\n")}))
+    assert result[0] is status, result[2]
+    assert result[1] == (
+        "sshd -T: kexalgorithms including one of "
+        "mlkem768x25519-sha256|sntrup761x25519-sha512@openssh.com"
+    )
+
+
+def test_sshd_includes_any_writes_nothing_of_its_own() -> None:
+    # It cannot say which list to write: another option or control writes it.
+    assert render("sshd", PQ_KEX) == ""
+    written = {**PQ_KEX["options"][0], "write": "mlkem768x25519-sha256,curve25519-sha256"}
+    text = render("sshd", {"options": [written]})
+    assert text.startswith("gs_sshd KexAlgorithms mlkem768x25519-sha256,curve25519-sha256 ")
+
+
 # ---- kernel modules ----
 
 KMOD = {"module": "usb-storage"}

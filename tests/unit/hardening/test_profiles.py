@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,23 @@ def test_hardened_server_writes_only_what_it_checks() -> None:
     assert all(m.endswith("-etm@openssh.com") for m in written["MACs"].split(","))
     sysctl = {s["key"]: s["value"] for s in params["kernel-protected-links"]["settings"]}
     assert sysctl["fs.protected_fifos"] == 2
+
+
+@pytest.mark.parametrize("name", ["cis-level1-server", "cis-level2-server", "hardened-server"])
+def test_the_key_exchange_written_is_post_quantum_first_and_keeps_curve25519(name: str) -> None:
+    # CIS Debian 13 5.1.13 is judged on the list ssh-kex writes: a hybrid
+    # first, and curve25519-sha256 still offered for goldsmith's paramiko.
+    selected = {sc.id: sc.params for sc in load_profile(name).controls}
+    (written,) = [o["write"] for o in selected["ssh-kex"]["options"]]
+    mechanism = MECHANISMS["sshd"]
+    spec: Any = mechanism.parse(selected["ssh-kex-post-quantum"])
+    (option,) = spec.options
+    assert option.expect.test(written)
+    algorithms = written.split(",")
+    assert option.expect.test(algorithms[0])
+    assert "curve25519-sha256" in algorithms
+    # Only what OpenSSH 9.2 (Debian 12) knows: its sshd refuses a name it does not.
+    assert "mlkem768x25519-sha256" not in algorithms
 
 
 def write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
