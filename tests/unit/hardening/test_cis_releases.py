@@ -261,6 +261,33 @@ def test_coverage_json_and_profile() -> None:
     assert rows["5.1.6"]["status"] == "not-covered"  # ciphers: not in the baseline
 
 
+@pytest.mark.parametrize("benchmark", ["cis-debian12", "cis-debian13"])
+def test_hardened_server_leaves_only_separate_partitions_uncovered(benchmark: str) -> None:
+    # Issue 15: every automated Level 1 and 2 server item it can. A single-disk
+    # cloud image has no separate /home, /var, /var/tmp, /var/log or
+    # /var/log/audit partition to check.
+    import json
+
+    code, out = run(
+        "controls",
+        "coverage",
+        "--benchmark",
+        benchmark,
+        "--level",
+        "2",
+        "--profile",
+        "hardened-server",
+        "--json",
+    )
+    assert code == 0, out
+    uncovered = {
+        r["item"]
+        for r in json.loads(out)["results"]
+        if r["status"] == "not-covered" and r["assessment"] == "automated"
+    }
+    assert uncovered == {"1.1.2.3.1", "1.1.2.4.1", "1.1.2.5.1", "1.1.2.6.1", "1.1.2.7.1"}
+
+
 def test_coverage_refuses_an_unknown_benchmark() -> None:
     code, out = run("controls", "coverage", "--benchmark", "cis-debain13")
     assert code == 2
