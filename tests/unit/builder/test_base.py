@@ -355,3 +355,29 @@ def test_only_uefi_bases_skip_the_kernel_timer_check(tmp_path: Path) -> None:
         in base.bootstrap_inputs(debootstrap(firmware=Firmware.uefi))["kernel_cmdline"]
     )
     assert "kernel_cmdline" not in base.bootstrap_inputs(debootstrap())
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        ("hosts:          files dns", "hosts:          files myhostname dns"),
+        # libnss-myhostname's own maintainer script may append it after dns.
+        ("hosts:          files dns myhostname", "hosts:          files myhostname dns"),
+        ("hosts: dns files", "hosts:          dns files myhostname"),
+        ("hosts: dns", "hosts:          myhostname dns"),
+        ("hosts:          files myhostname dns", "hosts:          files myhostname dns"),
+    ],
+)
+def test_the_own_name_resolves_before_dns_is_asked(before: str, after: str) -> None:
+    text = "passwd:         files\n{}\nnetworks:       files\n"
+    assert bootstrap.hosts_lookup(text.format(before)) == text.format(after)
+
+
+def test_a_tree_gets_myhostname_in_its_hosts_line(tmp_path: Path) -> None:
+    tree = fake_tree(tmp_path)
+    (tree / "etc/nsswitch.conf").write_text("passwd: files\nhosts: files dns\n")
+    bootstrap._customize_tree(tree, "0" * 8, debootstrap("trixie"), None)
+    assert "hosts:          files myhostname dns" in (tree / "etc/nsswitch.conf").read_text()
+    assert "libnss-myhostname" in bootstrap.base_packages(Firmware.bios)
+    # Without a file (a tree that never had one), the line is written alone.
+    assert bootstrap.hosts_lookup("") == "hosts:          files myhostname dns\n"
