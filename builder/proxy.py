@@ -6,7 +6,9 @@ The name is part of the spec and the build key and is recorded in build.json;
 the value is read once from goldsmith's environment and then:
 
 - the base bootstrap (mmdebstrap on the host) gets it as ``http_proxy`` and
-  ``https_proxy`` in its environment. Not ``--aptopt``: mmdebstrap writes apt
+  ``https_proxy`` in its environment, with QEMU's host alias 10.0.2.2 read as
+  127.0.0.1 (``ProxyValue.host_url``: a proxy on the host serves both). Not
+  ``--aptopt``: mmdebstrap writes apt
   options into the new tree's ``/etc/apt/apt.conf.d/99mmdebstrap``, which
   would carry the URL into the cached base and every template made from it;
 - the build VM gets it as one apt configuration file, written through the SSH
@@ -31,6 +33,8 @@ from builder.spec_values import valid_host
 
 APT_CONF = "/etc/apt/apt.conf.d/00goldsmith-proxy"
 MAX_PROXY_URL = 1024
+# QEMU's user network: a build VM reaches the host's loopback at this address.
+GUEST_HOST_ALIAS = "10.0.2.2"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +57,23 @@ class ProxyValue:
     direct: tuple[str, ...]
 
     @property
+    def host_url(self) -> str:
+        """The URL for a process on the host (the bootstrap). The value is
+        written for the build VMs; a proxy they reach at QEMU's host alias
+        (10.0.2.2) is the one QEMU connects to on the host's loopback, so the
+        host reaches it at 127.0.0.1. Any other URL is the same for both."""
+        parts = urlsplit(self.url)
+        if parts.hostname != GUEST_HOST_ALIAS:
+            return self.url
+        userinfo, at, _ = parts.netloc.rpartition("@")
+        port = f":{parts.port}" if parts.port is not None else ""
+        return parts._replace(netloc=f"{userinfo}{at}127.0.0.1{port}").geturl()
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         """The URL, and its password alone (apt or a log line may show a part of it)."""
         parts = urlsplit(self.url)
-        found = [self.url]
+        found = [self.url, self.host_url]
         if parts.password:
             found += [parts.password, unquote(parts.password)]
         return tuple(dict.fromkeys(s for s in found if s))
@@ -77,7 +94,7 @@ class ProxyValue:
 
     def environment(self) -> dict[str, str]:
         """For a host process (mmdebstrap): the proxy variables apt reads."""
-        env = {"http_proxy": self.url, "https_proxy": self.url}
+        env = {"http_proxy": self.host_url, "https_proxy": self.host_url}
         if self.direct:
             env["no_proxy"] = ",".join(self.direct)
         return env

@@ -109,8 +109,30 @@ def test_secrets_mask_the_url_and_its_password() -> None:
 
 
 def test_the_bootstrap_environment() -> None:
+    # The build VMs reach the host's proxy at QEMU's alias; mmdebstrap, on
+    # the host, at loopback, with the same credentials and port.
+    host = f"http://builder:{TOKEN}@127.0.0.1:3128"
     env = ProxyValue(URL, ("10.0.2.2", "apt.internal")).environment()
-    assert env == {"http_proxy": URL, "https_proxy": URL, "no_proxy": "10.0.2.2,apt.internal"}
+    assert env == {"http_proxy": host, "https_proxy": host, "no_proxy": "10.0.2.2,apt.internal"}
+    assert host in ProxyValue(URL, ()).secrets
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://proxy.corp.example:3128",
+        "http://user:pw@10.0.2.20:3128",  # another address: not QEMU's alias
+        "http://10.0.2.3:3142",
+    ],
+)
+def test_a_proxy_elsewhere_is_the_same_url_for_the_host(url: str) -> None:
+    assert ProxyValue(url, ()).host_url == url
+    assert ProxyValue(url, ()).environment()["http_proxy"] == url
+
+
+def test_the_alias_without_credentials_or_port() -> None:
+    assert ProxyValue("http://10.0.2.2", ()).host_url == "http://127.0.0.1"
+    assert ProxyValue("http://10.0.2.2:8080/", ()).host_url == "http://127.0.0.1:8080/"
 
 
 def test_read_proxy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,7 +222,8 @@ def test_the_bootstrap_gets_the_proxy_in_its_environment_only(
     inputs = base_module.bootstrap_inputs(spec)
     with pytest.raises(ToolError) as info:
         bootstrap_module.bootstrap_into(tmp_path, spec, inputs, ProxyValue(URL, ("10.0.2.2",)))
-    assert seen["env"] == {"http_proxy": URL, "https_proxy": URL, "no_proxy": "10.0.2.2"}
+    host = URL.replace("@10.0.2.2:", "@127.0.0.1:")
+    assert seen["env"] == {"http_proxy": host, "https_proxy": host, "no_proxy": "10.0.2.2"}
     assert not any(TOKEN in arg for arg in seen["argv"])
     assert not any("Proxy" in arg for arg in seen["argv"])  # no --aptopt into the tree
     assert TOKEN not in info.value.message and "***" in info.value.message
