@@ -8,9 +8,9 @@ the value is read once from goldsmith's environment and then:
 - the base bootstrap (mmdebstrap on the host) gets it as ``http_proxy`` and
   ``https_proxy`` in its environment, with QEMU's host alias 10.0.2.2 read as
   127.0.0.1 (``ProxyValue.host_url``: a proxy on the host serves both). Not
-  ``--aptopt``: mmdebstrap writes apt
-  options into the new tree's ``/etc/apt/apt.conf.d/99mmdebstrap``, which
-  would carry the URL into the cached base and every template made from it;
+  ``--aptopt``: mmdebstrap writes apt options into the new tree's
+  ``/etc/apt/apt.conf.d/99mmdebstrap``, which would carry the URL into the
+  cached base and every template made from it;
 - the build VM gets it as one apt configuration file, written through the SSH
   channel's stdin (the value is data, never shell text), removed by sealing
   (``builder.seal``) and searched for on the sealed disk's blocks by validation
