@@ -288,5 +288,7 @@ def escape(text: str, limit: int = 200) -> str:
     try:
         shown.encode("utf-8")
     except UnicodeEncodeError:
-        shown = shown.encode("utf-8", "backslashreplace").decode("ascii")
+        # Only the lone surrogates become \udXXX; other characters stay as
+        # they are, so the result is valid UTF-8 but not always ASCII.
+        shown = shown.encode("utf-8", "backslashreplace").decode("utf-8")
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
