@@ -67,6 +67,9 @@ class BaseImage:
     uri: str
     inputs: dict[str, Any]
     kernel: Path | None = None  # a kernel from this base, for the accelerator probe
+    # A bootstrapped base's own kernel and initrd (the files of its /boot),
+    # which its build VM may boot directly; None for a file or URL base.
+    own_kernel: tuple[Path, Path] | None = None
 
     def record(self) -> dict[str, Any]:
         return {
@@ -266,6 +269,7 @@ def bootstrap_base(base: DebootstrapBase, proxy: ProxyValue | None = None) -> Ba
         uri=base.mirror,
         inputs={**inputs, "key": key},
         kernel=entry / "vmlinuz",
+        own_kernel=(entry / "vmlinuz", entry / "initrd.img"),
     )
 
 

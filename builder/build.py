@@ -292,15 +292,15 @@ def build_vm_kernel(spec: TemplateSpec, base: BaseImage) -> qemu_command.KernelB
     GRUB to the kernel the upgrade installed (a direct boot would restart
     the base's), and a file or URL base's kernel is not known to goldsmith.
     Validation always boots the template from firmware."""
-    if spec.firmware is not firmware.Firmware.bios or base.source != "debootstrap":
+    if spec.firmware is not firmware.Firmware.bios or base.own_kernel is None:
         return None
-    if base.kernel is None or any(step.kind == "reboot" for step in spec.provision):
+    if any(step.kind == "reboot" for step in spec.provision):
         return None
-    initrd = base.kernel.with_name("initrd.img")
-    if not (base.kernel.is_file() and initrd.is_file()):
+    kernel, initrd = base.own_kernel
+    if not (kernel.is_file() and initrd.is_file()):
         return None
     return qemu_command.KernelBoot(
-        kernel=base.kernel, initrd=initrd, append=f"root=/dev/vda1 ro {BIOS_CMDLINE} quiet"
+        kernel=kernel, initrd=initrd, append=f"root=/dev/vda1 ro {BIOS_CMDLINE} quiet"
     )
 
 

@@ -3,38 +3,31 @@ nothing in the template, and the QEMU arguments that follow from it."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
+from test_firmware_spec import spec_file
 
 from builder.base import BaseImage
 from builder.build import build_vm_kernel
 from builder.qemu_command import Accelerator, MachineConfig, build_command
 from builder.spec import TemplateSpec, load_spec
 
-SPEC = """\
-name: t
-version: "1"
-base:
-  debootstrap:
-    suite: bookworm
-profile: baseline
-"""
-
 
 def spec(tmp_path: Path, extra: str = "") -> TemplateSpec:
-    path = tmp_path / "spec.yaml"
-    path.write_text(SPEC + textwrap.dedent(extra))
-    return load_spec(path)
+    return load_spec(spec_file(tmp_path, extra))
 
 
 def base(tmp_path: Path, source: str = "debootstrap", *, initrd: bool = True) -> BaseImage:
+    """A base as builder.base makes it: a bootstrapped one names its own
+    kernel and initrd; a file or URL base has only some cached kernel, for
+    the accelerator probe."""
     entry = tmp_path / "entry"
     entry.mkdir(exist_ok=True)
     (entry / "vmlinuz").write_bytes(b"kernel")
     if initrd:
         (entry / "initrd.img").write_bytes(b"initrd")
+    own = (entry / "vmlinuz", entry / "initrd.img") if source == "debootstrap" else None
     return BaseImage(
         path=entry / "base.qcow2",
         format="qcow2",
@@ -44,6 +37,7 @@ def base(tmp_path: Path, source: str = "debootstrap", *, initrd: bool = True) ->
         uri="u",
         inputs={},
         kernel=entry / "vmlinuz",
+        own_kernel=own,
     )
 
 
